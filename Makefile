@@ -1,0 +1,28 @@
+# The two set-up commands of the README: `make run` and `make test`. Each (re)creates .venv as needed.
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8020
+
+.PHONY: venv run test lint typecheck unit bench clean
+
+venv:
+	@PYTHON="$(PYTHON)" ./scripts/bootstrap.sh
+
+run: venv
+	$(BIN)/position-order-service serve --host $(HOST) --port $(PORT)
+
+lint: venv
+	$(BIN)/ruff check src tests bench main.py
+	$(BIN)/ruff format --check src tests bench main.py
+
+typecheck: venv
+	$(BIN)/mypy --strict src
+
+unit: venv
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,64 @@
+"""Settings from the environment and an optional .env file (pydantic-settings).
+
+With nothing set the service runs on embedded defaults: an embedded Redis-compatible server, the local
+exchange simulator, SQLite history. Real Redis, PostgreSQL and exchanges are configuration only.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # -- Redis (seed names) ---------------------------------------------------------------------------
+    redis_url: str = Field("", description="redis://[:password@]host:port/db; overrides REDIS_HOST/PORT")
+    redis_host: str = Field("", description="Redis host; empty with REDIS_URL empty = embedded server")
+    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_password: SecretStr = Field(SecretStr(""))
+    redis_db: int = Field(0, ge=0, le=15)
+    embedded_redis_port: int = Field(6399, ge=0, le=65535, description="0 = any free port")
+    embedded_redis: Literal["auto", "redis-server", "fakeredis"] = "auto"
+    key_prefix: str = Field("", description="prefix of every Redis key and channel (tests, shared servers)")
+
+    # -- exchanges --------------------------------------------------------------------------------------
+    okx_base_url: str = Field("", description="empty = the real OKX; e.g. http://127.0.0.1:8090 for the sim")
+    binance_base_url: str = Field("", description="empty = the real Binance USD-M")
+    sim: Literal["auto", "on", "off"] = Field(
+        "auto", description="run the OKX simulator in process (auto: when no exchange URL or Redis is set)"
+    )
+    sim_port: int = Field(8090, ge=0, le=65535)
+
+    # -- service ----------------------------------------------------------------------------------------
+    service_name: str = "position-order-service"
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+    @field_validator("redis_url", "redis_host", "okx_base_url", "binance_base_url", "key_prefix")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.strip()
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return not self.redis_url and not self.redis_host
+
+    def redis_dsn(self) -> str:
+        """The URL of the configured server (embedded servers are resolved at start)."""
+        if self.redis_url:
+            return self.redis_url
+        password = self.redis_password.get_secret_value()
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @property
+    def runs_simulator(self) -> bool:
+        if self.sim == "on":
+            return True
+        if self.sim == "off":
+            return False
+        return not self.okx_base_url and not self.binance_base_url and self.uses_embedded_redis

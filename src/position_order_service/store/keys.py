@@ -1,0 +1,133 @@
+"""Every Redis key and channel name the service uses (SPEC sections 2 and 3). Nothing else spells one.
+
+Keys of one user may carry a Redis Cluster hash tag: set `Keys(cluster_tags=True)` and every per-user key
+wraps the user id in braces, so one user's state, stream and seq live in one slot and the Lua scripts that
+touch several of them stay valid on a cluster. The seed's names are kept exactly when tags are off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SERVICE_NAME = "position_order_service"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = ""
+    cluster_tags: bool = False
+
+    def _u(self, user_id: str) -> str:
+        return f"{{{user_id}}}" if self.cluster_tags else user_id
+
+    # -- live state -------------------------------------------------------------------------------------
+    def position(self, user_id: str, exchange: str, symbol: str, side: str) -> str:
+        return f"{self.prefix}positions:realtime:{self._u(user_id)}:{exchange}:{symbol}:{side}"
+
+    def position_index(self, user_id: str, exchange: str) -> str:
+        return f"{self.prefix}positions:index:{self._u(user_id)}:{exchange}"
+
+    @staticmethod
+    def position_index_member(symbol: str, side: str) -> str:
+        return f"{symbol}:{side}"
+
+    @staticmethod
+    def split_position_index_member(member: str) -> tuple[str, str]:
+        symbol, _, side = member.rpartition(":")
+        return symbol, side
+
+    def order(self, user_id: str, exchange: str, order_id: str) -> str:
+        return f"{self.prefix}orders:realtime:{self._u(user_id)}:{exchange}:{order_id}"
+
+    def open_orders(self, user_id: str, exchange: str) -> str:
+        return f"{self.prefix}orders:open:{self._u(user_id)}:{exchange}"
+
+    def closed_orders(self, user_id: str, exchange: str) -> str:
+        return f"{self.prefix}orders:closed:{self._u(user_id)}:{exchange}"
+
+    def client_order(self, user_id: str, exchange: str, client_order_id: str) -> str:
+        """Intent record of a command: written before the order is sent (DESIGN invariant 4)."""
+        return f"{self.prefix}orders:intent:{self._u(user_id)}:{exchange}:{client_order_id}"
+
+    def trailing_stop(self, user_id: str, exchange: str, symbol: str, side: str) -> str:
+        return f"{self.prefix}trailing_stops:{self._u(user_id)}:{exchange}:{symbol}:{side}"
+
+    def trailing_stop_index(self) -> str:
+        return f"{self.prefix}trailing_stops:index"
+
+    def conditional_rule(self, user_id: str, rule_id: str) -> str:
+        return f"{self.prefix}conditional_rules:{self._u(user_id)}:{rule_id}"
+
+    def conditional_rule_index(self, user_id: str) -> str:
+        return f"{self.prefix}conditional_rules:index:{self._u(user_id)}"
+
+    def last_price(self, exchange: str, symbol: str) -> str:
+        return f"{self.prefix}prices:last:{exchange}:{symbol}"
+
+    # -- users --------------------------------------------------------------------------------------------
+    def active_users(self) -> str:
+        return f"{self.prefix}active_users:{SERVICE_NAME}"
+
+    def deactivated_users(self) -> str:
+        return f"{self.prefix}deactivated_users:{SERVICE_NAME}"
+
+    def bot_status(self, user_id: str) -> str:
+        return f"{self.prefix}user:{user_id}:bot:status"
+
+    def bot_status_pattern(self) -> str:
+        return f"{self.prefix}user:*:bot:status"
+
+    def bot_exchanges(self, user_id: str) -> str:
+        return f"{self.prefix}user:{user_id}:bot:exchanges"
+
+    def watchlist(self, user_id: str, exchange: str) -> str:
+        return f"{self.prefix}user:{user_id}:watchlist:{exchange}"
+
+    def credentials(self, user_id: str, exchange: str) -> str:
+        return f"{self.prefix}credentials:{self._u(user_id)}:{exchange}"
+
+    def legacy_api_keys(self, user_id: str) -> str:
+        return f"{self.prefix}user:{user_id}:api:keys"
+
+    # -- events ---------------------------------------------------------------------------------------
+    def event_stream(self, user_id: str) -> str:
+        return f"{self.prefix}events:{self._u(user_id)}"
+
+    def event_seq(self, user_id: str) -> str:
+        return f"{self.prefix}events:seq:{self._u(user_id)}"
+
+    # -- legacy keys of the bots (migration dual write) -------------------------------------------------
+    def legacy_hyperrsi_position(self, user_id: str, symbol: str, side: str) -> str:
+        return f"{self.prefix}user:{user_id}:position:{symbol}:{side}"
+
+    def legacy_grid_level(self, exchange: str, user_id: str, symbol: str, level: int) -> str:
+        return f"{self.prefix}{exchange}:user:{user_id}:symbol:{symbol}:active_grid:{level}"
+
+    # -- coordination ----------------------------------------------------------------------------------
+    def lease(self, name: str) -> str:
+        return f"{self.prefix}lease:{name}"
+
+    def idempotency(self, user_id: str, key: str) -> str:
+        return f"{self.prefix}idempotency:{self._u(user_id)}:{key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Channels:
+    """Pub/Sub channel names (the seed's, exactly). Channels are not keys: no prefix unless asked."""
+
+    prefix: str = ""
+
+    def positions(self, user_id: str, exchange: str, symbol: str) -> str:
+        return f"{self.prefix}positions:{user_id}:{exchange}:{symbol}"
+
+    def orders(self, user_id: str, exchange: str) -> str:
+        return f"{self.prefix}orders:{user_id}:{exchange}"
+
+    def prices(self, exchange: str, symbol: str) -> str:
+        return f"{self.prefix}prices:{exchange}:{symbol}"
+
+    def trailing_stops(self, user_id: str) -> str:
+        return f"{self.prefix}trailing_stops:{user_id}"
+
+    def conditional_rules(self, user_id: str) -> str:
+        return f"{self.prefix}conditional_rules:{user_id}"

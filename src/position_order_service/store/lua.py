@@ -1,0 +1,98 @@
+"""Lua scripts: each writes state, its indexes and its event in ONE atomic Redis step (DESIGN invariant 3)."""
+
+# APPLY: upsert one hash, maintain indexes, and emit the event (PUBLISH + XADD with the next per-user seq).
+#
+# KEYS[1] state hash   KEYS[2] per-user seq counter   KEYS[3] per-user event stream   KEYS[4..] index keys
+# ARGV  1 version ts (ms, number; "" = always newer)  2 progress (number; ties on ts are broken by it)
+#       3 channel ("" = no publish)   4 event body: the JSON object without its opening "{"; "" = no event
+#       5 event type when the record is new (or its status is one of ARGV 7)   6 event type otherwise
+#       7 comma-wrapped statuses that count as "new again" (",closed,liquidated,")   8 stream MAXLEN
+#       9 n = number of field/value pairs, then the pairs; then m = number of fields to delete, the fields;
+#       then k = number of index ops, each "op key_index arg": sadd | srem | lpush_capped_on_status_change
+#       (arg = the value, list capped at 1000) | del | expire (of the state hash; arg seconds) | persist |
+#       hset_mirror (arg = JSON array of field/value pairs: replaces a legacy mirror hash).
+# Returns {code, seq, event_type}: code 1 applied, 0 unchanged (nothing written), -1 stale (older version).
+APPLY = r"""
+local key = KEYS[1]
+local ts = ARGV[1]
+local progress = tonumber(ARGV[2]) or 0
+local exists = redis.call('EXISTS', key) == 1
+if exists and ts ~= '' then
+  local cur = redis.call('HMGET', key, '_ts', '_progress')
+  local cts = tonumber(cur[1])
+  if cts then
+    local nts = tonumber(ts)
+    if nts < cts then return {-1, 0, ''} end
+    local cprog = tonumber(cur[2]) or 0
+    if nts == cts and progress < cprog then return {-1, 0, ''} end
+    -- a finished order (progress >= 3) never comes back to life, whatever the timestamp says
+    if cprog >= 3 and progress < 3 then return {-1, 0, ''} end
+  end
+end
+local i = 9
+local n = tonumber(ARGV[i]); i = i + 1
+local changed = not exists
+local prev_status = false
+if exists then prev_status = redis.call('HGET', key, 'status') end
+local sets = {}
+for j = 1, n do
+  local f = ARGV[i]; local v = ARGV[i + 1]; i = i + 2
+  if not changed then
+    if f ~= 'updated_at' and redis.call('HGET', key, f) ~= v then changed = true end
+  end
+  sets[#sets + 1] = f; sets[#sets + 1] = v
+end
+local m = tonumber(ARGV[i]); i = i + 1
+local dels = {}
+for j = 1, m do
+  local f = ARGV[i]; i = i + 1
+  if not changed and redis.call('HEXISTS', key, f) == 1 then changed = true end
+  dels[#dels + 1] = f
+end
+if not changed then return {0, 0, ''} end
+if #sets > 0 then redis.call('HSET', key, unpack(sets)) end
+if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
+if ts ~= '' then redis.call('HSET', key, '_ts', ts, '_progress', ARGV[2]) end
+local k = tonumber(ARGV[i]); i = i + 1
+local new_status = redis.call('HGET', key, 'status')
+for j = 1, k do
+  local op = ARGV[i]; local target = KEYS[tonumber(ARGV[i + 1])]; local arg = ARGV[i + 2]; i = i + 3
+  if op == 'sadd' then redis.call('SADD', target, arg)
+  elseif op == 'srem' then redis.call('SREM', target, arg)
+  elseif op == 'lpush_capped_on_status_change' then
+    if prev_status ~= new_status then
+      redis.call('LPUSH', target, arg)
+      redis.call('LTRIM', target, 0, 999)
+    end
+  elseif op == 'del' then redis.call('DEL', target)
+  elseif op == 'expire' then redis.call('EXPIRE', key, tonumber(arg))
+  elseif op == 'persist' then redis.call('PERSIST', key)
+  elseif op == 'hset_mirror' then
+    -- arg: JSON array of [field, value, field, value, ...]; replaces the mirror hash (legacy keys)
+    redis.call('DEL', target)
+    local pairs_ = cjson.decode(arg)
+    if #pairs_ > 0 then redis.call('HSET', target, unpack(pairs_)) end
+  end
+end
+local body = ARGV[4]
+if body == '' then return {1, 0, ''} end
+local etype = ARGV[6]
+if (not exists) or (prev_status and string.find(ARGV[7], ',' .. prev_status .. ',', 1, true)) then
+  etype = ARGV[5]
+end
+local seq = redis.call('INCR', KEYS[2])
+local payload = '{"seq":' .. seq .. ',"event_type":"' .. etype .. '",' .. body
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], seq .. '-1', 'data', payload)
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], payload) end
+return {1, seq, etype}
+"""
+
+# EMIT: append an event that comes with no state change of its own (e.g. a command's failure).
+# KEYS[1] seq counter  KEYS[2] stream   ARGV 1 channel  2 event type  3 body (JSON without "{")  4 MAXLEN
+EMIT = r"""
+local seq = redis.call('INCR', KEYS[1])
+local payload = '{"seq":' .. seq .. ',"event_type":"' .. ARGV[2] .. '",' .. ARGV[3]
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', 'data', payload)
+if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], payload) end
+return seq
+"""

@@ -1,0 +1,179 @@
+"""Repositories: read and write positions and orders, each write one atomic step with its event."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from ..domain.enums import OrderStatus, PositionStatus
+from ..domain.events import envelope, order_event_type, order_fields, position_fields
+from ..domain.models import Order, Position
+from .codec import CorruptRecord, HashCodec
+from .keys import Channels, Keys
+from .writer import EventWriter, IndexOp, Write, WriteResult
+
+POSITION_CODEC: HashCodec[Position] = HashCodec(Position, flatten={"pnl": "_pnl"})
+ORDER_CODEC: HashCodec[Order] = HashCodec(Order)
+FINISHED_ORDER_TTL_S = 7 * 24 * 3600
+_ORDER_COMPUTED = set(Order.model_computed_fields)
+
+_ORDER_RANK = {
+    OrderStatus.PENDING: 0,
+    OrderStatus.OPEN: 1,
+    OrderStatus.PARTIALLY_FILLED: 2,
+    OrderStatus.FILLED: 3,
+    OrderStatus.CANCELLED: 3,
+    OrderStatus.REJECTED: 3,
+    OrderStatus.EXPIRED: 3,
+}
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+class PositionRepository:
+    def __init__(self, redis: Redis, keys: Keys, channels: Channels, writer: EventWriter) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.channels = channels
+        self.writer = writer
+
+    def write_for(
+        self, p: Position, metadata: dict[str, Any] | None = None, extra_ops: Sequence[IndexOp] = ()
+    ) -> Write:
+        key = self.keys.position(p.user_id, p.exchange.value, p.symbol, p.side.value)
+        index = self.keys.position_index(p.user_id, p.exchange.value)
+        member = self.keys.position_index_member(p.symbol, p.side.value)
+        fields = POSITION_CODEC.encode(p)
+        is_open = p.is_open
+        closed_type = "position.closed"
+        return Write(
+            key=key,
+            user_id=p.user_id,
+            set_fields=fields,
+            del_fields=POSITION_CODEC.absent_fields(fields),
+            ops=[IndexOp("sadd" if is_open else "srem", index, member), *extra_ops],
+            version_ts=_ms(p.updated_at),
+            channel=self.channels.positions(p.user_id, p.exchange.value, p.symbol),
+            event={**envelope(p.user_id, p.exchange.value, metadata), **position_fields(p)},
+            event_type_new="position.opened" if is_open else closed_type,
+            event_type="position.updated" if is_open else closed_type,
+            new_again_statuses=(PositionStatus.CLOSED.value, PositionStatus.LIQUIDATED.value),
+        )
+
+    async def upsert(self, p: Position, metadata: dict[str, Any] | None = None) -> WriteResult:
+        return await self.writer.apply(self.write_for(p, metadata))
+
+    async def get(self, user_id: str, exchange: str, symbol: str, side: str) -> Position | None:
+        key = self.keys.position(user_id, exchange, symbol, side)
+        raw = await self.redis.hgetall(key)
+        return POSITION_CODEC.decode(key, raw) if raw else None
+
+    async def list(self, user_id: str, exchange: str, symbol: str | None = None) -> list[Position]:
+        """Open positions of a user on an exchange (optionally one symbol), sorted by symbol and side."""
+        members = sorted(
+            m.decode() if isinstance(m, bytes) else m
+            for m in await self.redis.smembers(self.keys.position_index(user_id, exchange))
+        )
+        wanted = [self.keys.split_position_index_member(m) for m in members]
+        if symbol is not None:
+            wanted = [(s, side) for s, side in wanted if s == symbol]
+        if not wanted:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        keys = [self.keys.position(user_id, exchange, s, side) for s, side in wanted]
+        for k in keys:
+            pipe.hgetall(k)
+        raws = await pipe.execute()
+        return [POSITION_CODEC.decode(k, r) for k, r in zip(keys, raws, strict=True) if r]
+
+
+class OrderRepository:
+    CLOSED_CAP = 1000
+
+    def __init__(self, redis: Redis, keys: Keys, channels: Channels, writer: EventWriter) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.channels = channels
+        self.writer = writer
+
+    @staticmethod
+    def progress(o: Order) -> float:
+        """Orders only move forward: status rank, then the filled fraction (ties on timestamps)."""
+        return _ORDER_RANK[o.status] + float(o.filled_qty / o.quantity) * 0.999
+
+    def write_for(self, o: Order, metadata: dict[str, Any] | None = None) -> Write:
+        ex = o.exchange.value
+        key = self.keys.order(o.user_id, ex, o.order_id)
+        open_set = self.keys.open_orders(o.user_id, ex)
+        fields = ORDER_CODEC.encode(o)
+        if o.status.is_active:
+            ops = [IndexOp("sadd", open_set, o.order_id), IndexOp("persist", key)]
+        else:
+            ops = [
+                IndexOp("srem", open_set, o.order_id),
+                IndexOp(
+                    "lpush_capped_on_status_change",
+                    self.keys.closed_orders(o.user_id, ex),
+                    o.model_dump_json(exclude=_ORDER_COMPUTED),
+                ),
+                IndexOp("expire", key, str(FINISHED_ORDER_TTL_S)),
+            ]
+        etype = order_event_type(o)
+        return Write(
+            key=key,
+            user_id=o.user_id,
+            set_fields=fields,
+            del_fields=ORDER_CODEC.absent_fields(fields),
+            ops=ops,
+            version_ts=_ms(o.updated_at),
+            progress=self.progress(o),
+            channel=self.channels.orders(o.user_id, ex),
+            event={**envelope(o.user_id, ex, metadata), **order_fields(o)},
+            event_type_new="order.created" if o.status.is_active else etype,
+            event_type=etype,
+        )
+
+    async def upsert(self, o: Order, metadata: dict[str, Any] | None = None) -> WriteResult:
+        return await self.writer.apply(self.write_for(o, metadata))
+
+    async def get(self, user_id: str, exchange: str, order_id: str) -> Order | None:
+        key = self.keys.order(user_id, exchange, order_id)
+        raw = await self.redis.hgetall(key)
+        return ORDER_CODEC.decode(key, raw) if raw else None
+
+    async def list_open(self, user_id: str, exchange: str, symbol: str | None = None) -> list[Order]:
+        ids = sorted(
+            m.decode() if isinstance(m, bytes) else m
+            for m in await self.redis.smembers(self.keys.open_orders(user_id, exchange))
+        )
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        keys = [self.keys.order(user_id, exchange, i) for i in ids]
+        for k in keys:
+            pipe.hgetall(k)
+        raws = await pipe.execute()
+        orders = [ORDER_CODEC.decode(k, r) for k, r in zip(keys, raws, strict=True) if r]
+        if symbol is not None:
+            orders = [o for o in orders if o.symbol == symbol]
+        return sorted(orders, key=lambda o: (o.created_at, o.order_id))
+
+    async def list_closed(self, user_id: str, exchange: str, limit: int = 100) -> list[Order]:
+        key = self.keys.closed_orders(user_id, exchange)
+        raws = await self.redis.lrange(key, 0, max(0, min(limit, self.CLOSED_CAP)) - 1)
+        out: list[Order] = []
+        for i, raw in enumerate(raws):
+            try:
+                out.append(Order.model_validate(orjson.loads(raw)))
+            except (orjson.JSONDecodeError, ValueError) as exc:
+                raise CorruptRecord(key, f"[{i}]", f"is not a valid order: {exc}") from None
+        return out
+
+
+__all__ = ["ORDER_CODEC", "POSITION_CODEC", "OrderRepository", "PositionRepository"]

@@ -1,0 +1,88 @@
+"""Shared fixtures: real servers when present (required in CI), isolated by a key prefix per test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from position_order_service.store import Store
+from position_order_service.store.embedded import FakeRedisTcp, free_port
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REAL_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def require_server(name: str, host: str, port: int) -> None:
+    """Fail in CI, skip elsewhere, when a server a test needs is not running."""
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if IN_CI:
+        pytest.fail(message + " (CI requires it; .ci/run starts it)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def embedded_redis_url() -> Iterator[str]:
+    server = FakeRedisTcp(free_port())
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def real_redis_url() -> str:
+    require_server("Redis", "127.0.0.1", 6379)
+    return REAL_REDIS_URL
+
+
+@pytest.fixture(params=["real", "embedded"])
+def any_redis_url(request: pytest.FixtureRequest) -> str:
+    """The store suite runs on the real Redis and on the embedded server."""
+    name = "real_redis_url" if request.param == "real" else "embedded_redis_url"
+    return str(request.getfixturevalue(name))
+
+
+async def _cleanup(redis: Redis, prefix: str) -> None:
+    async for key in redis.scan_iter(match=f"{prefix}*", count=500):
+        await redis.delete(key)
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"test:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+async def redis_client(real_redis_url: str, key_prefix: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(real_redis_url)
+    yield client
+    await _cleanup(client, key_prefix)
+    await client.aclose()
+
+
+@pytest.fixture
+async def store(redis_client: Redis, key_prefix: str) -> Store:
+    return Store.create(redis_client, prefix=key_prefix)
+
+
+@pytest.fixture
+async def any_store(any_redis_url: str, key_prefix: str) -> AsyncIterator[Store]:
+    client = Redis.from_url(any_redis_url)
+    yield Store.create(client, prefix=key_prefix)
+    await _cleanup(client, key_prefix)
+    await client.aclose()
