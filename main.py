@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-from position_order_service.cli import main_py  # noqa: E402
+from position_order_service.cli import main_py
 
 if __name__ == "__main__":
     sys.exit(main_py())
