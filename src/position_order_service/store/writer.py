@@ -75,10 +75,10 @@ class LuaScript:
     async def __call__(self, keys: list[str], args: list[str | int | float]) -> Any:
         await self.load()
         try:
-            return await self.redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+            return await self.redis.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             await self.redis.script_load(self.source)
-            return await self.redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+            return await self.redis.evalsha(self.sha, len(keys), *keys, *args)
 
     async def load(self) -> None:
         if not self._loaded:
