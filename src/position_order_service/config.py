@@ -33,6 +33,31 @@ class Settings(BaseSettings):
     )
     sim_port: int = Field(8090, ge=0, le=65535)
 
+    # -- users and tracking ----------------------------------------------------------------------------
+    credentials_key: SecretStr = Field(
+        SecretStr(""), description="key that encrypts stored exchange credentials (Fernet key or passphrase)"
+    )
+    allow_legacy_plaintext_keys: bool = Field(
+        False, description="read the seed's plaintext user:{id}:api:keys"
+    )
+    user_rescan_interval_s: float = Field(300.0, gt=0)
+    symbol_rescan_interval_s: float = Field(60.0, gt=0)
+    reconcile_silent_s: float = Field(
+        30.0, gt=0, description="REST snapshot when streams are silent this long"
+    )
+    price_events_max_hz: float = Field(
+        4.0, ge=0, description="price.updated events per symbol per second (0 = all)"
+    )
+    position_mark_interval_s: float = Field(
+        1.0, gt=0, description="re-value open positions from ticks this often"
+    )
+    demo_user: str = Field("demo", description="user tracked against the embedded simulator")
+
+    # -- API ------------------------------------------------------------------------------------------------
+    api_tokens: SecretStr = Field(
+        SecretStr(""), description="'token=*;token2=user1,user2'; empty = no auth, loopback only"
+    )
+
     # -- service ----------------------------------------------------------------------------------------
     service_name: str = "position-order-service"
     log_level: str = "INFO"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from .codec import CorruptRecord
+from .intents import IntentRepository
 from .keys import Channels, Keys
 from .repositories import OrderRepository, PositionRepository
 from .writer import EventWriter
@@ -20,6 +21,7 @@ class Store:
     writer: EventWriter
     positions: PositionRepository
     orders: OrderRepository
+    intents: IntentRepository
 
     @classmethod
     def create(cls, redis: Redis, prefix: str = "", cluster_tags: bool = False) -> Store:
@@ -33,6 +35,7 @@ class Store:
             writer=writer,
             positions=PositionRepository(redis, keys, channels, writer),
             orders=OrderRepository(redis, keys, channels, writer),
+            intents=IntentRepository(redis, keys),
         )
 
 

@@ -61,6 +61,9 @@ class Keys:
     def conditional_rule_index(self, user_id: str) -> str:
         return f"{self.prefix}conditional_rules:index:{self._u(user_id)}"
 
+    def seen_fills(self, user_id: str, exchange: str) -> str:
+        return f"{self.prefix}fills:seen:{self._u(user_id)}:{exchange}"
+
     def last_price(self, exchange: str, symbol: str) -> str:
         return f"{self.prefix}prices:last:{exchange}:{symbol}"
 
@@ -79,6 +82,10 @@ class Keys:
 
     def bot_exchanges(self, user_id: str) -> str:
         return f"{self.prefix}user:{user_id}:bot:exchanges"
+
+    def tracked_exchanges(self, user_id: str) -> str:
+        """Exchanges the activate API chose for a user (the bot's own bot:exchanges is only read)."""
+        return f"{self.prefix}tracked_exchanges:{SERVICE_NAME}:{user_id}"
 
     def watchlist(self, user_id: str, exchange: str) -> str:
         return f"{self.prefix}user:{user_id}:watchlist:{exchange}"

@@ -96,3 +96,24 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', 'data', payload
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], payload) end
 return seq
 """
+
+# CREATE: write a hash only if the key does not exist yet (intent records, idempotency keys).
+# KEYS[1] hash   ARGV 1 ttl seconds, then field/value pairs. Returns 1 created, 0 existed.
+CREATE = r"""
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
+"""
+
+# EMIT_ONCE: like EMIT, guarded by a set member (fills are deduplicated by trade id).
+# KEYS[1] seq  KEYS[2] stream  KEYS[3] guard set   ARGV 1 channel 2 type 3 body 4 MAXLEN 5 member 6 guard ttl
+EMIT_ONCE = r"""
+if redis.call('SADD', KEYS[3], ARGV[5]) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[6]))
+local seq = redis.call('INCR', KEYS[1])
+local payload = '{"seq":' .. seq .. ',"event_type":"' .. ARGV[2] .. '",' .. ARGV[3]
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', 'data', payload)
+if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], payload) end
+return seq
+"""

@@ -96,6 +96,7 @@ class EventWriter:
         self.stream_maxlen = stream_maxlen
         self._apply = LuaScript(redis, lua.APPLY)
         self._emit = LuaScript(redis, lua.EMIT)
+        self._emit_once = LuaScript(redis, lua.EMIT_ONCE)
 
     def _apply_args(self, w: Write) -> tuple[list[str], list[str | int | float]]:
         keys = [w.key, self.keys.event_seq(w.user_id), self.keys.event_stream(w.user_id)]
@@ -148,5 +149,22 @@ class EventWriter:
         seq = await self._emit(
             keys=[self.keys.event_seq(user_id), self.keys.event_stream(user_id)],
             args=[channel, event_type, event_body(fields), self.stream_maxlen],
+        )
+        return int(seq)
+
+    async def emit_once(
+        self,
+        user_id: str,
+        channel: str,
+        event_type: str,
+        fields: dict[str, Any],
+        guard_key: str,
+        member: str,
+        guard_ttl_s: int = 7 * 24 * 3600,
+    ) -> int:
+        """Emit unless `member` was already emitted under `guard_key`; returns the seq, 0 if a duplicate."""
+        seq = await self._emit_once(
+            keys=[self.keys.event_seq(user_id), self.keys.event_stream(user_id), guard_key],
+            args=[channel, event_type, event_body(fields), self.stream_maxlen, member, guard_ttl_s],
         )
         return int(seq)

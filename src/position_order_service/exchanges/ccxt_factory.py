@@ -1,0 +1,89 @@
+"""Builds ccxt.pro clients for OKX and Binance USD-M, optionally pointed at a base URL (the simulator).
+
+Configured as exchange-wire-notes.md says: no currency fetches, swap markets only, sandbox URLs redirected too
+so nothing can reach elsewhere, and Binance's linear error table forced (a loopback URL never matches ccxt's
+URL-prefix lookup, so -2019 would surface as a plain ExchangeError otherwise).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ccxt
+import ccxt.pro as ccxtpro
+
+from ..domain.enums import Exchange
+
+CCXT_IDS = {Exchange.OKX: "okx", Exchange.BINANCE: "binanceusdm"}
+
+
+def _okx_urls(base: str) -> dict[str, str]:
+    ws = base.replace("http://", "ws://").replace("https://", "wss://") + "/ws/v5"
+    return {"rest": base, "ws": ws}
+
+
+def _binance_urls(base: str, template: dict[str, Any]) -> dict[str, Any]:
+    urls = dict(template)
+    for key, path in (
+        ("fapiPublic", "/fapi/v1"),
+        ("fapiPublicV2", "/fapi/v2"),
+        ("fapiPublicV3", "/fapi/v3"),
+        ("fapiPrivate", "/fapi/v1"),
+        ("fapiPrivateV2", "/fapi/v2"),
+        ("fapiPrivateV3", "/fapi/v3"),
+        ("fapiData", "/futures/data"),
+    ):
+        urls[key] = base + path
+    ws = dict(urls.get("ws", {}))
+    ws["linear"] = base.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
+    urls["ws"] = ws
+    return urls
+
+
+def make_client(
+    exchange: Exchange | str,
+    base_url: str = "",
+    api_key: str = "",
+    secret: str = "",
+    passphrase: str = "",
+    *,
+    timeout_ms: int = 10_000,
+    hedged: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Any:
+    """A ccxt.pro client; `base_url` empty = the real exchange."""
+    exchange = Exchange(exchange)
+    config: dict[str, Any] = {
+        "apiKey": api_key,
+        "secret": secret,
+        "enableRateLimit": not base_url,
+        "timeout": timeout_ms,
+        "newUpdates": True,
+    }
+    if exchange is Exchange.OKX:
+        config["password"] = passphrase
+        config["options"] = {"fetchMarkets": {"types": ["swap"]}, "defaultType": "swap"}
+        client = ccxtpro.okx(config)
+        client.has["fetchCurrencies"] = False
+        if base_url:
+            urls = _okx_urls(base_url.rstrip("/"))
+            client.urls["api"] = dict(urls)
+            client.urls["test"] = dict(urls)
+    elif exchange is Exchange.BINANCE:
+        config["options"] = {"fetchCurrencies": False, "defaultType": "future"}
+        client = ccxtpro.binanceusdm(config)
+        if base_url:
+            base = base_url.rstrip("/")
+            client.urls["api"] = _binance_urls(base, client.urls["api"])
+            client.urls["test"] = _binance_urls(base, client.urls.get("test", {}))
+            client.exceptions = {
+                **client.exceptions,
+                "exact": ccxt.binanceusdm().exceptions["linear"]["exact"],
+            }
+    else:
+        raise ValueError(f"{exchange.value} is not supported yet")
+    if hedged:
+        client.options["hedged"] = True
+    for k, v in (extra or {}).items():
+        client.options[k] = v
+    return client

@@ -1,0 +1,362 @@
+"""OrderManager: places and cancels orders safely (migration guide's OrderManager; SPEC sections 1, 7, 9).
+
+Intent before action (DESIGN invariant 4): the client order id is chosen and recorded before the order is sent.
+The same idempotency key never creates two orders. A timeout or a dropped connection is an unknown outcome,
+resolved by asking the exchange for that client order id, never by sending again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ..domain.enums import OrderSide, OrderStatus, OrderType, PositionSide, TimeInForce
+from ..domain.events import envelope
+from ..domain.market import BelowMinimum, OrderRequest
+from ..domain.models import Order
+from ..domain.reconcile import Intent, merge_order
+from ..domain.symbols import InvalidSymbol, native_symbol
+from ..exchanges.base import ExchangeGateway, ExchangeUnavailable, GatewayError, OrderNotFound
+from ..store import Store
+from .commands import CommandError, Conflict, NotFound, OutcomeUnknown
+from .gateways import GatewayProvider
+from .tracking import TrackingService
+
+log = logging.getLogger(__name__)
+
+CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")  # what OKX and Binance both accept
+RESOLVE_ATTEMPTS = 4
+RESOLVE_DELAY_S = 0.25
+IN_FLIGHT_WAIT_S = 10.0
+
+
+def new_client_order_id() -> str:
+    return "pos" + uuid.uuid4().hex[:29]
+
+
+def client_order_id_for_key(user_id: str, idempotency_key: str) -> str:
+    """The same idempotency key always maps to the same client order id (so the exchange dedupes too)."""
+    return "idk" + hashlib.sha256(f"{user_id}\x00{idempotency_key}".encode()).hexdigest()[:29]
+
+
+@dataclass
+class OrderCommand:
+    user_id: str
+    exchange: str
+    symbol: str
+    side: OrderSide
+    order_type: OrderType
+    quantity: Decimal
+    price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    reduce_only: bool = False
+    post_only: bool = False
+    position_side: PositionSide | None = None
+    client_order_id: str | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    callback_rate: Decimal | None = None
+    activation_price: Decimal | None = None
+    grid_level: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+
+
+class OrderManager:
+    def __init__(self, store: Store, gateways: GatewayProvider, tracking: TrackingService) -> None:
+        self.store = store
+        self.gateways = gateways
+        self.tracking = tracking
+
+    # -- creation --------------------------------------------------------------------------------------
+    async def create_order(
+        self,
+        user_id: str,
+        exchange: str,
+        symbol: str,
+        side: OrderSide | str,
+        order_type: OrderType | str,
+        quantity: Decimal,
+        price: Decimal | None = None,
+        trigger_price: Decimal | None = None,
+        reduce_only: bool = False,
+        post_only: bool = False,
+        position_side: PositionSide | str | None = None,
+        client_order_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> Order:
+        """The migration guide's signature; see OrderCommand for the optional extras."""
+        cmd = OrderCommand(
+            user_id=user_id,
+            exchange=exchange,
+            symbol=symbol,
+            side=OrderSide(side),
+            order_type=OrderType(order_type),
+            quantity=quantity,
+            price=price,
+            trigger_price=trigger_price,
+            reduce_only=reduce_only,
+            post_only=post_only,
+            position_side=PositionSide(position_side) if position_side else None,
+            client_order_id=client_order_id,
+            metadata=dict(metadata or {}),
+            **extra,
+        )
+        return await self.place(cmd)
+
+    async def place(self, cmd: OrderCommand) -> Order:
+        gateway = await self.gateways.for_user(cmd.user_id, cmd.exchange)
+        request = self._prepare(cmd, gateway)
+        intent = Intent(
+            client_order_id=request.client_order_id,
+            order_type=cmd.order_type.value,
+            grid_level=cmd.grid_level,
+            metadata=cmd.metadata,
+        )
+        created = await self.store.intents.create(
+            cmd.user_id, cmd.exchange, intent, request={"symbol": request.symbol, "side": request.side.value}
+        )
+        if not created:
+            return await self._existing(cmd, request, gateway)
+        try:
+            order = await gateway.create_order(request)
+        except ExchangeUnavailable:
+            order = await self._resolve_unknown(cmd, request, gateway)
+        except GatewayError as exc:
+            await self.store.intents.set_state(
+                cmd.user_id, cmd.exchange, request.client_order_id, state="rejected"
+            )
+            await self._emit_failed(cmd, request, exc.reason)
+            raise
+        await self.store.intents.set_state(
+            cmd.user_id, cmd.exchange, request.client_order_id, state="sent", order_id=order.order_id
+        )
+        return await self._record(cmd.user_id, cmd.exchange, order, intent)
+
+    def _prepare(self, cmd: OrderCommand, gateway: ExchangeGateway) -> OrderRequest:
+        try:
+            symbol = native_symbol(cmd.exchange, cmd.symbol)
+            market = gateway.market(symbol)
+        except (InvalidSymbol, KeyError, ValueError) as exc:
+            raise CommandError(f"unknown symbol {cmd.symbol!r} on {cmd.exchange}: {exc}", "symbol") from None
+        if cmd.client_order_id is not None and not CLIENT_ORDER_ID.match(cmd.client_order_id):
+            raise CommandError("client_order_id must be 1 to 32 letters and digits", "client_order_id")
+        cid = cmd.client_order_id or (
+            client_order_id_for_key(cmd.user_id, cmd.idempotency_key)
+            if cmd.idempotency_key
+            else new_client_order_id()
+        )
+        t = cmd.order_type
+        if t.needs_price and cmd.price is None:
+            raise CommandError(f"price is required for a {t.value} order", "price")
+        if t.needs_trigger_price and cmd.trigger_price is None:
+            raise CommandError(f"trigger_price is required for a {t.value} order", "trigger_price")
+        if t is OrderType.TRAILING_STOP and cmd.callback_rate is None:
+            raise CommandError("callback_rate is required for a trailing_stop order", "callback_rate")
+        price = market.round_price(cmd.price) if cmd.price is not None else None
+        if price is not None and price <= 0:
+            raise CommandError(f"price {cmd.price} rounds to zero at tick {market.tick_size}", "price")
+        trigger = None
+        if cmd.trigger_price is not None:
+            # a stop protecting a long (a sell) rounds up, one protecting a short rounds down: never later
+            protects = PositionSide.LONG if cmd.side is OrderSide.SELL else PositionSide.SHORT
+            trigger = (
+                market.stop_price(cmd.trigger_price, protects)
+                if t in (OrderType.STOP_LOSS, OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
+                else market.round_price(cmd.trigger_price)
+            )
+        try:
+            ref_price = price or trigger or cmd.activation_price
+            quantity = market.checked_size(cmd.quantity, ref_price)
+        except BelowMinimum as exc:
+            raise CommandError(str(exc), "quantity") from None
+        request = OrderRequest(
+            symbol=symbol,
+            side=cmd.side,
+            order_type=t,
+            quantity=quantity,
+            client_order_id=cid,
+            price=price,
+            trigger_price=trigger,
+            callback_rate=cmd.callback_rate,
+            activation_price=market.round_price(cmd.activation_price) if cmd.activation_price else None,
+            reduce_only=cmd.reduce_only,
+            post_only=cmd.post_only,
+            time_in_force=TimeInForce.POST_ONLY if cmd.post_only else cmd.time_in_force,
+            position_side=cmd.position_side,
+        )
+        return request
+
+    async def _resolve_unknown(
+        self, cmd: OrderCommand, request: OrderRequest, gateway: ExchangeGateway
+    ) -> Order:
+        """The reply was lost: ask the exchange whether the order exists. Never send it again."""
+        for attempt in range(RESOLVE_ATTEMPTS):
+            await asyncio.sleep(RESOLVE_DELAY_S * (attempt + 1))
+            try:
+                found = await gateway.fetch_order(request.symbol, client_order_id=request.client_order_id)
+            except ExchangeUnavailable:
+                continue
+            except OrderNotFound:
+                found = None
+            if found is not None:
+                log.info(
+                    "resolved a lost reply: order %s exists",
+                    found.order_id,
+                    extra={"user_id": cmd.user_id, "client_order_id": request.client_order_id},
+                )
+                return found
+            if attempt >= 1:  # asked twice and the exchange says it has no such order: it was not placed
+                await self.store.intents.set_state(
+                    cmd.user_id, cmd.exchange, request.client_order_id, state="not_placed"
+                )
+                await self._emit_failed(cmd, request, "the exchange did not receive the order")
+                raise ExchangeUnavailable(
+                    "the exchange did not answer; the order was not placed (safe to retry)"
+                )
+        raise OutcomeUnknown(
+            f"the exchange did not answer and could not be asked; order {request.client_order_id} may exist: "
+            "the service will adopt it if it does. Do not resend; query it by client_order_id"
+        )
+
+    async def _existing(self, cmd: OrderCommand, request: OrderRequest, gateway: ExchangeGateway) -> Order:
+        """A request with the same key was seen: return its order, waiting while it is in flight."""
+        deadline = asyncio.get_running_loop().time() + IN_FLIGHT_WAIT_S
+        while True:
+            raw = await self.store.intents.get_raw(cmd.user_id, cmd.exchange, request.client_order_id)
+            state = raw.get("state")
+            if state == "sent" and raw.get("order_id"):
+                order = await self.store.orders.get(cmd.user_id, cmd.exchange, raw["order_id"])
+                if order is not None:
+                    return order
+            if state in ("rejected", "not_placed"):
+                raise Conflict(
+                    f"a request with this idempotency key / client_order_id was already refused ({state})",
+                    "client_order_id",
+                )
+            if asyncio.get_running_loop().time() > deadline:
+                # still pending: its sender may have died mid-flight. Ask the exchange, never resend.
+                found = await gateway.fetch_order(request.symbol, client_order_id=request.client_order_id)
+                if found is not None:
+                    await self.store.intents.set_state(
+                        cmd.user_id,
+                        cmd.exchange,
+                        request.client_order_id,
+                        state="sent",
+                        order_id=found.order_id,
+                    )
+                    return await self._record(cmd.user_id, cmd.exchange, found, self.store.intents.parse(raw))
+                raise Conflict("a request with this idempotency key is still in flight", "client_order_id")
+            await asyncio.sleep(0.05)
+
+    async def _record(self, user_id: str, exchange: str, order: Order, intent: Intent | None) -> Order:
+        """Hand the exchange's answer to the user's tracker (the single writer), or store it directly."""
+        known = await self.store.orders.get(user_id, exchange, order.order_id)
+        merged = merge_order(known, order, intent)
+        tracker = self.tracking.get(user_id, exchange)
+        if tracker is not None:
+            await tracker.apply_orders([merged])
+            return tracker.orders.get(merged.order_id, merged)
+        await self.store.orders.upsert(merged)
+        return merged
+
+    async def _emit_failed(self, cmd: OrderCommand, request: OrderRequest, reason: str) -> None:
+        await self.store.writer.emit(
+            cmd.user_id,
+            self.store.channels.orders(cmd.user_id, cmd.exchange),
+            "order.failed",
+            {
+                **envelope(cmd.user_id, cmd.exchange, {"reason": reason}),
+                "order_id": None,
+                "client_order_id": request.client_order_id,
+                "symbol": request.symbol,
+                "side": request.side.value,
+                "order_type": request.order_type.value,
+                "quantity": str(request.quantity),
+                "price": str(request.price) if request.price is not None else None,
+                "filled_qty": "0",
+                "avg_fill_price": None,
+                "status": "rejected",
+            },
+        )
+
+    # -- cancellation ----------------------------------------------------------------------------------
+    async def cancel_order(
+        self,
+        user_id: str,
+        exchange: str,
+        order_id: str,
+        symbol: str | None = None,
+        order_type: str | None = None,
+    ) -> Order:
+        """Cancel a regular or algo order; the kind is looked up (or tried both ways), the caller need not know."""
+        known = await self.store.orders.get(user_id, exchange, order_id)
+        if symbol is None and known is None:
+            raise NotFound(
+                f"order {order_id!r} of user {user_id!r} on {exchange} is not known; give its symbol"
+            )
+        try:
+            sym = native_symbol(exchange, symbol) if symbol else known.symbol  # type: ignore[union-attr]
+        except InvalidSymbol as exc:
+            raise CommandError(str(exc), "symbol") from None
+        if known is not None and known.symbol != sym:
+            raise CommandError(f"order {order_id} is on {known.symbol}, not {sym}", "symbol")
+        if known is not None and known.status.is_terminal:
+            raise Conflict(f"order {order_id} is already {known.status.value}", "order_id")
+        is_algo: bool | None = None
+        if known is not None:
+            is_algo = known.order_type.is_algo
+        elif order_type:
+            try:
+                is_algo = OrderType(order_type).is_algo
+            except ValueError:
+                is_algo = None
+        gateway = await self.gateways.for_user(user_id, exchange)
+        try:
+            cancelled = await gateway.cancel_order(sym, order_id, is_algo=is_algo)
+        except OrderNotFound:
+            final = await gateway.fetch_order(sym, order_id=order_id)
+            if final is not None and final.status.is_terminal:
+                await self._record(user_id, exchange, final, None)
+                raise Conflict(f"order {order_id} is already {final.status.value}", "order_id") from None
+            raise NotFound(f"order {order_id} does not exist on {exchange}") from None
+        if cancelled is None:
+            cancelled = await gateway.fetch_order(sym, order_id=order_id)
+        if cancelled is None:
+            raise NotFound(f"order {order_id} does not exist on {exchange}")
+        if cancelled.status.is_active:  # the exchange accepted the cancel; its stream will confirm
+            cancelled = cancelled.model_copy(update={"status": OrderStatus.CANCELLED})
+        return await self._record(user_id, exchange, cancelled, None)
+
+    # -- queries ---------------------------------------------------------------------------------------
+    async def get_order(self, user_id: str, exchange: str, order_id: str) -> Order:
+        order = await self.store.orders.get(user_id, exchange, order_id)
+        if order is None:
+            raise NotFound(f"order {order_id!r} of user {user_id!r} on {exchange} not found")
+        return order
+
+    async def get_orders(
+        self,
+        user_id: str,
+        exchange: str,
+        symbol: str | None = None,
+        status: OrderStatus | str | None = None,
+        limit: int = 1000,
+    ) -> list[Order]:
+        wanted = OrderStatus(status) if status else None
+        sym = native_symbol(exchange, symbol) if symbol else None
+        orders: list[Order] = []
+        if wanted is None or wanted.is_active:
+            orders += await self.store.orders.list_open(user_id, exchange, sym)
+        if wanted is None or wanted.is_terminal:
+            closed = await self.store.orders.list_closed(user_id, exchange, limit)
+            orders += [o for o in closed if sym is None or o.symbol == sym]
+        if wanted is not None:
+            orders = [o for o in orders if o.status is wanted]
+        return orders
