@@ -13,12 +13,28 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reload", action="store_true", help="restart on code changes (development)")
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def serve(host: str, port: int, reload: bool) -> int:
+    import logging
+
     import uvicorn
 
+    from .config import Settings
     from .logging_setup import configure_logging
 
     configure_logging()
+    log = logging.getLogger("position_order_service")
+    if not Settings().api_tokens.get_secret_value():
+        if host not in LOOPBACK:
+            print(
+                f"refusing to serve on {host} without API_TOKENS: anyone who can reach it could trade. "
+                "Set API_TOKENS='token=*' (or per-user grants), or bind 127.0.0.1.",
+                file=sys.stderr,
+            )
+            return 2
+        log.warning("no API_TOKENS configured: serving on loopback %s only, without authentication", host)
     if reload:
         uvicorn.run("position_order_service.app:create_app", factory=True, host=host, port=port, reload=True)
     else:
@@ -32,9 +48,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="position-order-service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve_args(sub.add_parser("serve", help="run the service (HTTP API and workers)"))
+    sim = sub.add_parser("sim", help="run an exchange simulator (OKX v5 or Binance USD-M wire formats)")
+    sim.add_argument("--exchange", choices=["okx", "binance"], default="okx")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8090)
+    sim.add_argument("--seed", type=int, default=0, help="seed of ids and random-walk prices")
+    sim.add_argument("--demo", action="store_true", help="create the demo account and moving prices")
+    check = sub.add_parser(
+        "check-consistency",
+        help="compare the bots' legacy Redis keys with the new schema (needs REDIS_URL or REDIS_HOST)",
+    )
+    check.add_argument("--user", default=None, help="check one user only (default: everyone)")
     args = parser.parse_args(argv)
+    if args.command == "check-consistency":
+        from .integrations.consistency import run_check
+
+        return run_check(args.user)
     if args.command == "serve":
         return serve(args.host, args.port, args.reload)
+    if args.command == "sim":
+        from .logging_setup import configure_logging
+        from .sim.server import run_sim
+
+        configure_logging()
+        run_sim(args.exchange, args.host, args.port, args.demo, args.seed)
+        return 0
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -31,7 +31,10 @@ class Settings(BaseSettings):
     sim: Literal["auto", "on", "off"] = Field(
         "auto", description="run the OKX simulator in process (auto: when no exchange URL or Redis is set)"
     )
-    sim_port: int = Field(8090, ge=0, le=65535)
+    sim_port: int = Field(8090, ge=0, le=65535, description="port of the in-process OKX simulator")
+    sim_binance_port: int = Field(
+        8091, ge=0, le=65535, description="port of the in-process Binance simulator"
+    )
 
     # -- users and tracking ----------------------------------------------------------------------------
     credentials_key: SecretStr = Field(
@@ -52,6 +55,19 @@ class Settings(BaseSettings):
         1.0, gt=0, description="re-value open positions from ticks this often"
     )
     demo_user: str = Field("demo", description="user tracked against the embedded simulator")
+
+    # -- migration (feature flags of the migration guide) --------------------------------------------------
+    use_shared_manager: bool = Field(
+        True, description="bots' adapters use the shared managers (False = legacy)"
+    )
+    dual_schema_write: bool = Field(False, description="also write the bots' legacy Redis keys, atomically")
+
+    # -- history ---------------------------------------------------------------------------------------
+    database_url: str = Field(
+        "",
+        description="SQL history: empty = SQLite file ./var/history.sqlite3; postgresql://... for PostgreSQL",
+    )
+    history: bool = Field(True, description="write the durable history of orders, fills and positions")
 
     # -- API ------------------------------------------------------------------------------------------------
     api_tokens: SecretStr = Field(

@@ -170,3 +170,18 @@ async def test_corrupt_stored_hash_raises_naming_key_and_field(any_store: Store)
     with pytest.raises(CorruptRecord, match="entry_price") as err:
         await any_store.positions.get("u1", "okx", "BTC-USDT-SWAP", "long")
     assert key in str(err.value)
+
+
+async def test_dual_write_mirrors_the_legacy_hyperrsi_key_atomically(any_store: Store) -> None:
+    store = Store.create(any_store.redis, prefix=any_store.keys.prefix, dual_write=True)
+    await store.positions.upsert(pos(stop_loss_price="44000", metadata={"is_DCA": True}))
+    legacy_key = store.keys.legacy_hyperrsi_position("u1", "BTC-USDT-SWAP", "long")
+    new_key = store.keys.position("u1", "okx", "BTC-USDT-SWAP", "long")
+    legacy = await store.redis.hgetall(legacy_key)
+    new = await store.redis.hgetall(new_key)
+    assert legacy[b"size"] == new[b"size"] == b"0.1"
+    assert legacy[b"entry_price"] == new[b"entry_price"] == b"45000"
+    assert legacy[b"sl_price"] == b"44000" and legacy[b"is_DCA"] == b"true"
+    closed = pos(size="0", status="closed", closed_at=T0 + timedelta(seconds=1), updated_at=T0 + timedelta(seconds=1))
+    await store.positions.upsert(closed)
+    assert not await store.redis.exists(legacy_key)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..domain.symbols import InvalidSymbol
 from ..exchanges.base import GatewayError
 from ..services.commands import CommandError, OutcomeUnknown
 from ..services.credentials import CredentialsUnavailable
@@ -33,6 +34,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def command_refused(request: Request, exc: CommandError) -> JSONResponse:
         loc = ["body", exc.field] if exc.field else ["body"]
         return JSONResponse({"detail": [{"loc": loc, "msg": exc.message}]}, status_code=exc.status)
+
+    @app.exception_handler(InvalidSymbol)
+    async def bad_symbol(request: Request, exc: InvalidSymbol) -> JSONResponse:
+        return JSONResponse({"detail": [{"loc": ["body", "symbol"], "msg": str(exc)}]}, status_code=422)
 
     @app.exception_handler(OutcomeUnknown)
     async def outcome_unknown(request: Request, exc: OutcomeUnknown) -> JSONResponse:

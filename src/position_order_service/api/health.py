@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 if TYPE_CHECKING:
     from ..app import AppContext
@@ -23,3 +23,10 @@ async def health(request: Request) -> dict[str, str]:
 async def status(request: Request) -> dict[str, Any]:
     ctx: AppContext = request.app.state.ctx
     return await ctx.status()
+
+
+@router.get("/metrics", tags=["service"], summary="Prometheus metrics")
+async def prometheus_metrics() -> Response:
+    from .. import metrics
+
+    return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

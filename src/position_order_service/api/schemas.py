@@ -70,7 +70,12 @@ class CredentialsRequest(BaseModel):
 Money = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 ExchangeName = Literal["okx", "binance"]
 UserId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@\-]{1,64}$")]
-Symbol = Annotated[str, Field(min_length=1, max_length=64)]
+Symbol = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9/:_\-]{0,63}$", description="BTC-USDT-SWAP, BTCUSDT or BTC/USDT:USDT"
+    ),
+]
 
 
 class CreateOrderRequest(BaseModel):
@@ -152,3 +157,36 @@ class ClosePositionRequest(BaseModel):
 
 class ClosePositionResponse(BaseModel):
     order: Order
+
+
+class CreateTrailingStopRequest(BaseModel):
+    """The seed's body, plus order_id, price_source and mode."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: UserId
+    exchange: ExchangeName
+    symbol: Symbol
+    side: PositionSide = Field(description="side of the position the stop protects")
+    activation_price: Money | None = Field(None, description="none = active at once")
+    callback_rate: Annotated[Decimal, Field(gt=0, lt=1, description="fraction: 0.02 = 2%")]
+    size: Money | None = Field(None, description="none = the whole position")
+    order_id: Annotated[str, Field(max_length=64)] | None = None
+    price_source: Literal["last", "mark", "bid_ask"] = "last"
+    mode: Literal["emulated", "native"] = "emulated"
+
+
+class CreateRuleRequest(BaseModel):
+    """The seed's body; price_reached needs price, direction and symbol; oco=true also makes the mirror rule."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: UserId
+    exchange: ExchangeName
+    trigger_order_id: Annotated[str, Field(min_length=1, max_length=64)]
+    cancel_order_ids: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=64)]], Field(min_length=1, max_length=50)
+    ]
+    condition: Literal["filled", "partially_filled", "cancelled", "price_reached"]
+    price: Money | None = None
+    direction: Literal["above", "below"] | None = None
+    symbol: Symbol | None = None
+    oco: bool = False

@@ -166,6 +166,11 @@ def position_fields(p: Position) -> dict[str, Any]:
         "leverage": p.leverage,
         "grid_level": p.grid_level,
         "status": p.status.value,
+        "exit_price": dec(p.exit_price),
+        "fees": dec(p.pnl.fees),
+        "created_at": p.created_at.isoformat(),
+        "updated_at": p.updated_at.isoformat(),
+        "closed_at": p.closed_at.isoformat() if p.closed_at else None,
     }
 
 
@@ -185,6 +190,9 @@ def order_fields(o: Order) -> dict[str, Any]:
         "reduce_only": o.reduce_only,
         "position_side": o.position_side.value if o.position_side else None,
         "grid_level": o.grid_level,
+        "fee": dec(o.fee),
+        "created_at": o.created_at.isoformat(),
+        "updated_at": o.updated_at.isoformat(),
     }
 
 

@@ -63,6 +63,7 @@ def merge_order(known: Order | None, incoming: Order, intent: Intent | None = No
             update["metadata"] = {**intent.metadata, **incoming.metadata}
         return incoming.model_copy(update=update)
     update = {f: getattr(incoming, f) for f in _ORDER_EXCHANGE_FIELDS}
+    update["fee"] = max(incoming.fee, known.fee)  # a REST view without fees must not erase them
     if incoming.client_order_id and not known.client_order_id:
         update["client_order_id"] = incoming.client_order_id
     # a later report never shrinks what has filled (a stale REST view cannot undo a fill)

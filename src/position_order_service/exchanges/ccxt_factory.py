@@ -7,6 +7,7 @@ URL-prefix lookup, so -2019 would surface as a plain ExchangeError otherwise).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import ccxt
@@ -38,6 +39,13 @@ def _binance_urls(base: str, template: dict[str, Any]) -> dict[str, Any]:
     ws["linear"] = base.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
     urls["ws"] = ws
     return urls
+
+
+@functools.cache
+def _binance_error_table() -> dict[str, Any]:
+    """The shared codes plus the linear (USD-M) ones: merged, so -1022 or -2013 map as on the real URL."""
+    exceptions = ccxt.binanceusdm().exceptions
+    return {**exceptions["exact"], **exceptions["linear"]["exact"]}
 
 
 def make_client(
@@ -76,9 +84,10 @@ def make_client(
             base = base_url.rstrip("/")
             client.urls["api"] = _binance_urls(base, client.urls["api"])
             client.urls["test"] = _binance_urls(base, client.urls.get("test", {}))
+            table = _binance_error_table()
             client.exceptions = {
                 **client.exceptions,
-                "exact": ccxt.binanceusdm().exceptions["linear"]["exact"],
+                "exact": table,
             }
     else:
         raise ValueError(f"{exchange.value} is not supported yet")

@@ -5,12 +5,51 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
+from .. import metrics
 from ..exchanges.base import Credentials, ExchangeGateway
 from .credentials import CredentialStore
 
 GatewayBuilder = Callable[[str, str, Credentials | None], Awaitable[ExchangeGateway]]
+
+
+class InstrumentedGateway:
+    """Wraps a gateway: latency and errors of every call, by exchange and endpoint (method)."""
+
+    def __init__(self, inner: ExchangeGateway) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+        exchange = str(getattr(self._inner.exchange, "value", self._inner.exchange))
+        streaming = name.startswith("watch_")
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                result = await attr(*args, **kwargs)
+            except Exception as exc:
+                metrics.exchange_errors.labels(
+                    exchange=exchange, endpoint=name, error=type(exc).__name__
+                ).inc()
+                raise
+            if not streaming:  # a watch waits for the market; its duration is not a latency
+                metrics.exchange_latency.labels(exchange=exchange, endpoint=name).observe(
+                    time.perf_counter() - start
+                )
+            return result
+
+        return call
+
+
+def instrumented(gateway: ExchangeGateway) -> ExchangeGateway:
+    return cast(ExchangeGateway, InstrumentedGateway(gateway))
 
 
 class GatewayPool:
@@ -30,7 +69,7 @@ class GatewayPool:
             gw = self._users.get(key)
             if gw is None:
                 creds = await self.credentials.get(user_id, exchange)
-                gw = self._users[key] = await self.build(exchange, user_id, creds)
+                gw = self._users[key] = instrumented(await self.build(exchange, user_id, creds))
             return gw
 
     def peek(self, user_id: str, exchange: str) -> ExchangeGateway | None:
@@ -43,7 +82,7 @@ class GatewayPool:
         async with self._lock:
             gw = self._public.get(exchange)
             if gw is None:
-                gw = self._public[exchange] = await self.build(exchange, "_public", None)
+                gw = self._public[exchange] = instrumented(await self.build(exchange, "_public", None))
             return gw
 
     async def release(self, user_id: str, exchange: str) -> None:

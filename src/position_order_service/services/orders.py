@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from .. import metrics
 from ..domain.enums import OrderSide, OrderStatus, OrderType, PositionSide, TimeInForce
 from ..domain.events import envelope
 from ..domain.market import BelowMinimum, OrderRequest
@@ -66,6 +67,14 @@ class OrderCommand:
     metadata: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
 
+    def __post_init__(self) -> None:
+        # accept the enums' string values too (adapters and scripts pass "buy", "market", ...)
+        self.side = OrderSide(self.side)
+        self.order_type = OrderType(self.order_type)
+        self.time_in_force = TimeInForce(self.time_in_force)
+        if self.position_side is not None:
+            self.position_side = PositionSide(self.position_side)
+
 
 class OrderManager:
     def __init__(self, store: Store, gateways: GatewayProvider, tracking: TrackingService) -> None:
@@ -111,6 +120,10 @@ class OrderManager:
         return await self.place(cmd)
 
     async def place(self, cmd: OrderCommand) -> Order:
+        async with metrics.timed(metrics.order_manager_latency, operation="create_order"):
+            return await self._place(cmd)
+
+    async def _place(self, cmd: OrderCommand) -> Order:
         gateway = await self.gateways.for_user(cmd.user_id, cmd.exchange)
         request = self._prepare(cmd, gateway)
         intent = Intent(
@@ -143,9 +156,9 @@ class OrderManager:
         try:
             symbol = native_symbol(cmd.exchange, cmd.symbol)
             market = gateway.market(symbol)
-        except (InvalidSymbol, KeyError, ValueError) as exc:
-            raise CommandError(f"unknown symbol {cmd.symbol!r} on {cmd.exchange}: {exc}", "symbol") from None
-        if cmd.client_order_id is not None and not CLIENT_ORDER_ID.match(cmd.client_order_id):
+        except (InvalidSymbol, KeyError, ValueError):
+            raise CommandError(f"unknown symbol {cmd.symbol!r} on {cmd.exchange}", "symbol") from None
+        if cmd.client_order_id is not None and not CLIENT_ORDER_ID.fullmatch(cmd.client_order_id):
             raise CommandError("client_order_id must be 1 to 32 letters and digits", "client_order_id")
         cid = cmd.client_order_id or (
             client_order_id_for_key(cmd.user_id, cmd.idempotency_key)
@@ -297,6 +310,11 @@ class OrderManager:
     ) -> Order:
         """Cancel a regular or algo order; the kind is looked up (or tried both ways), the caller need not know."""
         known = await self.store.orders.get(user_id, exchange, order_id)
+        if known is None:  # perhaps the caller's own client order id
+            intent = await self.store.intents.get_raw(user_id, exchange, order_id)
+            if intent.get("order_id"):
+                order_id = intent["order_id"]
+                known = await self.store.orders.get(user_id, exchange, order_id)
         if symbol is None and known is None:
             raise NotFound(
                 f"order {order_id!r} of user {user_id!r} on {exchange} is not known; give its symbol"

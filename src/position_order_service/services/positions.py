@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from .. import metrics
 from ..domain.enums import OrderType, PositionSide
 from ..domain.models import Order, Position
 from ..domain.symbols import InvalidSymbol, native_symbol
@@ -82,7 +83,26 @@ class PositionManager:
         idempotency_key: str | None = None,
     ) -> OpenResult:
         """`take_profit`: one price, or [(price, fraction of the filled size), ...] summing to 1."""
-        side = PositionSide(side)
+        async with metrics.timed(metrics.position_manager_latency, operation="open_position"):
+            return await self._open(
+                user_id, exchange, symbol, PositionSide(side), size, leverage, stop_loss, take_profit, metadata,
+                grid_level, idempotency_key,
+            )  # fmt: skip
+
+    async def _open(
+        self,
+        user_id: str,
+        exchange: str,
+        symbol: str,
+        side: PositionSide,
+        size: Decimal,
+        leverage: int | None,
+        stop_loss: Decimal | None,
+        take_profit: Decimal | list[tuple[Decimal, Decimal]] | None,
+        metadata: dict[str, Any] | None,
+        grid_level: int | None,
+        idempotency_key: str | None,
+    ) -> OpenResult:
         sym = self._symbol(exchange, symbol)
         gateway = await self.gateways.for_user(user_id, exchange)
         hedged = await self._hedged(user_id, exchange, gateway)
@@ -232,7 +252,21 @@ class PositionManager:
         cancel_protection: bool = True,
     ) -> Order:
         """Reduce-only market order for `size` (default: all), hedge-mode aware."""
-        side = PositionSide(side)
+        async with metrics.timed(metrics.position_manager_latency, operation="close_position"):
+            return await self._close(
+                user_id, exchange, symbol, PositionSide(side), size, reason, cancel_protection
+            )
+
+    async def _close(
+        self,
+        user_id: str,
+        exchange: str,
+        symbol: str,
+        side: PositionSide,
+        size: Decimal | None,
+        reason: str | None,
+        cancel_protection: bool,
+    ) -> Order:
         sym = self._symbol(exchange, symbol)
         gateway = await self.gateways.for_user(user_id, exchange)
         hedged = await self._hedged(user_id, exchange, gateway)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from .. import metrics
 from ..domain.enums import OrderStatus
 from ..domain.events import envelope
 from ..domain.market import FillReport, PriceTick
@@ -82,6 +83,7 @@ class TrackerOptions:
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 30.0
     mark_interval_s: float = 1.0  # positions re-valued from ticks at most this often
+    settle_s: float = 1.0  # a second snapshot this long after the start
 
 
 class UserTracker:
@@ -147,6 +149,16 @@ class UserTracker:
         self.health.state = "stopped"
 
     async def _main(self) -> None:
+        # Subscribe first, then take the snapshot: an update that lands between the two is then seen by
+        # one of them. A second snapshot after `settle_s` covers subscriptions that took a while to go live.
+        self._tasks += [
+            asyncio.create_task(self._stream(self.gateway.watch_orders, self.apply_orders), name="orders"),
+            asyncio.create_task(
+                self._stream(self.gateway.watch_positions, self.apply_positions), name="positions"
+            ),
+            asyncio.create_task(self._stream(self.gateway.watch_fills, self.apply_fills), name="fills"),
+        ]
+        await asyncio.sleep(0)
         delay = self.options.backoff_initial_s
         while True:
             try:
@@ -159,16 +171,14 @@ class UserTracker:
                 self._fail(exc)
                 await asyncio.sleep(self._jitter(delay))
                 delay = min(delay * 2, self.options.backoff_max_s)
+        self.health.state = "healthy"
         self._ready.set()
         self._tasks += [
-            asyncio.create_task(self._stream(self.gateway.watch_orders, self.apply_orders), name="orders"),
-            asyncio.create_task(
-                self._stream(self.gateway.watch_positions, self.apply_positions), name="positions"
-            ),
-            asyncio.create_task(self._stream(self.gateway.watch_fills, self.apply_fills), name="fills"),
             asyncio.create_task(self._watchdog(), name="watchdog"),
             asyncio.create_task(self._mark_loop(), name="marks"),
         ]
+        await asyncio.sleep(self.options.settle_s)
+        self._reconcile_wanted.set()
 
     def _jitter(self, delay: float) -> float:
         return delay * (0.5 + random.random())
@@ -195,6 +205,7 @@ class UserTracker:
                 raise
             except StreamDisconnected as exc:
                 self.health.reconnects += 1
+                metrics.reconnects.labels(exchange=self.exchange).inc()
                 self._fail(exc)
                 await asyncio.sleep(self._jitter(delay))
                 delay = min(delay * 2, self.options.backoff_max_s)
@@ -282,6 +293,8 @@ class UserTracker:
             await self.apply_orders([final])
             corrections += self.health.updates_applied - before
         self.health.corrections += corrections
+        if corrections:
+            metrics.corrections.labels(exchange=self.exchange).inc(corrections)
         self.health.last_reconcile_at = datetime.now(UTC)
         await self._refresh_symbols()
         return corrections

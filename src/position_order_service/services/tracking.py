@@ -9,7 +9,7 @@ from typing import Any
 from ..store import Store
 from .gateways import GatewayProvider
 from .prices import PriceHub
-from .tracker import TrackerOptions, UserTracker
+from .tracker import OrderListener, PositionListener, TrackerOptions, UserTracker
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,9 @@ class TrackingService:
         self.trackers: dict[tuple[str, str], UserTracker] = {}
         self.failures: dict[tuple[str, str], str] = {}
         self._lock = asyncio.Lock()
+        # every tracker calls these (trailing stops and rules react to orders and positions)
+        self.order_listeners: list[OrderListener] = []
+        self.position_listeners: list[PositionListener] = []
 
     def get(self, user_id: str, exchange: str) -> UserTracker | None:
         return self.trackers.get((user_id, exchange))
@@ -43,6 +46,8 @@ class TrackingService:
                 return None
             self.failures.pop(key, None)
             tracker = UserTracker(user_id, exchange, gateway, self.store, self.prices, self.options)
+            tracker.order_listeners = self.order_listeners
+            tracker.position_listeners = self.position_listeners
             self.trackers[key] = tracker
             tracker.start()
             log.info("tracking %s on %s", user_id, exchange, extra={"user_id": user_id, "exchange": exchange})

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from .codec import CorruptRecord
 from .intents import IntentRepository
 from .keys import Channels, Keys
+from .machines import RuleRepository, TrailingStopRepository
 from .repositories import OrderRepository, PositionRepository
 from .writer import EventWriter
 
@@ -22,9 +23,13 @@ class Store:
     positions: PositionRepository
     orders: OrderRepository
     intents: IntentRepository
+    trailing_stops: TrailingStopRepository
+    rules: RuleRepository
 
     @classmethod
-    def create(cls, redis: Redis, prefix: str = "", cluster_tags: bool = False) -> Store:
+    def create(
+        cls, redis: Redis, prefix: str = "", cluster_tags: bool = False, dual_write: bool = False
+    ) -> Store:
         keys = Keys(prefix=prefix, cluster_tags=cluster_tags)
         channels = Channels(prefix=prefix)
         writer = EventWriter(redis, keys, channels)
@@ -33,9 +38,11 @@ class Store:
             keys=keys,
             channels=channels,
             writer=writer,
-            positions=PositionRepository(redis, keys, channels, writer),
+            positions=PositionRepository(redis, keys, channels, writer, dual_write=dual_write),
             orders=OrderRepository(redis, keys, channels, writer),
             intents=IntentRepository(redis, keys),
+            trailing_stops=TrailingStopRepository(redis, keys, channels, writer),
+            rules=RuleRepository(redis, keys, channels, writer),
         )
 
 

@@ -77,3 +77,6 @@ class IntentRepository:
             if intent is not None:
                 out[cid] = intent
         return out
+
+    async def delete(self, user_id: str, exchange: str, client_order_id: str) -> None:
+        await self.redis.delete(self.keys.client_order(user_id, exchange, client_order_id))

@@ -53,7 +53,15 @@ class Keys:
         return f"{self.prefix}trailing_stops:{self._u(user_id)}:{exchange}:{symbol}:{side}"
 
     def trailing_stop_index(self) -> str:
+        """Every live trailing stop (keys), for the engines to load at start."""
         return f"{self.prefix}trailing_stops:index"
+
+    def user_trailing_stops(self, user_id: str) -> str:
+        return f"{self.prefix}trailing_stops:index:{self._u(user_id)}"
+
+    def live_rule_index(self) -> str:
+        """Every live conditional rule (keys), for the engines to load at start."""
+        return f"{self.prefix}conditional_rules:live"
 
     def conditional_rule(self, user_id: str, rule_id: str) -> str:
         return f"{self.prefix}conditional_rules:{self._u(user_id)}:{rule_id}"
@@ -116,6 +124,32 @@ class Keys:
 
     def idempotency(self, user_id: str, key: str) -> str:
         return f"{self.prefix}idempotency:{self._u(user_id)}:{key}"
+
+    # -- bot integrations (integrations/hyperrsi.py, integrations/grid.py) -------------------------------
+    def hyperrsi_cooldown(self, user_id: str, symbol: str) -> str:
+        """Running entry cooldown of a user on a symbol (a string with a TTL of the cooldown)."""
+        return f"{self.prefix}hyperrsi:cooldown:{self._u(user_id)}:{symbol}"
+
+    def hyperrsi_settings(self, user_id: str) -> str:
+        """Per-user HYPERRSI settings hash (field cooldown_s)."""
+        return f"{self.prefix}hyperrsi:settings:{self._u(user_id)}"
+
+    def grid_level(self, user_id: str, exchange: str, symbol: str, level: int) -> str:
+        """New-schema record of one GRID level (store/grid.py)."""
+        return f"{self.prefix}grid:level:{self._u(user_id)}:{exchange}:{symbol}:{level}"
+
+    def grid_index(self, user_id: str, exchange: str) -> str:
+        """Open GRID levels of a user on an exchange: members "{symbol}:{level}"."""
+        return f"{self.prefix}grid:index:{self._u(user_id)}:{exchange}"
+
+    @staticmethod
+    def grid_index_member(symbol: str, level: int) -> str:
+        return f"{symbol}:{level}"
+
+    @staticmethod
+    def split_grid_index_member(member: str) -> tuple[str, int]:
+        symbol, _, level = member.rpartition(":")
+        return symbol, int(level)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@
 #       9 n = number of field/value pairs, then the pairs; then m = number of fields to delete, the fields;
 #       then k = number of index ops, each "op key_index arg": sadd | srem | lpush_capped_on_status_change
 #       (arg = the value, list capped at 1000) | del | expire (of the state hash; arg seconds) | persist |
-#       hset_mirror (arg = JSON array of field/value pairs: replaces a legacy mirror hash).
+#       hset_mirror (arg = field/value pairs joined by \x1f: replaces a legacy mirror hash) | del.
 # Returns {code, seq, event_type}: code 1 applied, 0 unchanged (nothing written), -1 stale (older version).
 APPLY = r"""
 local key = KEYS[1]
@@ -68,10 +68,11 @@ for j = 1, k do
   elseif op == 'expire' then redis.call('EXPIRE', key, tonumber(arg))
   elseif op == 'persist' then redis.call('PERSIST', key)
   elseif op == 'hset_mirror' then
-    -- arg: JSON array of [field, value, field, value, ...]; replaces the mirror hash (legacy keys)
+    -- arg: field \31 value \31 field \31 value ...; replaces the mirror hash (legacy keys)
     redis.call('DEL', target)
-    local pairs_ = cjson.decode(arg)
-    if #pairs_ > 0 then redis.call('HSET', target, unpack(pairs_)) end
+    local parts = {}
+    for piece in string.gmatch(arg .. '\31', '([^\31]*)\31') do parts[#parts + 1] = piece end
+    if #parts > 1 then redis.call('HSET', target, unpack(parts)) end
   end
 end
 local body = ARGV[4]
@@ -115,5 +116,59 @@ local seq = redis.call('INCR', KEYS[1])
 local payload = '{"seq":' .. seq .. ',"event_type":"' .. ARGV[2] .. '",' .. ARGV[3]
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', 'data', payload)
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], payload) end
+return seq
+"""
+
+# TRANSITION: compare-and-set of a state machine hash (trailing stops, rules) plus its event, atomically.
+# KEYS[1] hash  KEYS[2] seq  KEYS[3] stream  KEYS[4..] index keys
+# ARGV 1 expected version ("" = the hash must not exist)  2 channel  3 event type  4 body ("" = none)
+#      5 MAXLEN  6 n pairs, pairs  then m fields to delete, fields  then k ops "op key_index arg"
+#      (sadd | srem | expire (of the hash; arg seconds) | persist)
+# Returns {1, seq} on success, {0, current version or -1} when the expectation failed.
+TRANSITION = r"""
+local key = KEYS[1]
+local cur = redis.call('HGET', key, 'version')
+if ARGV[1] == '' then
+  if cur then return {0, tonumber(cur)} end
+elseif cur ~= ARGV[1] then
+  return {0, tonumber(cur) or -1}
+end
+local i = 6
+local n = tonumber(ARGV[i]); i = i + 1
+local sets = {}
+for j = 1, n do sets[#sets + 1] = ARGV[i]; sets[#sets + 1] = ARGV[i + 1]; i = i + 2 end
+if #sets > 0 then redis.call('HSET', key, unpack(sets)) end
+local m = tonumber(ARGV[i]); i = i + 1
+for j = 1, m do redis.call('HDEL', key, ARGV[i]); i = i + 1 end
+local k = tonumber(ARGV[i]); i = i + 1
+for j = 1, k do
+  local op = ARGV[i]; local target = KEYS[tonumber(ARGV[i + 1])]; local arg = ARGV[i + 2]; i = i + 3
+  if op == 'sadd' then redis.call('SADD', target, arg)
+  elseif op == 'srem' then redis.call('SREM', target, arg)
+  elseif op == 'expire' then redis.call('EXPIRE', key, tonumber(arg))
+  elseif op == 'persist' then redis.call('PERSIST', key)
+  end
+end
+if ARGV[4] == '' then return {1, 0} end
+local seq = redis.call('INCR', KEYS[2])
+local payload = '{"seq":' .. seq .. ',"event_type":"' .. ARGV[3] .. '",' .. ARGV[4]
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], seq .. '-1', 'data', payload)
+if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], payload) end
+return {1, seq}
+"""
+
+# RAISE_EXTREME: move an active trailing stop's extreme in the trader's favour only (never a version bump,
+# so it never conflicts with a state transition), and emit trailing_stop.updated.
+# KEYS[1] hash  KEYS[2] seq  KEYS[3] stream   ARGV 1 side 2 extreme 3 updated_at 4 channel 5 body 6 MAXLEN
+RAISE_EXTREME = r"""
+if redis.call('HGET', KEYS[1], 'state') ~= 'active' then return 0 end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'extreme_price'))
+local new = tonumber(ARGV[2])
+if cur and ((ARGV[1] == 'long' and new <= cur) or (ARGV[1] == 'short' and new >= cur)) then return 0 end
+redis.call('HSET', KEYS[1], 'extreme_price', ARGV[2], 'updated_at', ARGV[3])
+local seq = redis.call('INCR', KEYS[2])
+local payload = '{"seq":' .. seq .. ',"event_type":"trailing_stop.updated",' .. ARGV[5]
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], seq .. '-1', 'data', payload)
+redis.call('PUBLISH', ARGV[4], payload)
 return seq
 """

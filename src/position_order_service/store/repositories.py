@@ -14,6 +14,7 @@ from ..domain.events import envelope, order_event_type, order_fields, position_f
 from ..domain.models import Order, Position
 from .codec import CorruptRecord, HashCodec
 from .keys import Channels, Keys
+from .legacy import HYPERRSI_EXCHANGE, hyperrsi_fields, pack
 from .writer import EventWriter, IndexOp, Write, WriteResult
 
 POSITION_CODEC: HashCodec[Position] = HashCodec(Position, flatten={"pnl": "_pnl"})
@@ -37,11 +38,22 @@ def _ms(t: datetime) -> int:
 
 
 class PositionRepository:
-    def __init__(self, redis: Redis, keys: Keys, channels: Channels, writer: EventWriter) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, channels: Channels, writer: EventWriter, dual_write: bool = False
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.channels = channels
         self.writer = writer
+        self.dual_write = dual_write  # DUAL_SCHEMA_WRITE: also write the HYPERRSI legacy key
+
+    def _legacy_ops(self, p: Position) -> list[IndexOp]:
+        if not self.dual_write or p.exchange.value != HYPERRSI_EXCHANGE:
+            return []
+        key = self.keys.legacy_hyperrsi_position(p.user_id, p.symbol, p.side.value)
+        if not p.is_open:
+            return [IndexOp("del", key)]
+        return [IndexOp("hset_mirror", key, pack(hyperrsi_fields(p)))]
 
     def write_for(
         self, p: Position, metadata: dict[str, Any] | None = None, extra_ops: Sequence[IndexOp] = ()
@@ -57,7 +69,7 @@ class PositionRepository:
             user_id=p.user_id,
             set_fields=fields,
             del_fields=POSITION_CODEC.absent_fields(fields),
-            ops=[IndexOp("sadd" if is_open else "srem", index, member), *extra_ops],
+            ops=[IndexOp("sadd" if is_open else "srem", index, member), *self._legacy_ops(p), *extra_ops],
             version_ts=_ms(p.updated_at),
             channel=self.channels.positions(p.user_id, p.exchange.value, p.symbol),
             event={**envelope(p.user_id, p.exchange.value, metadata), **position_fields(p)},

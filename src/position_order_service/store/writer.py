@@ -10,6 +10,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from .. import metrics
 from . import lua
 from .keys import Channels, Keys
 
@@ -97,6 +98,7 @@ class EventWriter:
         self._apply = LuaScript(redis, lua.APPLY)
         self._emit = LuaScript(redis, lua.EMIT)
         self._emit_once = LuaScript(redis, lua.EMIT_ONCE)
+        self._transition = LuaScript(redis, lua.TRANSITION)
 
     def _apply_args(self, w: Write) -> tuple[list[str], list[str | int | float]]:
         keys = [w.key, self.keys.event_seq(w.user_id), self.keys.event_stream(w.user_id)]
@@ -128,8 +130,15 @@ class EventWriter:
 
     async def apply(self, w: Write) -> WriteResult:
         keys, args = self._apply_args(w)
-        code, seq, etype = await self._apply(keys=keys, args=args)
-        return WriteResult(int(code), int(seq), etype.decode() if isinstance(etype, bytes) else str(etype))
+        try:
+            code, seq, etype = await self._apply(keys=keys, args=args)
+        except Exception:
+            metrics.count_redis("apply", ok=False)
+            raise
+        result = WriteResult(int(code), int(seq), etype.decode() if isinstance(etype, bytes) else str(etype))
+        metrics.count_redis("apply", ok=True)
+        metrics.count_events([result.event_type])
+        return result
 
     async def apply_many(self, writes: list[Write]) -> list[WriteResult]:
         """Many upserts in one round trip; each stays atomic on its own."""
@@ -140,12 +149,20 @@ class EventWriter:
         for w in writes:
             keys, args = self._apply_args(w)
             pipe.evalsha(self._apply.sha, len(keys), *keys, *args)
-        out = await pipe.execute()
-        return [
+        try:
+            out = await pipe.execute()
+        except Exception:
+            metrics.count_redis("apply", ok=False, n=len(writes))
+            raise
+        results = [
             WriteResult(int(c), int(s), e.decode() if isinstance(e, bytes) else str(e)) for c, s, e in out
         ]
+        metrics.count_redis("apply", ok=True, n=len(writes))
+        metrics.count_events(r.event_type for r in results)
+        return results
 
     async def emit(self, user_id: str, channel: str, event_type: str, fields: dict[str, Any]) -> int:
+        metrics.count_events([event_type])
         seq = await self._emit(
             keys=[self.keys.event_seq(user_id), self.keys.event_stream(user_id)],
             args=[channel, event_type, event_body(fields), self.stream_maxlen],
@@ -168,3 +185,44 @@ class EventWriter:
             args=[channel, event_type, event_body(fields), self.stream_maxlen, member, guard_ttl_s],
         )
         return int(seq)
+
+    async def transition(
+        self,
+        key: str,
+        user_id: str,
+        expected_version: int | None,
+        set_fields: dict[str, str],
+        del_fields: list[str],
+        ops: list[IndexOp],
+        channel: str,
+        event_type: str,
+        event: dict[str, Any] | None,
+    ) -> tuple[bool, int]:
+        """Compare-and-set on the hash's `version` (None = must not exist). Returns (done, seq or version)."""
+        keys = [key, self.keys.event_seq(user_id), self.keys.event_stream(user_id)]
+        key_index: dict[str, int] = {}
+        op_args: list[str | int | float] = []
+        for op in ops:
+            if op.key not in key_index:
+                keys.append(op.key)
+                key_index[op.key] = len(keys)
+            op_args += [op.op, key_index[op.key], op.arg]
+        args: list[str | int | float] = [
+            "" if expected_version is None else str(expected_version),
+            channel,
+            event_type,
+            event_body(event) if event is not None else "",
+            self.stream_maxlen,
+            len(set_fields),
+        ]
+        for k, v in set_fields.items():
+            args += [k, v]
+        args.append(len(del_fields))
+        args += del_fields
+        args.append(len(ops))
+        args += op_args
+        done, value = await self._transition(keys=keys, args=args)
+        metrics.count_redis("transition", ok=True)
+        if int(done) == 1 and event is not None:
+            metrics.count_events([event_type])
+        return int(done) == 1, int(value)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Iterator
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from .decimals import DecimalLike, to_decimal
 
@@ -20,8 +20,8 @@ _ONE = Decimal(1)
 
 
 def round_to_tick(price: Decimal, tick: Decimal) -> Decimal:
-    """Nearest multiple of ``tick`` (half-even)."""
-    return (price / tick).to_integral_value() * tick
+    """Nearest multiple of ``tick`` (half-even, whatever the thread's decimal context says: ccxt changes it)."""
+    return (price / tick).to_integral_value(rounding=ROUND_HALF_EVEN) * tick
 
 
 class RandomWalkFeed(Iterator[Decimal]):

@@ -1,0 +1,43 @@
+"""Request-scoped helpers shared by the routers: the app context, the caller, JSON responses."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import orjson
+from fastapi import Depends, Path, Request, Response
+
+from .auth import Caller, caller_from, check_user
+
+if TYPE_CHECKING:
+    from ..app import AppContext
+
+USER_ID_PATTERN = r"^[A-Za-z0-9_.@\-]{1,64}$"
+UserIdPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="the bot platform's user id")]
+
+
+def get_ctx(request: Request) -> AppContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+def get_caller(request: Request) -> Caller:
+    return caller_from(request, get_ctx(request).token_grants)
+
+
+Ctx = Annotated["AppContext", Depends(get_ctx)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def user_in_path(user_id: UserIdPath, caller: CallerDep) -> str:
+    """The path's user id, once the caller's token is known to be allowed to act for it."""
+    check_user(caller, user_id)
+    return user_id
+
+
+AuthorizedUser = Annotated[str, Depends(user_in_path)]
+
+
+def json_response(data: Any, status_code: int = 200) -> Response:
+    return Response(
+        content=orjson.dumps(data, default=str), status_code=status_code, media_type="application/json"
+    )

@@ -1,0 +1,148 @@
+"""The simulator's HTTP+WebSocket server: control API plus the venue's wire front, on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from .context import CTX_KEY, SimContext
+from .control import control_errors, start_feed
+from .control import routes as control_routes
+from .engine import SimEngine, wall_clock_ms
+
+log = logging.getLogger(__name__)
+
+# Requests that place orders: the ones POST /sim/faults {"drop_order_responses": n} cuts off.
+ORDER_PATHS = {
+    "okx": ("/api/v5/trade/order", "/api/v5/trade/batch-orders", "/api/v5/trade/order-algo"),
+    "binance": ("/fapi/v1/order", "/fapi/v1/batchOrders", "/fapi/v1/algoOrder"),
+}
+
+# The documented demo account (`sim --demo`, and `make run`).
+DEMO_API_KEY = "demo-api-key"
+DEMO_SECRET = "demo-secret"
+DEMO_PASSPHRASE = "demo-passphrase"
+DEMO_START_PRICES = {
+    "okx": {"BTC-USDT-SWAP": Decimal("60000"), "ETH-USDT-SWAP": Decimal("3000")},
+    "binance": {"BTCUSDT": Decimal("60000"), "ETHUSDT": Decimal("3000")},
+}
+
+
+@web.middleware
+async def faults_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    ctx = request.app[CTX_KEY]
+    if request.path.startswith("/sim/"):
+        return await handler(request)  # type: ignore[no-any-return]
+    if ctx.faults.delay_ms:
+        await asyncio.sleep(ctx.faults.delay_ms / 1000)
+    response: web.StreamResponse = await handler(request)
+    if (
+        request.method == "POST"
+        and ctx.faults.drop_order_responses > 0
+        and request.path in ORDER_PATHS.get(ctx.venue, ())
+    ):
+        ctx.faults.drop_order_responses -= 1
+        log.info("fault injection: dropping the reply to %s", request.path)
+        if request.transport is not None:
+            request.transport.abort()
+    return response
+
+
+def build_sim_app(venue: str, engine: SimEngine | None = None, seed: int = 0) -> web.Application:
+    if venue not in ORDER_PATHS:
+        raise ValueError(f"unknown venue {venue!r}: use okx or binance")
+    engine = engine or SimEngine(venue, seed=seed, clock=wall_clock_ms)  # type: ignore[arg-type]
+    ctx = SimContext(engine=engine, venue=venue)
+    app = web.Application(middlewares=[control_errors, faults_middleware])
+    app[CTX_KEY] = ctx
+    app.add_routes(control_routes)
+    if venue == "okx":
+        from .okx_wire import install
+    else:
+        from .binance_wire import install
+    install(app, ctx)
+
+    async def on_shutdown(_: web.Application) -> None:
+        # before aiohttp waits for open handlers: an open WebSocket would make it wait forever
+        await ctx.stop_feeds()
+        await ctx.drop_all_sockets()
+
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+def setup_demo(ctx: SimContext, interval_ms: int = 500) -> None:
+    """The documented demo account with 100,000 USDT, and moving prices on the venue's BTC and ETH."""
+    ctx.engine.create_account(
+        DEMO_API_KEY,
+        DEMO_SECRET,
+        DEMO_PASSPHRASE if ctx.venue == "okx" else None,
+        balances={"USDT": "100000"},
+    )
+    for i, (symbol, price) in enumerate(DEMO_START_PRICES[ctx.venue].items()):
+        ctx.engine.set_price(symbol, price)
+        start_feed(ctx, symbol, "random_walk", interval_ms=interval_ms, start=price, seed=i + 1)
+
+
+@dataclass
+class SimServer:
+    """A simulator served on 127.0.0.1 from inside a running event loop (tests, `make run`)."""
+
+    venue: str
+    port: int = 0
+    host: str = "127.0.0.1"
+    seed: int = 0
+    demo: bool = False
+    _runner: web.AppRunner | None = None
+    app: web.Application | None = None
+
+    @property
+    def ctx(self) -> SimContext:
+        assert self.app is not None
+        return self.app[CTX_KEY]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> SimServer:
+        self.app = build_sim_app(self.venue, seed=self.seed)
+        if self.demo:
+            setup_demo(self.ctx)
+        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        if self.port == 0:
+            server = site._server
+            assert server is not None
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def run_sim(venue: str, host: str, port: int, demo: bool, seed: int = 0) -> None:
+    """Serve a simulator in the foreground (the `sim` command)."""
+    app = build_sim_app(venue, seed=seed)
+    if demo:
+
+        async def demo_on_start(app: web.Application) -> None:
+            setup_demo(app[CTX_KEY])
+
+        app.on_startup.append(demo_on_start)
+    print(f"{venue} simulator on http://{host}:{port} (control API under /sim/)", flush=True)
+    if demo:
+        key = f"api_key={DEMO_API_KEY} secret={DEMO_SECRET}"
+        if venue == "okx":
+            key += f" passphrase={DEMO_PASSPHRASE}"
+        print(f"demo account: {key}; prices move every 500 ms", flush=True)
+    web.run_app(app, host=host, port=port, print=None, access_log=None)

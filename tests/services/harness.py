@@ -1,0 +1,114 @@
+"""Services wired as the app wires them, over the paper gateway (the simulator engine in process)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from cryptography.fernet import Fernet
+
+from position_order_service.exchanges.base import Credentials, ExchangeGateway
+from position_order_service.exchanges.factory import build_gateway
+from position_order_service.services.active_users import ActiveUserManager
+from position_order_service.services.credentials import CredentialStore
+from position_order_service.services.gateway_pool import GatewayPool
+from position_order_service.services.orders import OrderManager
+from position_order_service.services.positions import PositionManager
+from position_order_service.services.prices import PriceHub
+from position_order_service.services.rules import ConditionalRuleEngine
+from position_order_service.services.tracker import TrackerOptions
+from position_order_service.services.tracking import TrackingService
+from position_order_service.services.trailing import TrailingStopEngine
+from position_order_service.sim.engine import SimEngine, wall_clock_ms
+from position_order_service.store import Store
+
+SYMBOL = "BTC-USDT-SWAP"
+
+
+@dataclass
+class Harness:
+    store: Store
+    engine: SimEngine
+    credentials: CredentialStore
+    gateways: GatewayPool
+    prices: PriceHub
+    tracking: TrackingService
+    orders: OrderManager
+    positions: PositionManager
+    active: ActiveUserManager
+    trailing: TrailingStopEngine
+    rules: ConditionalRuleEngine
+    extra: list[Any] = field(default_factory=list)
+
+    def account(self, user_id: str, position_mode: str = "net", usdt: str = "1000000") -> str:
+        key = f"key-{user_id}"
+        self.engine.create_account(key, f"secret-{user_id}", "pass", balances={"USDT": usdt}, position_mode=position_mode)
+        self.credentials.register_static(user_id, "okx", Credentials(key, f"secret-{user_id}", "pass"))
+        return key
+
+    async def track(self, user_id: str) -> Any:
+        tracker = await self.tracking.start(user_id, "okx")
+        assert tracker is not None
+        assert await tracker.wait_ready(5)
+        return tracker
+
+    def price(self, price: str, symbol: str = SYMBOL) -> None:
+        self.engine.set_price(symbol, price)
+
+    async def settle(self, rounds: int = 3) -> None:
+        """Let streams, listeners and engines catch up."""
+        for _ in range(rounds):
+            await asyncio.sleep(0.05)
+            await self.trailing.wait_idle()
+            await self.rules.wait_idle()
+
+    async def events(self, user_id: str) -> list[dict[str, Any]]:
+        entries = await self.store.redis.xrange(self.store.keys.event_stream(user_id))
+        return [orjson.loads(f[b"data"]) for _, f in entries]
+
+    async def close(self) -> None:
+        await self.trailing.stop()
+        await self.rules.stop()
+        await self.active.stop()
+        await self.tracking.stop_all()
+        await self.prices.close()
+        await self.gateways.close()
+
+
+async def make_harness(store: Store, engine: SimEngine | None = None, instance_id: str = "i1") -> Harness:
+    engine = engine or SimEngine("okx", seed=1, clock=wall_clock_ms)
+    credentials = CredentialStore(store.redis, store.keys, Fernet(Fernet.generate_key()))
+
+    async def build(exchange: str, user_id: str, creds: Credentials | None) -> ExchangeGateway:
+        return await build_gateway(exchange, user_id, creds, engine=engine)
+
+    gateways = GatewayPool(credentials, build)
+    prices = PriceHub(store, gateways, max_hz=50)
+    tracking = TrackingService(store, gateways, prices, TrackerOptions(silent_reconcile_s=30, mark_interval_s=0.1))
+    orders = OrderManager(store, gateways, tracking)
+    positions = PositionManager(store, gateways, tracking, orders)
+    active = ActiveUserManager(store, tracking, user_rescan_s=3600, symbol_rescan_s=3600)
+    trailing = TrailingStopEngine(
+        store, gateways, tracking, orders, prices, instance_id=instance_id, flush_interval_s=0.05, resync_interval_s=3600
+    )
+    rules = ConditionalRuleEngine(store, tracking, orders, prices, resync_interval_s=3600, instance_id=instance_id)
+    await trailing.start()
+    await rules.start()
+    return Harness(store, engine, credentials, gateways, prices, tracking, orders, positions, active, trailing, rules)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0, every: float = 0.05) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        if await check():
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(every)
+
+
+D = Decimal

@@ -1,0 +1,155 @@
+"""Real-time tracking over the paper gateway and the real Redis (SPEC section 4)."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import orjson
+
+from position_order_service.domain import OrderStatus
+
+from .harness import SYMBOL, Harness, eventually
+
+
+async def test_order_by_another_client_appears_in_redis_and_on_channel_in_order(h: Harness) -> None:
+    key = h.account("u1")
+    h.price("60000")
+    await h.track("u1")
+    pubsub = h.store.redis.pubsub()
+    await pubsub.subscribe(h.store.channels.orders("u1", "okx"))
+    await pubsub.get_message(timeout=1)
+    # another client (the bot itself, or the exchange UI) places a limit order, then the price fills it
+    h.engine.place_order(key, SYMBOL, "buy", "10", ord_type="limit", px="59000")
+    oid = h.engine.open_orders(key, SYMBOL)[0].order_id
+    await eventually(lambda: h.store.orders.get("u1", "okx", oid).__await__().__next__ if False else _has(h, oid))
+    h.price("58900")
+    await eventually(lambda: _status(h, oid, "filled"))
+    got = []
+    for _ in range(40):
+        msg = await pubsub.get_message(timeout=0.1)
+        if msg and msg["type"] in ("message", b"message"):
+            got.append(orjson.loads(msg["data"]))
+        if got and got[-1]["event_type"] == "order.filled":
+            break
+    await pubsub.aclose()
+    assert [e["event_type"] for e in got] == ["order.created", "order.filled"]
+    assert got[0]["seq"] < got[1]["seq"]
+    order = await h.store.orders.get("u1", "okx", oid)
+    assert order is not None and order.external and order.quantity == Decimal("0.1")  # 10 contracts x 0.01
+    await eventually(lambda: _position_size(h, "u1", "long", Decimal("0.1")))
+
+
+async def _has(h: Harness, oid: str) -> bool:
+    return await h.store.orders.get("u1", "okx", oid) is not None
+
+
+async def _status(h: Harness, oid: str, status: str) -> bool:
+    o = await h.store.orders.get("u1", "okx", oid)
+    return o is not None and o.status.value == status
+
+
+async def _position_size(h: Harness, user: str, side: str, size: Decimal) -> bool:
+    p = await h.store.positions.get(user, "okx", SYMBOL, side)
+    return p is not None and p.size == size and p.is_open
+
+
+async def test_fills_during_disconnect_are_recovered_by_the_snapshot(h: Harness) -> None:
+    key = h.account("u1")
+    h.price("60000")
+    tracker = await h.track("u1")
+    h.engine.place_order(key, SYMBOL, "buy", "5", ord_type="limit", px="59000")
+    oid = h.engine.open_orders(key, SYMBOL)[0].order_id
+    await eventually(lambda: _has(h, oid))
+    gw = await h.gateways.for_user("u1", "okx")
+    gw.simulate_disconnect()  # type: ignore[attr-defined]
+    h.engine.set_price(SYMBOL, "58000")  # fills while the streams are down; their pushes are lost
+    await eventually(lambda: _status(h, oid, "filled"), within=10)
+    await eventually(lambda: _position_size(h, "u1", "long", Decimal("0.05")))
+    assert tracker.health.reconnects >= 1
+    types = [e["event_type"] for e in await h.events("u1")]
+    assert types.count("order.filled") == 1 and types.count("position.opened") == 1
+
+
+async def test_restart_rebuilds_state_from_the_exchange(h: Harness) -> None:
+    key = h.account("u1")
+    h.price("60000")
+    h.engine.place_order(key, SYMBOL, "buy", "3")  # a position opened before the service ever ran
+    h.engine.place_order(key, SYMBOL, "sell", "1", ord_type="limit", px="61000")
+    await h.track("u1")
+    positions = await h.store.positions.list("u1", "okx")
+    assert [(p.side.value, p.size, p.external) for p in positions] == [("long", Decimal("0.03"), False)]
+    opens = await h.store.orders.list_open("u1", "okx")
+    assert len(opens) == 1 and opens[0].external
+    # the service "restarts": a new tracker over the same Redis rebuilds the same state without new events
+    before = len(await h.events("u1"))
+    await h.tracking.stop("u1", "okx")
+    await h.track("u1")
+    assert len(await h.events("u1")) == before
+
+
+async def test_duplicate_and_out_of_order_updates_change_nothing(h: Harness) -> None:
+    key = h.account("u1")
+    h.price("60000")
+    tracker = await h.track("u1")
+    h.engine.place_order(key, SYMBOL, "buy", "2", ord_type="limit", px="59000")
+    oid = h.engine.open_orders(key, SYMBOL)[0].order_id
+    h.price("58000")
+    await eventually(lambda: _status(h, oid, "filled"))
+    filled = await h.store.orders.get("u1", "okx", oid)
+    assert filled is not None
+    before = await h.events("u1")
+    await tracker.apply_orders([filled, filled])
+    stale = filled.model_copy(update={"status": OrderStatus.OPEN, "filled_qty": Decimal(0), "avg_fill_price": None})
+    await tracker.apply_orders([stale])
+    assert await h.events("u1") == before
+    assert (await h.store.orders.get("u1", "okx", oid)).status.value == "filled"  # type: ignore[union-attr]
+
+
+async def test_hedge_mode_long_and_short_at_once(h: Harness) -> None:
+    key = h.account("u1", position_mode="long_short")
+    h.price("60000")
+    await h.track("u1")
+    h.engine.place_order(key, SYMBOL, "buy", "2", pos_side="long")
+    h.engine.place_order(key, SYMBOL, "sell", "1", pos_side="short")
+    await eventually(lambda: _position_size(h, "u1", "long", Decimal("0.02")))
+    await eventually(lambda: _position_size(h, "u1", "short", Decimal("0.01")))
+    h.engine.place_order(key, SYMBOL, "buy", "1", pos_side="short", reduce_only=True)
+    await eventually(lambda: _closed(h, "short"))
+    types = [(e["event_type"], e.get("side")) for e in await h.events("u1") if e["event_type"].startswith("position")]
+    assert ("position.opened", "long") in types and ("position.closed", "short") in types
+    assert await _position_size(h, "u1", "long", Decimal("0.02"))
+
+
+async def _closed(h: Harness, side: str) -> bool:
+    p = await h.store.positions.get("u1", "okx", SYMBOL, side)
+    return p is not None and not p.is_open
+
+
+async def test_deactivated_user_stream_closes_and_bad_credentials_are_reported(h: Harness) -> None:
+    h.account("u1")
+    h.price("60000")
+    await h.active.activate("u1", ["okx"])
+    assert h.tracking.get("u1", "okx") is not None
+    # a user without credentials: unhealthy with a reason; the first user keeps working
+    await h.active.activate("nokeys", ["okx"])
+    health = {x["user_id"]: x for x in h.tracking.health()}
+    assert health["nokeys"]["healthy"] is False and "no credentials" in health["nokeys"]["last_error"]
+    await h.active.deactivate("u1")
+    assert h.tracking.get("u1", "okx") is None
+    # a deactivation sticks even though bot status says enabled
+    await h.store.redis.set(h.store.keys.bot_status("u1"), "enabled")
+    await h.active.rescan_users()
+    assert h.tracking.get("u1", "okx") is None
+    await h.active.activate("u1", ["okx"])
+    assert h.tracking.get("u1", "okx") is not None
+
+
+async def test_bot_status_enabled_users_are_found_by_the_scan(h: Harness) -> None:
+    h.account("bot7")
+    h.price("60000")
+    await h.store.redis.set(h.store.keys.bot_status("bot7"), "enabled")
+    await h.store.redis.sadd(h.store.keys.bot_exchanges("bot7"), "okx")
+    await h.active.rescan_users()
+    assert h.tracking.get("bot7", "okx") is not None
+    await asyncio.sleep(0)
