@@ -133,8 +133,8 @@ class AppContext:
             self._redis, store.keys, self._fernet(), allow_legacy_plaintext=s.allow_legacy_plaintext_keys
         )
         if s.runs_simulator:
-            self.simulator = await SimServer("okx", port=s.sim_port, demo=True).start()
-            binance = await SimServer("binance", port=s.sim_binance_port, demo=True).start()
+            self.simulator = await _start_sim("okx", s.sim_port)
+            binance = await _start_sim("binance", s.sim_binance_port)
             self.simulators = {"okx": self.simulator, "binance": binance}
             for name, sim in self.simulators.items():
                 self.base_urls[name] = sim.url
@@ -288,13 +288,29 @@ class AppContext:
         }
 
 
+async def _start_sim(venue: str, port: int) -> SimServer:
+    try:
+        return await SimServer(venue, port=port, demo=True).start()
+    except OSError as exc:
+        if port == 0:
+            raise
+        log.warning(
+            "port %d for the %s simulator is taken (%s): using a free port", port, venue, exc.strerror
+        )
+        return await SimServer(venue, port=0, demo=True).start()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     ctx = AppContext(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await ctx.start()
+        try:
+            await ctx.start()
+        except BaseException:
+            await ctx.stop()  # leave no embedded server or simulator behind
+            raise
         try:
             yield
         finally:

@@ -33,7 +33,11 @@ class Api:
     def account(self, user_id: str, position_mode: str = "net") -> str:
         key = f"key-{user_id}"
         self.engine.create_account(
-            key, f"secret-{user_id}", f"pass-{user_id}", balances={"USDT": "1000000"}, position_mode=position_mode
+            key,
+            f"secret-{user_id}",
+            f"pass-{user_id}",
+            balances={"USDT": "1000000"},
+            position_mode=position_mode,
         )
         return key
 

@@ -17,7 +17,9 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def total(values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
     return sum(
-        v for (n, lbl), v in values.items() if n == name and all(dict(lbl).get(k) == x for k, x in labels.items())
+        v
+        for (n, lbl), v in values.items()
+        if n == name and all(dict(lbl).get(k) == x for k, x in labels.items())
     )
 
 
@@ -32,7 +34,10 @@ async def test_metrics_parse_and_move(api: Api) -> None:
     )  # fmt: skip
     assert r.status_code == 201, r.text
     after = samples((await api.client.get("/metrics")).text)
-    assert total(after, "order_manager_latency_seconds_count") == total(before, "order_manager_latency_seconds_count") + 1
+    assert (
+        total(after, "order_manager_latency_seconds_count")
+        == total(before, "order_manager_latency_seconds_count") + 1
+    )
     assert total(after, "redis_operations_total", operation="apply", status="ok") > total(
         before, "redis_operations_total", operation="apply", status="ok"
     )

@@ -112,7 +112,8 @@ async def test_legacy_position_open_endpoint_through_the_service(api: Api) -> No
     api.engine.set_price(SYMBOL, "60000")
     await api.onboard("test")
     r = await api.client.post(
-        "/position/open", json={"user_id": "test", "symbol": "BTC-USDT-SWAP", "direction": "long", "size": 0.1}
+        "/position/open",
+        json={"user_id": "test", "symbol": "BTC-USDT-SWAP", "direction": "long", "size": 0.1},
     )
     assert r.status_code == 200, r.text
     body = r.json()

@@ -9,14 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from position_order_service.domain import PositionSide
-from position_order_service.domain.trailing import StopState, Step, advance
+from position_order_service.domain.trailing import Step, StopState, advance
 from position_order_service.domain.trailing_book import TrailingBook
 
 D = Decimal
 LONG, SHORT = PositionSide.LONG, PositionSide.SHORT
 
 
-def run_one(side: PositionSide, rate: D, activation: D | None, path: list[D]) -> tuple[list[tuple[int, str]], D | None]:
+def run_one(
+    side: PositionSide, rate: D, activation: D | None, path: list[D]
+) -> tuple[list[tuple[int, str]], D | None]:
     """Apply `advance` tick by tick; return (index, step) of each change and the final extreme."""
     state = StopState.PENDING
     extreme: D | None = None
@@ -87,7 +89,11 @@ def test_stop_never_moves_against_trader_and_triggers_iff_crossed(
 @given(
     side=st.sampled_from([LONG, SHORT]),
     stops=st.lists(
-        st.tuples(st.sampled_from([D("0.01"), D("0.02"), D("0.03"), D("0.05")]), st.none() | prices, st.integers(0, 20)),
+        st.tuples(
+            st.sampled_from([D("0.01"), D("0.02"), D("0.03"), D("0.05")]),
+            st.none() | prices,
+            st.integers(0, 20),
+        ),
         min_size=1,
         max_size=25,
     ),
@@ -116,8 +122,8 @@ def test_book_matches_one_stop_at_a_time(
                 book.add(sid, rate, act, None)
         for c in book.on_price(p):
             got.setdefault(c.stop_id, []).append((i, c.kind))
-    for sid in expected:
-        assert got.get(sid, []) == expected[sid], sid
+    for sid, want in expected.items():
+        assert got.get(sid, []) == want, sid
 
 
 def test_book_reports_moved_extremes_and_removal() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -303,7 +303,9 @@ async def test_position_lifetimes_and_realized_pnl_changes(store: Store, history
         )
     )
     reopened = ts + timedelta(days=2)
-    await store.positions.upsert(position(size="3", entry_price="44000", created_at=reopened, updated_at=reopened))
+    await store.positions.upsert(
+        position(size="3", entry_price="44000", created_at=reopened, updated_at=reopened)
+    )
     await w.drain()
     rows = await fetch(history_db, t.positions, order_by=t.positions.c.lifetime)
     assert [(r["lifetime"], r["status"], r["size"], r["max_size"]) for r in rows] == [

@@ -46,7 +46,9 @@ class Harness:
 
     def account(self, user_id: str, position_mode: str = "net", usdt: str = "1000000") -> str:
         key = f"key-{user_id}"
-        self.engine.create_account(key, f"secret-{user_id}", "pass", balances={"USDT": usdt}, position_mode=position_mode)
+        self.engine.create_account(
+            key, f"secret-{user_id}", "pass", balances={"USDT": usdt}, position_mode=position_mode
+        )
         self.credentials.register_static(user_id, "okx", Credentials(key, f"secret-{user_id}", "pass"))
         return key
 
@@ -88,17 +90,30 @@ async def make_harness(store: Store, engine: SimEngine | None = None, instance_i
 
     gateways = GatewayPool(credentials, build)
     prices = PriceHub(store, gateways, max_hz=50)
-    tracking = TrackingService(store, gateways, prices, TrackerOptions(silent_reconcile_s=30, mark_interval_s=0.1))
+    tracking = TrackingService(
+        store, gateways, prices, TrackerOptions(silent_reconcile_s=30, mark_interval_s=0.1)
+    )
     orders = OrderManager(store, gateways, tracking)
     positions = PositionManager(store, gateways, tracking, orders)
     active = ActiveUserManager(store, tracking, user_rescan_s=3600, symbol_rescan_s=3600)
     trailing = TrailingStopEngine(
-        store, gateways, tracking, orders, prices, instance_id=instance_id, flush_interval_s=0.05, resync_interval_s=3600
+        store,
+        gateways,
+        tracking,
+        orders,
+        prices,
+        instance_id=instance_id,
+        flush_interval_s=0.05,
+        resync_interval_s=3600,
     )
-    rules = ConditionalRuleEngine(store, tracking, orders, prices, resync_interval_s=3600, instance_id=instance_id)
+    rules = ConditionalRuleEngine(
+        store, tracking, orders, prices, resync_interval_s=3600, instance_id=instance_id
+    )
     await trailing.start()
     await rules.start()
-    return Harness(store, engine, credentials, gateways, prices, tracking, orders, positions, active, trailing, rules)
+    return Harness(
+        store, engine, credentials, gateways, prices, tracking, orders, positions, active, trailing, rules
+    )
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0, every: float = 0.05) -> None:

@@ -137,7 +137,12 @@ async def test_take_profit_ratios_must_sum_to_one_and_nothing_is_placed(h: Harne
     await h.track("u1")
     with pytest.raises(CommandError, match="sum to 1"):
         await h.positions.open_position(
-            "u1", "okx", SYMBOL, "long", D("0.1"), take_profit=[(D("62000"), D("0.5")), (D("63000"), D("0.4"))]
+            "u1",
+            "okx",
+            SYMBOL,
+            "long",
+            D("0.1"),
+            take_profit=[(D("62000"), D("0.5")), (D("63000"), D("0.4"))],
         )
     assert h.engine.order_history(key, SYMBOL) == []
 

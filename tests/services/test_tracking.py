@@ -22,7 +22,9 @@ async def test_order_by_another_client_appears_in_redis_and_on_channel_in_order(
     # another client (the bot itself, or the exchange UI) places a limit order, then the price fills it
     h.engine.place_order(key, SYMBOL, "buy", "10", ord_type="limit", px="59000")
     oid = h.engine.open_orders(key, SYMBOL)[0].order_id
-    await eventually(lambda: h.store.orders.get("u1", "okx", oid).__await__().__next__ if False else _has(h, oid))
+    await eventually(
+        lambda: h.store.orders.get("u1", "okx", oid).__await__().__next__ if False else _has(h, oid)
+    )
     h.price("58900")
     await eventually(lambda: _status(h, oid, "filled"))
     got = []
@@ -100,7 +102,9 @@ async def test_duplicate_and_out_of_order_updates_change_nothing(h: Harness) -> 
     assert filled is not None
     before = await h.events("u1")
     await tracker.apply_orders([filled, filled])
-    stale = filled.model_copy(update={"status": OrderStatus.OPEN, "filled_qty": Decimal(0), "avg_fill_price": None})
+    stale = filled.model_copy(
+        update={"status": OrderStatus.OPEN, "filled_qty": Decimal(0), "avg_fill_price": None}
+    )
     await tracker.apply_orders([stale])
     assert await h.events("u1") == before
     assert (await h.store.orders.get("u1", "okx", oid)).status.value == "filled"  # type: ignore[union-attr]
@@ -116,7 +120,11 @@ async def test_hedge_mode_long_and_short_at_once(h: Harness) -> None:
     await eventually(lambda: _position_size(h, "u1", "short", Decimal("0.01")))
     h.engine.place_order(key, SYMBOL, "buy", "1", pos_side="short", reduce_only=True)
     await eventually(lambda: _closed(h, "short"))
-    types = [(e["event_type"], e.get("side")) for e in await h.events("u1") if e["event_type"].startswith("position")]
+    types = [
+        (e["event_type"], e.get("side"))
+        for e in await h.events("u1")
+        if e["event_type"].startswith("position")
+    ]
     assert ("position.opened", "long") in types and ("position.closed", "short") in types
     assert await _position_size(h, "u1", "long", Decimal("0.02"))
 

@@ -182,6 +182,8 @@ async def test_dual_write_mirrors_the_legacy_hyperrsi_key_atomically(any_store: 
     assert legacy[b"size"] == new[b"size"] == b"0.1"
     assert legacy[b"entry_price"] == new[b"entry_price"] == b"45000"
     assert legacy[b"sl_price"] == b"44000" and legacy[b"is_DCA"] == b"true"
-    closed = pos(size="0", status="closed", closed_at=T0 + timedelta(seconds=1), updated_at=T0 + timedelta(seconds=1))
+    closed = pos(
+        size="0", status="closed", closed_at=T0 + timedelta(seconds=1), updated_at=T0 + timedelta(seconds=1)
+    )
     await store.positions.upsert(closed)
     assert not await store.redis.exists(legacy_key)

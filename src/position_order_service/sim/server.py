@@ -76,8 +76,12 @@ def build_sim_app(venue: str, engine: SimEngine | None = None, seed: int = 0) ->
     return app
 
 
+# The demo account's opening trade, so a newcomer sees a position move: 0.05 BTC long (in venue units).
+DEMO_OPENING_SIZE = {"okx": ("BTC-USDT-SWAP", "5"), "binance": ("BTCUSDT", "0.05")}
+
+
 def setup_demo(ctx: SimContext, interval_ms: int = 500) -> None:
-    """The documented demo account with 100,000 USDT, and moving prices on the venue's BTC and ETH."""
+    """The documented demo account with 100,000 USDT and a 0.05 BTC long, and moving prices on BTC and ETH."""
     ctx.engine.create_account(
         DEMO_API_KEY,
         DEMO_SECRET,
@@ -87,6 +91,8 @@ def setup_demo(ctx: SimContext, interval_ms: int = 500) -> None:
     for i, (symbol, price) in enumerate(DEMO_START_PRICES[ctx.venue].items()):
         ctx.engine.set_price(symbol, price)
         start_feed(ctx, symbol, "random_walk", interval_ms=interval_ms, start=price, seed=i + 1)
+    symbol, size = DEMO_OPENING_SIZE[ctx.venue]
+    ctx.engine.place_order(DEMO_API_KEY, symbol, "buy", size)
 
 
 @dataclass
@@ -144,5 +150,5 @@ def run_sim(venue: str, host: str, port: int, demo: bool, seed: int = 0) -> None
         key = f"api_key={DEMO_API_KEY} secret={DEMO_SECRET}"
         if venue == "okx":
             key += f" passphrase={DEMO_PASSPHRASE}"
-        print(f"demo account: {key}; prices move every 500 ms", flush=True)
+        print(f"demo account: {key}; holds a 0.05 BTC long; prices move every 500 ms", flush=True)
     web.run_app(app, host=host, port=port, print=None, access_log=None)

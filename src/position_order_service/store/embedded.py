@@ -53,6 +53,18 @@ def _wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"embedded Redis did not start listening on {host}:{port}")
 
 
+def _die_with_parent() -> None:
+    """Linux: the private redis-server gets SIGTERM when the service dies, even by kill -9."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 @dataclass
 class RedisServerProcess:
     """A private redis-server: no RDB/AOF, its own temp dir, killed with us."""
@@ -89,6 +101,7 @@ class RedisServerProcess:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (only a prctl call; the service forks it at start)
         )
         _wait_for_port(self.host, self.port)
 
