@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -173,11 +175,27 @@ class AppContext:
         tracking = self._parts["tracking"] = TrackingService(store, gateways, prices, options)
         orders = self._parts["order_manager"] = OrderManager(store, gateways, tracking)
         self._parts["position_manager"] = PositionManager(store, gateways, tracking, orders)
-        trailing = self._parts["trailing"] = TrailingStopEngine(store, gateways, tracking, orders, prices)
+        trailing = self._parts["trailing"] = TrailingStopEngine(
+            store,
+            gateways,
+            tracking,
+            orders,
+            prices,
+            flush_interval_s=s.trailing_flush_interval_s,
+            resync_interval_s=s.engine_resync_interval_s,
+            lease_s=s.trigger_lease_s,
+        )
+        if s.fault_kill_after_trigger:
+            log.warning(
+                "FAULT_KILL_AFTER_TRIGGER is on: this process kills itself when a trailing stop fires"
+            )
+            trailing.on_sent = lambda stop: os.kill(os.getpid(), signal.SIGKILL)
         bot_services = CommandServices.from_app(self)
         self._parts["hyperrsi"] = HYPERRSIAdapter(self._redis, bot_services)
         self._parts["grid"] = GRIDAdapter(self._redis, bot_services)
-        rules = self._parts["rules"] = ConditionalRuleEngine(store, tracking, orders, prices)
+        rules = self._parts["rules"] = ConditionalRuleEngine(
+            store, tracking, orders, prices, resync_interval_s=s.engine_resync_interval_s
+        )
         active = self._parts["active_users"] = ActiveUserManager(
             store,
             tracking,

@@ -56,6 +56,20 @@ class Settings(BaseSettings):
     )
     demo_user: str = Field("demo", description="user tracked against the embedded simulator")
 
+    # -- trailing stops and rules ---------------------------------------------------------------------
+    trailing_flush_interval_s: float = Field(
+        1.0, gt=0, description="persist moved extremes at most this often"
+    )
+    engine_resync_interval_s: float = Field(
+        5.0, gt=0, description="reload stops/rules (other instances, restarts)"
+    )
+    trigger_lease_s: float = Field(
+        30.0, gt=0, description="how long a triggered stop stays with its instance"
+    )
+    fault_kill_after_trigger: bool = Field(
+        False, description="FAULT INJECTION for tests: kill -9 this process right after a stop triggers"
+    )
+
     # -- migration (feature flags of the migration guide) --------------------------------------------------
     use_shared_manager: bool = Field(
         True, description="bots' adapters use the shared managers (False = legacy)"

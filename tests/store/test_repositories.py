@@ -187,3 +187,14 @@ async def test_dual_write_mirrors_the_legacy_hyperrsi_key_atomically(any_store: 
     )
     await store.positions.upsert(closed)
     assert not await store.redis.exists(legacy_key)
+
+
+async def test_forward_progress_wins_over_an_older_clock(any_store: Store) -> None:
+    """A command's reply stored with our clock must not block the exchange's fill stamped a moment earlier."""
+    await any_store.orders.upsert(order(status="open", updated_at=T0 + timedelta(seconds=5)))
+    filled = order(
+        status="filled", filled_qty="1", avg_fill_price="45000", updated_at=T0 + timedelta(seconds=4)
+    )
+    assert (await any_store.orders.upsert(filled)).event_type == "order.filled"
+    got = await any_store.orders.get("u1", "okx", "1001")
+    assert got is not None and got.status.value == "filled"

@@ -54,6 +54,7 @@ class TrailingStopEngine:
         instance_id: str | None = None,
         flush_interval_s: float = 1.0,
         resync_interval_s: float = 5.0,
+        lease_s: float = LEASE_MS / 1000,
     ) -> None:
         self.store = store
         self.gateways = gateways
@@ -63,6 +64,7 @@ class TrailingStopEngine:
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self.flush_interval_s = flush_interval_s
         self.resync_interval_s = resync_interval_s
+        self.lease_ms = int(lease_s * 1000)
         self.stops: dict[str, TrailingStop] = {}
         self.books: dict[BookKey, TrailingBook] = {}
         self._dirty: set[BookKey] = set()
@@ -254,7 +256,7 @@ class TrailingStopEngine:
             trigger_price=price,
             close_client_order_id=f"ts{current.id[:24]}v{version}"[:32],
             owner=self.instance_id,
-            lease_until_ms=int(time.time() * 1000) + LEASE_MS,
+            lease_until_ms=int(time.time() * 1000) + self.lease_ms,
         )
         if triggered is None:
             return  # another instance won the trigger: it sends the order
@@ -299,7 +301,7 @@ class TrailingStopEngine:
             return  # its owner is (still) on it
         if stop.owner != self.instance_id:
             taken = await self._transition(
-                stop, None, owner=self.instance_id, lease_until_ms=now_ms + LEASE_MS
+                stop, None, owner=self.instance_id, lease_until_ms=now_ms + self.lease_ms
             )
             if taken is None:
                 return

@@ -3,7 +3,7 @@
 # APPLY: upsert one hash, maintain indexes, and emit the event (PUBLISH + XADD with the next per-user seq).
 #
 # KEYS[1] state hash   KEYS[2] per-user seq counter   KEYS[3] per-user event stream   KEYS[4..] index keys
-# ARGV  1 version ts (ms, number; "" = always newer)  2 progress (number; ties on ts are broken by it)
+# ARGV  1 version ts (ms, number; "" = always newer)  2 progress (number; compared before ts: see below)
 #       3 channel ("" = no publish)   4 event body: the JSON object without its opening "{"; "" = no event
 #       5 event type when the record is new (or its status is one of ARGV 7)   6 event type otherwise
 #       7 comma-wrapped statuses that count as "new again" (",closed,liquidated,")   8 stream MAXLEN
@@ -11,22 +11,21 @@
 #       then k = number of index ops, each "op key_index arg": sadd | srem | lpush_capped_on_status_change
 #       (arg = the value, list capped at 1000) | del | expire (of the state hash; arg seconds) | persist |
 #       hset_mirror (arg = field/value pairs joined by \x1f: replaces a legacy mirror hash) | del.
-# Returns {code, seq, event_type}: code 1 applied, 0 unchanged (nothing written), -1 stale (older version).
+# Returns {code, seq, event_type}: code 1 applied, 0 unchanged (nothing written), -1 stale (behind what is stored).
 APPLY = r"""
 local key = KEYS[1]
 local ts = ARGV[1]
 local progress = tonumber(ARGV[2]) or 0
 local exists = redis.call('EXISTS', key) == 1
 if exists and ts ~= '' then
+  -- progress first (an order only moves forward: status rank, then filled fraction), then time: a
+  -- forward step is never refused for carrying an older clock, and a finished order never comes back
   local cur = redis.call('HMGET', key, '_ts', '_progress')
   local cts = tonumber(cur[1])
   if cts then
-    local nts = tonumber(ts)
-    if nts < cts then return {-1, 0, ''} end
     local cprog = tonumber(cur[2]) or 0
-    if nts == cts and progress < cprog then return {-1, 0, ''} end
-    -- a finished order (progress >= 3) never comes back to life, whatever the timestamp says
-    if cprog >= 3 and progress < 3 then return {-1, 0, ''} end
+    if progress < cprog then return {-1, 0, ''} end
+    if progress == cprog and tonumber(ts) < cts then return {-1, 0, ''} end
   end
 end
 local i = 9
