@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     okx_base_url: str = Field("", description="empty = the real OKX; e.g. http://127.0.0.1:8090 for the sim")
     binance_base_url: str = Field("", description="empty = the real Binance USD-M")
     sim: Literal["auto", "on", "off"] = Field(
-        "auto", description="run the OKX simulator in process (auto: when no exchange URL or Redis is set)"
+        "auto",
+        description="run the OKX and Binance simulators in process (auto: when no exchange URL or Redis is set)",
     )
     sim_port: int = Field(8090, ge=0, le=65535, description="port of the in-process OKX simulator")
     sim_binance_port: int = Field(

@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from position_order_service.api.auth import TokenGrant, parse_tokens
 from position_order_service.api.history import router
 from position_order_service.history import HistoryDB
 from position_order_service.history import tables as t
@@ -24,8 +25,9 @@ DAY2 = T0 + timedelta(days=1)
 
 
 class Ctx:
-    def __init__(self, history: HistoryDB | None) -> None:
+    def __init__(self, history: HistoryDB | None, token_grants: list[TokenGrant] | None = None) -> None:
         self.history = history
+        self.token_grants = token_grants or []  # none configured: every caller may read every user
 
 
 def _app(history: HistoryDB | None) -> FastAPI:
@@ -305,3 +307,15 @@ async def test_without_history_database_is_503() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         r = await c.get("/api/v1/history/u1/okx/orders")
     assert r.status_code == 503
+
+
+async def test_history_needs_a_token_allowed_for_the_user(history_db: HistoryDB) -> None:
+    app = FastAPI()
+    app.include_router(router)
+    app.state.ctx = Ctx(history_db, parse_tokens("alice-token-0123456789=alice"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        assert (await c.get("/api/v1/history/alice/okx/orders")).status_code == 401
+        h = {"Authorization": "Bearer alice-token-0123456789"}
+        assert (await c.get("/api/v1/history/alice/okx/orders", headers=h)).status_code == 200
+        assert (await c.get("/api/v1/history/bob/okx/orders", headers=h)).status_code == 403

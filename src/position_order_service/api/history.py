@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from ..domain.enums import Exchange, OrderStatus, PositionStatus
 from ..history import queries
 from ..history.db import HistoryDB
+from .deps import AuthorizedUser
 
 router = APIRouter(prefix="/api/v1/history", tags=["history"])
 
@@ -39,7 +40,7 @@ def get_history(request: Request) -> HistoryDB:
 
 
 History = Annotated[HistoryDB, Depends(get_history)]
-UserId = Annotated[str, Path(min_length=1, max_length=128)]
+UserId = AuthorizedUser  # the path's user id, checked against the caller's token
 ExchangeParam = Annotated[Exchange, Path(description="okx | binance | bybit | bitget | upbit")]
 Start = Annotated[datetime | None, Query(description="ISO-8601, inclusive (naive = UTC)")]
 End = Annotated[datetime | None, Query(description="ISO-8601, exclusive (naive = UTC)")]
