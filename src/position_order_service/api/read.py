@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
+from pydantic import BaseModel
 
 from ..domain.enums import Exchange
 from ..domain.symbols import InvalidSymbol, native_symbol
@@ -17,6 +19,17 @@ SymbolQuery = Annotated[
     str | None,
     Query(max_length=64, description="native id (BTC-USDT-SWAP, BTCUSDT) or ccxt symbol (BTC/USDT:USDT)"),
 ]
+
+
+def _listing(user_id: str, exchange: Exchange, name: str, items: Sequence[BaseModel]) -> Response:
+    return json_response(
+        {
+            "user_id": user_id,
+            "exchange": exchange.value,
+            "count": len(items),
+            name: [i.model_dump(mode="json") for i in items],
+        }
+    )
 
 
 def _symbol(exchange: Exchange, symbol: str | None) -> str | None:
@@ -38,14 +51,7 @@ async def get_positions(
     ctx: Ctx, user_id: AuthorizedUser, exchange: Exchange, symbol: SymbolQuery = None
 ) -> Response:
     positions = await ctx.store.positions.list(user_id, exchange.value, _symbol(exchange, symbol))
-    return json_response(
-        {
-            "user_id": user_id,
-            "exchange": exchange.value,
-            "count": len(positions),
-            "positions": [p.model_dump(mode="json") for p in positions],
-        }
-    )
+    return _listing(user_id, exchange, "positions", positions)
 
 
 @router.get(
@@ -58,14 +64,7 @@ async def get_open_orders(
     ctx: Ctx, user_id: AuthorizedUser, exchange: Exchange, symbol: SymbolQuery = None
 ) -> Response:
     orders = await ctx.store.orders.list_open(user_id, exchange.value, _symbol(exchange, symbol))
-    return json_response(
-        {
-            "user_id": user_id,
-            "exchange": exchange.value,
-            "count": len(orders),
-            "orders": [o.model_dump(mode="json") for o in orders],
-        }
-    )
+    return _listing(user_id, exchange, "orders", orders)
 
 
 @router.get(
@@ -78,11 +77,4 @@ async def get_closed_orders(
     ctx: Ctx, user_id: AuthorizedUser, exchange: Exchange, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> Response:
     orders = await ctx.store.orders.list_closed(user_id, exchange.value, limit)
-    return json_response(
-        {
-            "user_id": user_id,
-            "exchange": exchange.value,
-            "count": len(orders),
-            "orders": [o.model_dump(mode="json") for o in orders],
-        }
-    )
+    return _listing(user_id, exchange, "orders", orders)

@@ -555,19 +555,8 @@ class HYPERRSIAdapter:
         qty: Decimal,
         hedged: bool,
     ) -> Order:
-        return await self.services.orders.place(
-            OrderCommand(
-                user_id=uid,
-                exchange=EXCHANGE,
-                symbol=sym,
-                side=side.exit_order_side,
-                order_type=kind,
-                quantity=qty,
-                trigger_price=price,
-                reduce_only=True,
-                position_side=side if hedged else None,
-                metadata={"purpose": kind.value, "strategy": STRATEGY},
-            )
+        return await self.services.positions.protect(
+            uid, EXCHANGE, sym, side, kind, price, qty, hedged, metadata={"strategy": STRATEGY}
         )
 
     async def _protection(self, gateway: ExchangeGateway, sym: str, side: PositionSide) -> list[Order]:

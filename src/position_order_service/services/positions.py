@@ -139,7 +139,7 @@ class PositionManager:
             )
         try:
             if stop_loss is not None:
-                result.stop_loss_order = await self._protect(
+                result.stop_loss_order = await self.protect(
                     user_id, exchange, sym, side, OrderType.STOP_LOSS, stop_loss, filled, hedged, grid_level
                 )
             remaining = filled
@@ -148,7 +148,7 @@ class PositionManager:
                 remaining -= qty
                 if qty > 0:
                     result.take_profit_orders.append(
-                        await self._protect(
+                        await self.protect(
                             user_id,
                             exchange,
                             sym,
@@ -183,7 +183,7 @@ class PositionManager:
         result.position = position
         return result
 
-    async def _protect(
+    async def protect(
         self,
         user_id: str,
         exchange: str,
@@ -193,8 +193,10 @@ class PositionManager:
         price: Decimal,
         qty: Decimal,
         hedged: bool,
-        grid_level: int | None,
+        grid_level: int | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> Order:
+        """A reduce-only stop-loss or take-profit (algo) order for `qty` of the `side` position."""
         return await self.orders.place(
             OrderCommand(
                 user_id=user_id,
@@ -207,7 +209,7 @@ class PositionManager:
                 reduce_only=True,
                 position_side=side if hedged else None,
                 grid_level=grid_level,
-                metadata={"purpose": kind.value},
+                metadata={"purpose": kind.value, **(metadata or {})},
             )
         )
 

@@ -69,6 +69,8 @@ class TrailingStopEngine:
         self.books: dict[BookKey, TrailingBook] = {}
         self._dirty: set[BookKey] = set()
         self._executing: set[str] = set()
+        self._by_slot: dict[tuple[str, str, str, str], str] = {}  # (user, exchange, symbol, side) -> stop id
+        self._by_native_order: dict[str, str] = {}  # exchange order id -> native stop id
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._unlisten: Callable[[], None] | None = None
@@ -134,14 +136,14 @@ class TrailingStopEngine:
         for stop in live.values():
             if stop.state is StopState.TRIGGERED:
                 if stop.id not in self._executing:  # a trigger whose execution was cut off, here or elsewhere
-                    self.stops[stop.id] = stop
+                    self._remember(stop)
                     self._spawn(self._execute(stop))
                 continue
             known = self.stops.get(stop.id)
             if known is not None and known.version >= stop.version:
                 continue
             self._forget(stop)
-            self.stops[stop.id] = stop
+            self._remember(stop)
             if stop.mode is StopMode.EMULATED and stop.state.is_live:
                 await self._track(stop)
 
@@ -160,8 +162,19 @@ class TrailingStopEngine:
             activation = stop.activation_price if stop.activation_price is not None else _ALWAYS[stop.side]
             book.add(stop.id, stop.callback_rate, activation, None)
 
+    def _remember(self, stop: TrailingStop) -> None:
+        """Hold a stop in memory, indexed by its position slot and (native) its exchange order."""
+        self.stops[stop.id] = stop
+        self._by_slot[stop.key_parts()] = stop.id
+        if stop.mode is StopMode.NATIVE and stop.close_order_id:
+            self._by_native_order[stop.close_order_id] = stop.id
+
     def _forget(self, stop: TrailingStop) -> None:
         self.stops.pop(stop.id, None)
+        if self._by_slot.get(stop.key_parts()) == stop.id:
+            del self._by_slot[stop.key_parts()]
+        if stop.close_order_id and self._by_native_order.get(stop.close_order_id) == stop.id:
+            del self._by_native_order[stop.close_order_id]
         book = self.books.get(self._book_key(stop))
         if book is not None:
             book.remove(stop.id)
@@ -203,7 +216,7 @@ class TrailingStopEngine:
                 if stop is None or stop.state is not StopState.ACTIVE or stop.extreme_price == extreme:
                     continue
                 stop = stop.model_copy(update={"extreme_price": extreme, "updated_at": now})
-                self.stops[sid] = stop
+                self._remember(stop)
                 moved.append(stop)
         for i in range(0, len(moved), 500):
             await self.store.trailing_stops.raise_extremes(moved[i : i + 500])
@@ -219,14 +232,14 @@ class TrailingStopEngine:
             if new.state.is_final:
                 self._forget(new)
             else:
-                self.stops[new.id] = new
+                self._remember(new)
             return new
         fresh = await self.store.trailing_stops.get(*stop.key_parts())
         if fresh is not None and fresh.id == stop.id:
             if fresh.state.is_final:
                 self._forget(fresh)
             else:
-                self.stops[fresh.id] = fresh
+                self._remember(fresh)
         return None
 
     async def _activate(self, stop: TrailingStop, extreme: Decimal) -> None:
@@ -369,36 +382,28 @@ class TrailingStopEngine:
     # -- reacting to orders and positions -------------------------------------------------------------
     async def _on_order(self, order: Order, previous: Order | None) -> None:
         """Native stops follow their exchange order."""
-        for stop in list(self.stops.values()):
-            if stop.mode is not StopMode.NATIVE or stop.close_order_id != order.order_id:
-                continue
-            if order.status is OrderStatus.FILLED:
-                await self._executed(stop, order)
-            elif order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
-                await self._transition(
-                    stop,
-                    "trailing_stop.cancelled",
-                    state=StopState.CANCELLED,
-                    error="exchange order cancelled",
-                )
-            elif order.status is OrderStatus.REJECTED:
-                await self._transition(
-                    stop, "trailing_stop.failed", state=StopState.FAILED, error="order rejected"
-                )
+        stop = self.stops.get(self._by_native_order.get(order.order_id, ""))
+        if stop is None:
+            return
+        if order.status is OrderStatus.FILLED:
+            await self._executed(stop, order)
+        elif order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
+            await self._transition(
+                stop, "trailing_stop.cancelled", state=StopState.CANCELLED, error="exchange order cancelled"
+            )
+        elif order.status is OrderStatus.REJECTED:
+            await self._transition(
+                stop, "trailing_stop.failed", state=StopState.FAILED, error="order rejected"
+            )
 
     async def _on_position(self, position: Position) -> None:
         """A position closed by other means cancels its stop."""
         if position.is_open:
             return
-        for stop in list(self.stops.values()):
-            if (
-                stop.user_id == position.user_id
-                and stop.exchange is position.exchange
-                and stop.symbol == position.symbol
-                and stop.side is position.side
-                and stop.state.is_live
-            ):
-                await self.cancel(stop, reason="position closed")
+        slot = (position.user_id, position.exchange.value, position.symbol, position.side.value)
+        stop = self.stops.get(self._by_slot.get(slot, ""))
+        if stop is not None and stop.state.is_live:
+            await self.cancel(stop, reason="position closed")
 
     # -- commands -----------------------------------------------------------------------------------------
     async def create(self, stop: TrailingStop) -> TrailingStop:
@@ -415,7 +420,7 @@ class TrailingStopEngine:
             stop = await self._place_native(stop)
         if not await self.store.trailing_stops.save(stop, expected, "trailing_stop.created"):
             raise Conflict("the trailing stop changed while being created; try again", "symbol")
-        self.stops[stop.id] = stop
+        self._remember(stop)
         if stop.mode is StopMode.EMULATED:
             tick = self.prices.last(stop.exchange.value, stop.symbol)
             if stop.activation_price is None and tick is None:
