@@ -253,7 +253,8 @@ class AppContext:
             self._parts["history_writer"].stop()
             if self._history_task is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._history_task, 5)
+                    async with asyncio.timeout(5):
+                        await self._history_task
             await self._parts["history"].close()
         if "hyperrsi" in self._parts:
             await self.hyperrsi.close()

@@ -440,7 +440,8 @@ class HistoryWriter:
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("history writer pass failed (retry in %.1fs): %s", backoff, self.stats.last_error)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=backoff)
+                    async with asyncio.timeout(backoff):
+                        await self._stop.wait()
                 backoff = min(backoff * 2, self.retry_max_s)
                 consumed = 0
 

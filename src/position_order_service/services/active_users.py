@@ -9,9 +9,9 @@ bot statuses does not bring them back until they are activated again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
+from ..aio import cancel_all
 from ..domain.enums import Exchange
 from ..store import Store
 from .tracking import TrackingService
@@ -47,11 +47,7 @@ class ActiveUserManager:
         ]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_all(self._tasks)
         self._tasks = []
 
     async def _loop(self, fn: object, interval: float) -> None:

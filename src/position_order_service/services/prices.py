@@ -7,13 +7,13 @@ In-process listeners (trailing stops, position marks) see every tick at once; th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..aio import cancel_all
 from ..domain.events import PriceEvent, dec, envelope
 from ..domain.market import PriceTick
 from ..exchanges.base import GatewayError
@@ -81,18 +81,14 @@ class PriceHub:
     async def _stop(self, feed: _Feed) -> None:
         if feed.pending_flush:
             feed.pending_flush.cancel()
-        if feed.task:
-            feed.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await feed.task
+        await cancel_all([feed.task])
 
     async def close(self) -> None:
         feeds = list(self._feeds.values())
         self._feeds.clear()
         for f in feeds:
             await self._stop(f)
-        for t in list(self._publish_tasks):
-            t.cancel()
+        await cancel_all(list(self._publish_tasks))
 
     def ingest(self, tick: PriceTick) -> None:
         """Take a tick (from a stream, or pushed by a test or another source)."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from ..aio import cancel_all
 from ..domain.market import PriceTick
 from ..domain.models import Order
 from ..domain.rules import Condition, ConditionalRule, RuleState, order_meets, price_meets
@@ -64,11 +65,7 @@ class ConditionalRuleEngine:
             self._unlisten()
         with contextlib.suppress(ValueError):
             self.tracking.order_listeners.remove(self.on_order)
-        for t in [self._loop, *self._tasks]:
-            if t is not None:
-                t.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+        await cancel_all([self._loop, *self._tasks])
         for exchange, symbol in list(self._by_symbol):
             await self.prices.release(exchange, symbol, self.holder)
 

@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from .. import metrics
+from ..aio import cancel_all
 from ..domain.enums import OrderStatus
 from ..domain.events import envelope
 from ..domain.market import FillReport, PriceTick
@@ -131,17 +132,14 @@ class UserTracker:
 
     async def wait_ready(self, within_s: float = 10.0) -> bool:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), within_s)
+            async with asyncio.timeout(within_s):
+                await self._ready.wait()
         return self._ready.is_set()
 
     async def stop(self) -> None:
         if self._unlisten:
             self._unlisten()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_all(self._tasks)
         self._tasks = []
         for symbol in list(self._held_symbols):
             await self.prices.release(self.exchange, symbol, self.holder_id)
@@ -234,7 +232,8 @@ class UserTracker:
         while True:
             timeout = max(0.05, self.options.silent_reconcile_s - (time.monotonic() - self._last_activity))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reconcile_wanted.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._reconcile_wanted.wait()
             wanted = self._reconcile_wanted.is_set()
             if not wanted and time.monotonic() - self._last_activity < self.options.silent_reconcile_s:
                 continue

@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from .. import metrics
+from ..aio import cancel_all
 from ..domain.enums import OrderStatus, OrderType, PositionSide
 from ..domain.market import PriceTick
 from ..domain.models import Order, Position
@@ -95,11 +96,7 @@ class TrailingStopEngine:
             self.tracking.order_listeners.remove(self._on_order)
         with contextlib.suppress(ValueError):
             self.tracking.position_listeners.remove(self._on_position)
-        for t in [*self._loops, *self._tasks]:
-            t.cancel()
-        for t in [*self._loops, *self._tasks]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_all([*self._loops, *self._tasks])
         self._loops = []
         with contextlib.suppress(Exception):
             await self.flush()
