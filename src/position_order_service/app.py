@@ -37,6 +37,7 @@ from .services.tracking import TrackingService
 from .services.trailing import TrailingStopEngine
 from .sim.server import DEMO_API_KEY, DEMO_PASSPHRASE, DEMO_SECRET, SimServer
 from .store import Store
+from .store.connection import make_redis
 from .store.embedded import EmbeddedServer, start_embedded
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ class AppContext:
             log.info("embedded %s listening at %s", self.embedded_redis.kind, url)
         else:
             url = s.redis_dsn()
-        self._redis = Redis.from_url(url, decode_responses=False, health_check_interval=30)
+        self._redis = make_redis(url, health_check_interval=30)
         await self._redis.ping()
         store = self._parts["store"] = Store.create(
             self._redis, prefix=s.key_prefix, dual_write=s.dual_schema_write

@@ -198,3 +198,11 @@ async def test_forward_progress_wins_over_an_older_clock(any_store: Store) -> No
     assert (await any_store.orders.upsert(filled)).event_type == "order.filled"
     got = await any_store.orders.get("u1", "okx", "1001")
     assert got is not None and got.status.value == "filled"
+
+
+async def test_writes_survive_a_script_flush(any_store: Store) -> None:
+    """After Redis forgets its scripts (a restart), the next writes load them again."""
+    await any_store.orders.upsert(order())
+    await any_store.redis.script_flush()
+    res = await any_store.orders.upsert(order(status="partially_filled", filled_qty="0.5"))
+    assert res.event_type == "order.partially_filled"

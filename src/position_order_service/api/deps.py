@@ -16,19 +16,20 @@ USER_ID_PATTERN = r"^[A-Za-z0-9_.@\-]{1,64}$"
 UserIdPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="the bot platform's user id")]
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
-def get_caller(request: Request) -> Caller:
-    return caller_from(request, get_ctx(request).token_grants)
+async def get_caller(request: Request) -> Caller:
+    return caller_from(request, request.app.state.ctx.token_grants)
 
 
+# async dependencies: a plain `def` one would run in the thread pool on every request
 Ctx = Annotated["AppContext", Depends(get_ctx)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def user_in_path(user_id: UserIdPath, caller: CallerDep) -> str:
+async def user_in_path(user_id: UserIdPath, caller: CallerDep) -> str:
     """The path's user id, once the caller's token is known to be allowed to act for it."""
     check_user(caller, user_id)
     return user_id

@@ -69,8 +69,8 @@ def merge_order(known: Order | None, incoming: Order, intent: Intent | None = No
     # a later report never shrinks what has filled (a stale REST view cannot undo a fill)
     if incoming.filled_qty < known.filled_qty and not incoming.status.is_terminal:
         return known
-    merged = known.model_copy(update=update)
-    return Order.model_validate(merged.model_dump(exclude=set(Order.model_computed_fields)))
+    # every value comes from a validated Order (incoming or known): no need to validate the copy again
+    return known.model_copy(update=update)
 
 
 def merge_position(known: Position | None, incoming: Position, now: datetime) -> Position:

@@ -8,10 +8,12 @@ URL-prefix lookup, so -2019 would surface as a plain ExchangeError otherwise).
 from __future__ import annotations
 
 import functools
+import ssl
 from typing import Any
 
 import ccxt
 import ccxt.pro as ccxtpro
+import certifi
 
 from ..domain.enums import Exchange
 
@@ -39,6 +41,12 @@ def _binance_urls(base: str, template: dict[str, Any]) -> dict[str, Any]:
     ws["linear"] = base.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
     urls["ws"] = ws
     return urls
+
+
+@functools.cache
+def _shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context for every client: ccxt builds one per client (CA bundle and all, ~0.7 MB, ~20 ms)."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 @functools.cache
@@ -91,6 +99,10 @@ def make_client(
             }
     else:
         raise ValueError(f"{exchange.value} is not supported yet")
+    # Per-user memory: permessage-deflate keeps a zlib compressor and decompressor per socket (~0.8 MB);
+    # thousands of users' private streams cost more memory than their bandwidth saves.
+    client.options["ws"] = {**(client.options.get("ws") or {}), "compress": 0}
+    client.ssl_context = _shared_ssl_context()
     if hedged:
         client.options["hedged"] = True
     for k, v in (extra or {}).items():

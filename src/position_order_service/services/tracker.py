@@ -335,14 +335,19 @@ class UserTracker:
         pipe = self.store.redis.pipeline(transaction=False)
         for o in unknown:
             pipe.hgetall(keys.order(self.user_id, self.exchange, o.order_id))
-        raws = await pipe.execute()
-        for o, raw in zip(unknown, raws, strict=True):
+            pipe.hgetall(keys.client_order(self.user_id, self.exchange, o.client_order_id or "-"))
+        replies = await pipe.execute()
+        self._intents = {}
+        for n, o in enumerate(unknown):
+            raw, raw_intent = replies[2 * n], replies[2 * n + 1]
             if raw:
                 self.orders[o.order_id] = ORDER_CODEC.decode(
                     keys.order(self.user_id, self.exchange, o.order_id), raw
                 )
-        cids = [o.client_order_id for o in unknown if o.client_order_id and o.order_id not in self.orders]
-        self._intents = await self.store.intents.get_many(self.user_id, self.exchange, cids)
+            elif o.client_order_id and raw_intent:
+                intent = self.store.intents.parse({k.decode(): v.decode() for k, v in raw_intent.items()})
+                if intent is not None:
+                    self._intents[o.client_order_id] = intent
 
     async def apply_positions(self, positions: list[Position]) -> None:
         async with self._lock:

@@ -320,12 +320,17 @@ class TrailingStopEngine:
         cid = stop.close_client_order_id
         assert cid is not None
         try:
-            gateway = await self.gateways.for_user(user, exchange)
-            existing = await gateway.fetch_order(stop.symbol, client_order_id=cid)
-            if existing is not None:  # sent before a crash: do not send again
-                await self._executed(stop, existing)
-                return
-            await self.store.intents.delete(user, exchange, cid)  # a stale intent of a send that never left
+            if seen is None:
+                # a trigger recorded earlier (a crash, another instance): the order may have left already
+                gateway = await self.gateways.for_user(user, exchange)
+                existing = await gateway.fetch_order(stop.symbol, client_order_id=cid)
+                if existing is not None:  # sent before a crash: do not send again
+                    await self._executed(stop, existing)
+                    return
+                await self.store.intents.delete(
+                    user, exchange, cid
+                )  # a stale intent of a send that never left
+            # else: this process won the trigger just now, and the client id is new: nothing can exist yet
             size, hedged = await self._live_size(stop)
             qty = size if stop.size is None else min(stop.size, size)
             if qty <= 0:

@@ -7,7 +7,8 @@
 #       3 channel ("" = no publish)   4 event body: the JSON object without its opening "{"; "" = no event
 #       5 event type when the record is new (or its status is one of ARGV 7)   6 event type otherwise
 #       7 comma-wrapped statuses that count as "new again" (",closed,liquidated,")   8 stream MAXLEN
-#       9 n = number of field/value pairs, then the pairs; then m = number of fields to delete, the fields;
+#       9 digest of the content (all fields but updated_at): equal to the stored one = unchanged
+#       10 n = number of field/value pairs, then the pairs; then m = number of fields to delete, the fields;
 #       then k = number of index ops, each "op key_index arg": sadd | srem | lpush_capped_on_status_change
 #       (arg = the value, list capped at 1000) | del | expire (of the state hash; arg seconds) | persist |
 #       hset_mirror (arg = field/value pairs joined by \x1f: replaces a legacy mirror hash) | del.
@@ -28,27 +29,19 @@ if exists and ts ~= '' then
     if progress == cprog and tonumber(ts) < cts then return {-1, 0, ''} end
   end
 end
-local i = 9
-local n = tonumber(ARGV[i]); i = i + 1
-local changed = not exists
+-- unchanged content (ARGV 9: a digest of every field but updated_at) writes and emits nothing
+if exists and redis.call('HGET', key, '_digest') == ARGV[9] then return {0, 0, ''} end
 local prev_status = false
 if exists then prev_status = redis.call('HGET', key, 'status') end
-local sets = {}
+local i = 10
+local n = tonumber(ARGV[i]); i = i + 1
+local sets = {'_digest', ARGV[9]}
 for j = 1, n do
-  local f = ARGV[i]; local v = ARGV[i + 1]; i = i + 2
-  if not changed then
-    if f ~= 'updated_at' and redis.call('HGET', key, f) ~= v then changed = true end
-  end
-  sets[#sets + 1] = f; sets[#sets + 1] = v
+  sets[#sets + 1] = ARGV[i]; sets[#sets + 1] = ARGV[i + 1]; i = i + 2
 end
 local m = tonumber(ARGV[i]); i = i + 1
 local dels = {}
-for j = 1, m do
-  local f = ARGV[i]; i = i + 1
-  if not changed and redis.call('HEXISTS', key, f) == 1 then changed = true end
-  dels[#dels + 1] = f
-end
-if not changed then return {0, 0, ''} end
+for j = 1, m do dels[#dels + 1] = ARGV[i]; i = i + 1 end
 if #sets > 0 then redis.call('HSET', key, unpack(sets)) end
 if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
 if ts ~= '' then redis.call('HSET', key, '_ts', ts, '_progress', ARGV[2]) end

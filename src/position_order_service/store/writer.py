@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from .. import metrics
@@ -22,6 +24,18 @@ def event_body(fields: dict[str, Any]) -> str:
     if not fields:
         raise ValueError("an event needs at least one field")
     return orjson.dumps(fields, default=str).decode()[1:]
+
+
+def content_digest(fields: dict[str, str]) -> str:
+    """What a record says, minus when it was said: equal digests mean an update changes nothing."""
+    h = hashlib.blake2b(digest_size=16)
+    for k in sorted(fields):
+        if k != "updated_at":
+            h.update(k.encode())
+            h.update(b"\x00")
+            h.update(fields[k].encode())
+            h.update(b"\x01")
+    return h.hexdigest()
 
 
 @dataclass(slots=True)
@@ -81,6 +95,9 @@ class LuaScript:
             await self.redis.script_load(self.source)
             return await self.redis.evalsha(self.sha, len(keys), *keys, *args)
 
+    def forget(self) -> None:
+        self._loaded = False
+
     async def load(self) -> None:
         if not self._loaded:
             await self.redis.script_load(self.source)
@@ -96,6 +113,9 @@ class EventWriter:
         self.channels = channels
         self.stream_maxlen = stream_maxlen
         self._apply = LuaScript(redis, lua.APPLY)
+        self._pending: list[tuple[list[Write], asyncio.Future[list[WriteResult]]]] = []
+        self._flush_scheduled = False
+        self._flushes: set[asyncio.Task[None]] = set()
         self._emit = LuaScript(redis, lua.EMIT)
         self._emit_once = LuaScript(redis, lua.EMIT_ONCE)
         self._transition = LuaScript(redis, lua.TRANSITION)
@@ -118,6 +138,7 @@ class EventWriter:
             w.event_type,
             "," + ",".join(w.new_again_statuses) + ",",
             self.stream_maxlen,
+            content_digest(w.set_fields),
             len(w.set_fields),
         ]
         for k, v in w.set_fields.items():
@@ -129,37 +150,83 @@ class EventWriter:
         return keys, args
 
     async def apply(self, w: Write) -> WriteResult:
-        keys, args = self._apply_args(w)
-        try:
-            code, seq, etype = await self._apply(keys=keys, args=args)
-        except Exception:
-            metrics.count_redis("apply", ok=False)
-            raise
-        result = WriteResult(int(code), int(seq), etype.decode() if isinstance(etype, bytes) else str(etype))
-        metrics.count_redis("apply", ok=True)
-        metrics.count_events([result.event_type])
-        return result
+        return (await self.apply_many([w]))[0]
 
     async def apply_many(self, writes: list[Write]) -> list[WriteResult]:
-        """Many upserts in one round trip; each stays atomic on its own."""
+        """Upserts, each atomic on its own. Group commit: every call made in the same event-loop turn (many
+        trackers handling their users' messages together) goes to Redis in one pipelined round trip."""
         if not writes:
             return []
-        await self._apply.load()
-        pipe = self.redis.pipeline(transaction=False)
-        for w in writes:
-            keys, args = self._apply_args(w)
-            pipe.evalsha(self._apply.sha, len(keys), *keys, *args)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[WriteResult]] = loop.create_future()
+        self._pending.append((writes, done))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._start_flush)
+        return await done
+
+    def _start_flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        task = asyncio.create_task(self._flush(batch))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _execute_batch(self, batch: list[tuple[list[Write], Any]]) -> list[Any]:
+        """One pipeline for the batch; once more after reloading the script if Redis had lost it (a restart,
+        SCRIPT FLUSH; fakeredis even drops the connection). Re-running is safe: a write already applied is
+        unchanged the second time and emits nothing."""
+        attempts = 3  # the reload itself may meet a connection the server just closed
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._apply.load()
+                pipe = self.redis.pipeline(transaction=False)
+                for writes, _ in batch:
+                    for w in writes:
+                        keys, args = self._apply_args(w)
+                        pipe.evalsha(self._apply.sha, len(keys), *keys, *args)
+                out: list[Any] = await pipe.execute(raise_on_error=False)
+            except (NoScriptError, RedisConnectionError):
+                self._apply.forget()
+                if attempt == attempts:
+                    raise
+                continue
+            if attempt < attempts and any(isinstance(r, NoScriptError) for r in out):
+                self._apply.forget()
+                continue
+            return out
+        raise AssertionError("unreachable")
+
+    async def _flush(self, batch: list[tuple[list[Write], asyncio.Future[list[WriteResult]]]]) -> None:
+        n = sum(len(writes) for writes, _ in batch)
         try:
-            out = await pipe.execute()
-        except Exception:
-            metrics.count_redis("apply", ok=False, n=len(writes))
-            raise
-        results = [
-            WriteResult(int(c), int(s), e.decode() if isinstance(e, bytes) else str(e)) for c, s, e in out
-        ]
-        metrics.count_redis("apply", ok=True, n=len(writes))
-        metrics.count_events(r.event_type for r in results)
-        return results
+            out = await self._execute_batch(batch)
+        except BaseException as exc:
+            metrics.count_redis("apply", ok=False, n=n)
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc if isinstance(exc, Exception) else ConnectionError("cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        i = 0
+        for writes, done in batch:
+            replies = out[i : i + len(writes)]
+            i += len(writes)
+            error = next((r for r in replies if isinstance(r, Exception)), None)
+            if error is not None:
+                metrics.count_redis("apply", ok=False, n=len(writes))
+                if not done.done():
+                    done.set_exception(error)
+                continue
+            results = [
+                WriteResult(int(c), int(s), e.decode() if isinstance(e, bytes) else str(e))
+                for c, s, e in replies
+            ]
+            metrics.count_redis("apply", ok=True, n=len(writes))
+            metrics.count_events(r.event_type for r in results)
+            if not done.done():
+                done.set_result(results)
 
     async def emit(self, user_id: str, channel: str, event_type: str, fields: dict[str, Any]) -> int:
         metrics.count_events([event_type])
