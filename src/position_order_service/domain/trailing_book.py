@@ -28,6 +28,7 @@ class _Group:
     extreme: Decimal
     rates: list[tuple[Decimal, int, str]] = field(default_factory=list)  # heap of (rate, token, stop id)
     members: int = 0
+    version: int = 0  # bumped whenever its trigger threshold is re-announced
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,9 @@ class TrailingBook:
         self._group_of: dict[str, _Group] = {}
         self._dirty: list[_Group] = []
         self._n = 0
+        # each group's trigger threshold, best first (highest stop for longs, lowest for shorts): a tick that
+        # triggers nothing looks at one entry. Entries may over-announce (a removed stop): checked, then fixed.
+        self._thresholds: list[tuple[Decimal, int, int, _Group]] = []
 
     def __len__(self) -> int:
         return len(self._rate)
@@ -97,6 +101,18 @@ class TrailingBook:
         heapq.heappush(g.rates, (self._rate[stop_id], self._n, stop_id))
         g.members += 1
         self._group_of[stop_id] = g
+        self._announce(g)
+
+    def _announce(self, g: _Group) -> None:
+        """(Re)publish the group's threshold: the stop of its smallest live rate."""
+        while g.rates and not self._valid(g.rates[0], g):
+            heapq.heappop(g.rates)
+        if not g.rates:
+            return
+        stop = stop_from_extreme(self.side, g.extreme, g.rates[0][0])
+        g.version += 1
+        self._n += 1
+        heapq.heappush(self._thresholds, (-stop if self._long else stop, self._n, g.version, g))
 
     def _worse(self, a: Decimal, b: Decimal) -> bool:
         """True when extreme a is less favourable than b."""
@@ -152,7 +168,11 @@ class TrailingBook:
             out.append(BookChange(stop_id, "activated", price, stop, price))
 
     def _raise_extremes(self, price: Decimal) -> None:
-        """Every group whose extreme is worse than the price moves to it; they merge into one."""
+        """Every group whose extreme is worse than the price moves to it; they merge into one.
+
+        The biggest group is kept and moved in place (its extreme changes; its members do not move), so a
+        new high with 100k stops in one group costs O(1); only the members of smaller groups are re-pointed.
+        """
         moved = 0
         while moved < len(self._groups) and self._worse(self._groups[moved].extreme, price):
             moved += 1
@@ -160,39 +180,51 @@ class TrailingBook:
             return
         merged = self._groups[:moved]
         del self._groups[:moved]
-        biggest = max(merged, key=lambda g: g.members)
-        target = self._group_at(price)
-        if target.members < biggest.members:  # adopt the biggest heap whole; push the others into it
-            target.rates, biggest.rates = biggest.rates, target.rates
-            target.members, biggest.members = biggest.members, target.members
-            for item in target.rates:
-                if self._group_of.get(item[2]) is biggest:
-                    self._group_of[item[2]] = target
-            for item in biggest.rates:  # target's former members now sit in `biggest`: move them back
-                if self._group_of.get(item[2]) is target:
-                    heapq.heappush(target.rates, item)
-                    target.members += 1
-            biggest.rates, biggest.members = [], 0
-        for g in merged:
+        # what is left is no worse than the price: a group already at the price, if any, comes first
+        existing = self._groups[0] if self._groups and self._groups[0].extreme == price else None
+        candidates = [*merged, existing] if existing is not None else merged
+        keep = max(candidates, key=lambda g: g.members)
+        if existing is not None and keep is not existing:
+            del self._groups[0]
+        keep.extreme = price
+        for g in candidates:
+            if g is keep:
+                continue
             for item in g.rates:
                 if self._valid(item, g):
-                    heapq.heappush(target.rates, item)
-                    self._group_of[item[2]] = target
-                    target.members += 1
+                    heapq.heappush(keep.rates, item)
+                    self._group_of[item[2]] = keep
+                    keep.members += 1
             g.rates, g.members = [], 0
-        self._dirty.append(target)
+        if keep is not existing:
+            self._groups.insert(0, keep)  # the new worst extreme: every other group is better
+        self._dirty.append(keep)
+        self._announce(keep)
 
     def _trigger(self, price: Decimal, out: list[BookChange]) -> None:
-        for g in list(self._groups):
-            while g.rates:
-                item = g.rates[0]
-                if not self._valid(item, g):
-                    heapq.heappop(g.rates)
-                    continue
-                rate, _, sid = item
-                stop = stop_from_extreme(self.side, g.extreme, rate)
-                if not (price <= stop if self._long else price >= stop):
-                    break  # the smallest rate does not trigger, so no larger one does
+        while self._thresholds:
+            key, _, version, g = self._thresholds[0]
+            if g.version != version or g.members == 0:
+                heapq.heappop(self._thresholds)  # superseded or emptied
+                continue
+            threshold = -key if self._long else key
+            if not (price <= threshold if self._long else price >= threshold):
+                return  # the most exposed group does not trigger, so none does
+            heapq.heappop(self._thresholds)
+            self._fire(g, price, out)
+            if g.members > 0:
+                self._announce(g)
+
+    def _fire(self, g: _Group, price: Decimal, out: list[BookChange]) -> None:
+        while g.rates:
+            item = g.rates[0]
+            if not self._valid(item, g):
                 heapq.heappop(g.rates)
-                out.append(BookChange(sid, "triggered", g.extreme, stop, price))
-                self.remove(sid)
+                continue
+            rate, _, sid = item
+            stop = stop_from_extreme(self.side, g.extreme, rate)
+            if not (price <= stop if self._long else price >= stop):
+                break  # the smallest rate does not trigger, so no larger one does
+            heapq.heappop(g.rates)
+            out.append(BookChange(sid, "triggered", g.extreme, stop, price))
+            self.remove(sid)
