@@ -126,11 +126,13 @@ class HashCodec(Generic[M]):
         """`flatten` maps a nested-model field to the suffix its fields get (pnl -> "_pnl")."""
         self.model = model
         self.fields: list[_FieldCodec] = []
+        self.nested: dict[str, type[BaseModel]] = {}
         flatten = flatten or {}
         for name, info in model.model_fields.items():
             tp, optional = _base_type(info.annotation)
             required = info.is_required()
             if name in flatten:
+                self.nested[name] = tp
                 suffix = flatten[name]
                 for sub, sub_info in tp.model_fields.items():
                     stp, _ = _base_type(sub_info.annotation)
@@ -156,7 +158,9 @@ class HashCodec(Generic[M]):
         """Fields of the model that `encoded` leaves out: they must be deleted from a stored hash."""
         return [f.name for f in self.fields if f.name not in encoded]
 
-    def decode(self, key: str, raw: Mapping[Any, Any]) -> M:
+    def decode(self, key: str, raw: Mapping[Any, Any], trusted: bool = False) -> M:
+        """`trusted`: the record was validated when written; parse each field (a corrupt one still raises)
+        but skip the model's validators (cross-field rules): reads on the hot path cost less."""
         data = {
             (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in raw.items()
@@ -176,6 +180,11 @@ class HashCodec(Generic[M]):
                 values[f.path[0]] = value
             else:
                 values.setdefault(f.path[0], {})[f.path[1]] = value
+        if trusted:
+            for name, nested in self.nested.items():
+                if name in values:
+                    values[name] = nested.model_construct(**values[name])
+            return self.model.model_construct(**values)
         try:
             return self.model.model_validate(values)
         except ValidationError as exc:

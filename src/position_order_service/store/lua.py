@@ -164,3 +164,20 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], seq .. '-1', 'data', payload
 redis.call('PUBLISH', ARGV[4], payload)
 return seq
 """
+
+# LIST_INDEXED: the hashes an index set points to, in one round trip (the read API's hot path).
+# KEYS[1] index set   ARGV 1 key prefix of the hashes (prefix .. member)   2 member prefix filter ("" = all)
+# Returns {member, {field, value, ...}, member, {...}, ...} sorted by member; members whose hash is gone skipped.
+LIST_INDEXED = r"""
+local members = redis.call('SMEMBERS', KEYS[1])
+table.sort(members)
+local out = {}
+local filter = ARGV[2]
+for _, m in ipairs(members) do
+  if filter == '' or string.sub(m, 1, #filter) == filter then
+    local h = redis.call('HGETALL', ARGV[1] .. m)
+    if #h > 0 then out[#out + 1] = m; out[#out + 1] = h end
+  end
+end
+return out
+"""

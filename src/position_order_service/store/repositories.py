@@ -12,10 +12,11 @@ from redis.asyncio import Redis
 from ..domain.enums import OrderStatus, PositionStatus
 from ..domain.events import envelope, order_event_type, order_fields, position_fields
 from ..domain.models import Order, Position
+from . import lua
 from .codec import CorruptRecord, HashCodec
 from .keys import Channels, Keys
 from .legacy import HYPERRSI_EXCHANGE, hyperrsi_fields, pack
-from .writer import EventWriter, IndexOp, Write, WriteResult
+from .writer import EventWriter, IndexOp, LuaScript, Write, WriteResult
 
 POSITION_CODEC: HashCodec[Position] = HashCodec(Position, flatten={"pnl": "_pnl"})
 ORDER_CODEC: HashCodec[Order] = HashCodec(Order)
@@ -46,6 +47,7 @@ class PositionRepository:
         self.channels = channels
         self.writer = writer
         self.dual_write = dual_write  # DUAL_SCHEMA_WRITE: also write the HYPERRSI legacy key
+        self._list = LuaScript(redis, lua.LIST_INDEXED)
 
     def _legacy_ops(self, p: Position) -> list[IndexOp]:
         if not self.dual_write or p.exchange.value != HYPERRSI_EXCHANGE:
@@ -87,22 +89,24 @@ class PositionRepository:
         return POSITION_CODEC.decode(key, raw) if raw else None
 
     async def list(self, user_id: str, exchange: str, symbol: str | None = None) -> list[Position]:
-        """Open positions of a user on an exchange (optionally one symbol), sorted by symbol and side."""
-        members = sorted(
-            m.decode() if isinstance(m, bytes) else m
-            for m in await self.redis.smembers(self.keys.position_index(user_id, exchange))
-        )
-        wanted = [self.keys.split_position_index_member(m) for m in members]
-        if symbol is not None:
-            wanted = [(s, side) for s, side in wanted if s == symbol]
-        if not wanted:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        keys = [self.keys.position(user_id, exchange, s, side) for s, side in wanted]
-        for k in keys:
-            pipe.hgetall(k)
-        raws = await pipe.execute()
-        return [POSITION_CODEC.decode(k, r) for k, r in zip(keys, raws, strict=True) if r]
+        """Open positions of a user on an exchange (optionally one symbol), sorted by symbol and side: one
+        round trip (SMEMBERS and every HGETALL in one script)."""
+        index = self.keys.position_index(user_id, exchange)
+        prefix = self.keys.position(user_id, exchange, "", "")[: -len(":")]  # "...:{exchange}:"
+        member_filter = self.keys.position_index_member(symbol, "") if symbol is not None else ""
+        flat: list[Any] = await self._list(keys=[index], args=[prefix, member_filter])
+        out: list[Position] = []
+        for i in range(0, len(flat), 2):
+            member = flat[i].decode() if isinstance(flat[i], bytes) else flat[i]
+            sym, side = self.keys.split_position_index_member(member)
+            if symbol is not None and sym != symbol:
+                continue
+            pairs = flat[i + 1]
+            raw = dict(zip(pairs[::2], pairs[1::2], strict=True))
+            out.append(
+                POSITION_CODEC.decode(self.keys.position(user_id, exchange, sym, side), raw, trusted=True)
+            )
+        return out
 
 
 class OrderRepository:
@@ -171,7 +175,7 @@ class OrderRepository:
         for k in keys:
             pipe.hgetall(k)
         raws = await pipe.execute()
-        orders = [ORDER_CODEC.decode(k, r) for k, r in zip(keys, raws, strict=True) if r]
+        orders = [ORDER_CODEC.decode(k, r, trusted=True) for k, r in zip(keys, raws, strict=True) if r]
         if symbol is not None:
             orders = [o for o in orders if o.symbol == symbol]
         return sorted(orders, key=lambda o: (o.created_at, o.order_id))
