@@ -16,6 +16,10 @@ class GatewayProvider(Protocol):
         """A gateway for public market data (no credentials)."""
         ...
 
+    def detach(self, user_id: str, exchange: str) -> ExchangeGateway | None:
+        """Take the user's gateway out (the next `for_user` builds a new one); the caller closes it."""
+        ...
+
     async def release(self, user_id: str, exchange: str) -> None:
         """Close and forget the user's gateway."""
         ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -54,17 +55,19 @@ class TrackingService:
             return tracker
 
     async def stop(self, user_id: str, exchange: str) -> None:
-        async with self._lock:
+        async with self._lock:  # forget it at once; the slow part (closing sockets) runs outside the lock
             key = (user_id, exchange)
             self.failures.pop(key, None)
             tracker = self.trackers.pop(key, None)
-            if tracker is not None:
-                await tracker.stop()
-            await self.gateways.release(user_id, exchange)
+            gateway = self.gateways.detach(user_id, exchange)  # a restart right after gets a fresh one
+        if tracker is not None:
+            await tracker.stop()
+        if gateway is not None:
+            with contextlib.suppress(Exception):
+                await gateway.close()
 
     async def stop_all(self) -> None:
-        for user_id, exchange in list(self.trackers):
-            await self.stop(user_id, exchange)
+        await asyncio.gather(*(self.stop(u, e) for u, e in list(self.trackers)), return_exceptions=True)
 
     def tracked(self) -> set[tuple[str, str]]:
         return set(self.trackers)
