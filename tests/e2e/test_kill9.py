@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from position_order_service.store.embedded import free_port
+from position_order_service.store.keys import Keys
 
 ROOT = Path(__file__).resolve().parents[2]
 SYMBOL = "BTC-USDT-SWAP"
@@ -102,7 +103,7 @@ def test_kill9_between_trigger_and_execution_closes_once(
         sim.post("/sim/prices", json={"symbol": SYMBOL, "price": "58000"})  # crosses 60000 x 0.99
         a.wait(timeout=20)
         assert a.returncode == -signal.SIGKILL  # died between the trigger and the close order
-        key = f"{prefix}trailing_stops:u1:okx:{SYMBOL}:long"
+        key = Keys(prefix=prefix).trailing_stop("u1", "okx", SYMBOL, "long")
         assert r.hget(key, "state") == b"triggered"
 
         def sells() -> list[dict[str, Any]]:

@@ -15,7 +15,6 @@ the legacy bots wrote json floats. Volatile fields (last_price, updated_at) are 
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -144,10 +143,6 @@ def _compare(
     ]
 
 
-def _strip_tag(user: str) -> str:
-    return user[1:-1] if user.startswith("{") and user.endswith("}") else user
-
-
 async def _scan(redis: Redis, pattern: str) -> list[str]:
     return sorted(
         [
@@ -176,19 +171,17 @@ async def _hashes(redis: Redis, keys: list[str]) -> list[dict[str, str] | None]:
 # -- HYPERRSI -----------------------------------------------------------------------------------------------
 async def _hyperrsi(redis: Redis, keys: Keys, user_id: str | None, report: ConsistencyReport) -> None:
     ex = HYPERRSI_EXCHANGE
-    prefix = keys.prefix
     legacy: dict[tuple[str, str, str], str] = {}
-    head = f"{prefix}user:"
     for k in await _scan(redis, keys.legacy_hyperrsi_position(user_id or "*", "*", "*")):
-        uid, sep, rest = k[len(head) :].partition(":position:")
-        symbol, _, side = rest.rpartition(":")
-        if sep and uid and symbol and side in _SIDES and (user_id is None or uid == user_id):
-            legacy[(uid, symbol, side)] = k
+        parsed = keys.parse_legacy_hyperrsi_position(k)
+        if parsed is not None and parsed[2] in _SIDES and (user_id is None or parsed[0] == user_id):
+            legacy[parsed] = k
     users = {user_id} if user_id is not None else set()
     if user_id is None:
-        index_head = f"{prefix}positions:index:"
         for k in await _scan(redis, keys.position_index("*", ex)):
-            users.add(_strip_tag(k[len(index_head) : -len(f":{ex}")]))
+            index = keys.parse_position_index(k)
+            if index is not None and index[1] == ex:
+                users.add(index[0])
         users |= {uid for uid, _, _ in legacy}
     open_new: set[tuple[str, str, str]] = set()
     for uid in sorted(users):
@@ -222,23 +215,20 @@ async def _hyperrsi(redis: Redis, keys: Keys, user_id: str | None, report: Consi
 
 
 # -- GRID ---------------------------------------------------------------------------------------------------
-_GRID_LEGACY = re.compile(r"^(?P<ex>[^:]+):user:(?P<uid>.+?):symbol:(?P<sym>.+):active_grid:(?P<lv>\d+)$")
 
 
 async def _grid(redis: Redis, keys: Keys, user_id: str | None, report: ConsistencyReport) -> None:
-    prefix = keys.prefix
     legacy: dict[tuple[str, str, str, int], str] = {}
-    for k in await _scan(redis, f"{prefix}*:user:{user_id or '*'}:symbol:*:active_grid:*"):
-        m = _GRID_LEGACY.match(k[len(prefix) :])
-        if m and (user_id is None or m["uid"] == user_id):
-            legacy[(m["uid"], m["ex"], m["sym"], int(m["lv"]))] = k
-    index_head = f"{prefix}grid:index:"
+    for k in await _scan(redis, keys.legacy_grid_level_pattern(user_id)):
+        parsed = keys.parse_legacy_grid_level(k)
+        if parsed is not None and (user_id is None or parsed[0] == user_id):
+            legacy[parsed] = k
     open_new: set[tuple[str, str, str, int]] = set()
     for k in await _scan(redis, keys.grid_index(user_id or "*", "*")):
-        uid, _, ex = k[len(index_head) :].rpartition(":")
-        uid = _strip_tag(uid)
-        if user_id is not None and uid != user_id:
+        index = keys.parse_grid_index(k)
+        if index is None or (user_id is not None and index[0] != user_id):
             continue
+        uid, ex = index
         for member in await redis.smembers(k):
             symbol, level = keys.split_grid_index_member(
                 member.decode() if isinstance(member, bytes) else member

@@ -7,6 +7,7 @@ touch several of them stay valid on a cluster. The seed's names are kept exactly
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 SERVICE_NAME = "position_order_service"
@@ -150,6 +151,46 @@ class Keys:
     def split_grid_index_member(member: str) -> tuple[str, int]:
         symbol, _, level = member.rpartition(":")
         return symbol, int(level)
+
+    # -- reading key names back (scans of the consistency check) ------------------------------------------
+    def _untag(self, user: str) -> str:
+        return user[1:-1] if self.cluster_tags and user.startswith("{") and user.endswith("}") else user
+
+    def parse_legacy_hyperrsi_position(self, key: str) -> tuple[str, str, str] | None:
+        """user:{user_id}:position:{symbol}:{side} -> (user_id, symbol, side)."""
+        head = f"{self.prefix}user:"
+        if not key.startswith(head):
+            return None
+        user_id, sep, rest = key[len(head) :].partition(":position:")
+        symbol, _, side = rest.rpartition(":")
+        return (user_id, symbol, side) if sep and user_id and symbol and side else None
+
+    def legacy_grid_level_pattern(self, user_id: str | None) -> str:
+        return f"{self.prefix}*:user:{user_id or '*'}:symbol:*:active_grid:*"
+
+    def parse_legacy_grid_level(self, key: str) -> tuple[str, str, str, int] | None:
+        """{exchange}:user:{user_id}:symbol:{symbol}:active_grid:{level} -> (user_id, exchange, symbol, level)."""
+        m = _LEGACY_GRID.match(key[len(self.prefix) :]) if key.startswith(self.prefix) else None
+        return (m["uid"], m["ex"], m["sym"], int(m["lv"])) if m else None
+
+    def parse_position_index(self, key: str) -> tuple[str, str] | None:
+        """positions:index:{user_id}:{exchange} -> (user_id, exchange)."""
+        head = f"{self.prefix}positions:index:"
+        if not key.startswith(head):
+            return None
+        user_id, _, exchange = key[len(head) :].rpartition(":")
+        return (self._untag(user_id), exchange) if user_id else None
+
+    def parse_grid_index(self, key: str) -> tuple[str, str] | None:
+        """grid:index:{user_id}:{exchange} -> (user_id, exchange)."""
+        head = f"{self.prefix}grid:index:"
+        if not key.startswith(head):
+            return None
+        user_id, _, exchange = key[len(head) :].rpartition(":")
+        return (self._untag(user_id), exchange) if user_id else None
+
+
+_LEGACY_GRID = re.compile(r"^(?P<ex>[^:]+):user:(?P<uid>.+?):symbol:(?P<sym>.+):active_grid:(?P<lv>\d+)$")
 
 
 @dataclass(frozen=True, slots=True)
