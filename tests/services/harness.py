@@ -13,6 +13,7 @@ from cryptography.fernet import Fernet
 
 from position_order_service.exchanges.base import Credentials, ExchangeGateway
 from position_order_service.exchanges.factory import build_gateway
+from position_order_service.exchanges.markets import MarketRegistry
 from position_order_service.services.active_users import ActiveUserManager
 from position_order_service.services.credentials import CredentialStore
 from position_order_service.services.gateway_pool import GatewayPool
@@ -24,6 +25,7 @@ from position_order_service.services.tracker import TrackerOptions
 from position_order_service.services.tracking import TrackingService
 from position_order_service.services.trailing import TrailingStopEngine
 from position_order_service.sim.engine import SimEngine, wall_clock_ms
+from position_order_service.sim.server import SimServer
 from position_order_service.store import Store
 
 SYMBOL = "BTC-USDT-SWAP"
@@ -42,7 +44,24 @@ class Harness:
     active: ActiveUserManager
     trailing: TrailingStopEngine
     rules: ConditionalRuleEngine
+    sim: SimServer | None = None  # set when the gateways are ccxt clients of a loopback simulator
     extra: list[Any] = field(default_factory=list)
+
+    async def drop_next_order_reply(self, user_id: str) -> None:
+        """The next order is placed on the exchange, but its reply is lost (the caller sees a network error)."""
+        if self.sim is not None:
+            self.sim.ctx.faults.drop_order_responses = 1
+        else:
+            gw = await self.gateways.for_user(user_id, "okx")
+            gw.faults.drop_order_responses = 1  # type: ignore[attr-defined]
+
+    async def disconnect(self, user_id: str) -> None:
+        """Drop the user's streams as an exchange outage would."""
+        if self.sim is not None:
+            await self.sim.ctx.drop_all_sockets()
+        else:
+            gw = await self.gateways.for_user(user_id, "okx")
+            gw.simulate_disconnect()  # type: ignore[attr-defined]
 
     def account(self, user_id: str, position_mode: str = "net", usdt: str = "1000000") -> str:
         key = f"key-{user_id}"
@@ -79,13 +98,22 @@ class Harness:
         await self.tracking.stop_all()
         await self.prices.close()
         await self.gateways.close()
+        if self.sim is not None:
+            await self.sim.stop()
 
 
-async def make_harness(store: Store, engine: SimEngine | None = None, instance_id: str = "i1") -> Harness:
+async def make_harness(
+    store: Store, engine: SimEngine | None = None, instance_id: str = "i1", via: str = "paper"
+) -> Harness:
+    """`via`: "paper" (the engine in process) or "ccxt" (the real ccxt client over the OKX wire front)."""
     engine = engine or SimEngine("okx", seed=1, clock=wall_clock_ms)
     credentials = CredentialStore(store.redis, store.keys, Fernet(Fernet.generate_key()))
+    sim = await SimServer("okx", engine=engine).start() if via == "ccxt" else None
+    registry = MarketRegistry()
 
     async def build(exchange: str, user_id: str, creds: Credentials | None) -> ExchangeGateway:
+        if sim is not None:
+            return await build_gateway(exchange, user_id, creds, base_url=sim.url, registry=registry)
         return await build_gateway(exchange, user_id, creds, engine=engine)
 
     gateways = GatewayPool(credentials, build)
@@ -112,7 +140,18 @@ async def make_harness(store: Store, engine: SimEngine | None = None, instance_i
     await trailing.start()
     await rules.start()
     return Harness(
-        store, engine, credentials, gateways, prices, tracking, orders, positions, active, trailing, rules
+        store,
+        engine,
+        credentials,
+        gateways,
+        prices,
+        tracking,
+        orders,
+        positions,
+        active,
+        trailing,
+        rules,
+        sim,
     )
 
 

@@ -64,8 +64,7 @@ async def test_lost_reply_is_resolved_by_query_not_resend(h: Harness) -> None:
     key = h.account("u1")
     h.price("60000")
     await h.track("u1")
-    gw = await h.gateways.for_user("u1", "okx")
-    gw.faults.drop_order_responses = 1  # type: ignore[attr-defined]
+    await h.drop_next_order_reply("u1")
     o = await h.orders.create_order("u1", "okx", SYMBOL, "buy", "market", D("0.02"))
     assert o.quantity == D("0.02")
     assert len(h.engine.order_history(key, SYMBOL)) == 1  # exactly one order reached the exchange

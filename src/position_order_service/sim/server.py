@@ -104,6 +104,7 @@ class SimServer:
     host: str = "127.0.0.1"
     seed: int = 0
     demo: bool = False
+    engine: SimEngine | None = None  # serve this engine (tests share it with an in-process gateway)
     _runner: web.AppRunner | None = None
     app: web.Application | None = None
 
@@ -117,7 +118,7 @@ class SimServer:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> SimServer:
-        self.app = build_sim_app(self.venue, seed=self.seed)
+        self.app = build_sim_app(self.venue, engine=self.engine, seed=self.seed)
         if self.demo:
             setup_demo(self.ctx)
         self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
