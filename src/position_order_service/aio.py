@@ -25,3 +25,10 @@ async def cancel_all(tasks: Iterable[asyncio.Task[Any] | None], within_s: float 
             )
             return
         _, pending = await asyncio.wait(pending, timeout=min(0.5, remaining))
+
+
+def cancel_requested() -> bool:
+    """True when someone asked the current task to stop. A library that turns the CancelledError into another
+    exception (redis-py may raise ConnectionError from a cancelled read) must not keep a retry loop alive."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

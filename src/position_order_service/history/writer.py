@@ -42,6 +42,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
+from ..aio import cancel_requested
 from ..store.keys import Keys
 from . import tables as t
 from .db import HistoryDB, make_engine
@@ -428,6 +429,8 @@ class HistoryWriter:
         backoff = 0.1
         consumed = 0
         while not self._stop.is_set():
+            if cancel_requested():  # a library swallowed our cancel (asyncpg, Python 3.11): stop anyway
+                raise asyncio.CancelledError
             try:
                 # block on Redis only when the last pass had drained everything
                 block = self.block_ms if consumed < self.batch_size // 2 else None
@@ -436,6 +439,8 @@ class HistoryWriter:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if cancel_requested():
+                    raise asyncio.CancelledError from exc
                 self.stats.errors += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("history writer pass failed (retry in %.1fs): %s", backoff, self.stats.last_error)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..aio import cancel_all
+from ..aio import cancel_all, cancel_requested
 from ..domain.enums import Exchange
 from ..store import Store
 from .tracking import TrackingService
@@ -58,6 +58,8 @@ class ActiveUserManager:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if cancel_requested():
+                    raise
                 log.exception("rescan failed")
 
     # -- the desired set -------------------------------------------------------------------------------

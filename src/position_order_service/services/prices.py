@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..aio import cancel_all
+from ..aio import cancel_all, cancel_requested
 from ..domain.events import PriceEvent, dec, envelope
 from ..domain.market import PriceTick
 from ..exchanges.base import GatewayError
@@ -163,6 +163,8 @@ class PriceHub:
             except asyncio.CancelledError:
                 raise
             except (GatewayError, Exception) as exc:
+                if cancel_requested():
+                    raise asyncio.CancelledError from exc
                 feed.errors += 1
                 log.warning(
                     "price stream %s:%s failed: %s",

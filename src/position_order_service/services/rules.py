@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ..aio import cancel_all
+from ..aio import cancel_all, cancel_requested
 from ..domain.market import PriceTick
 from ..domain.models import Order
 from ..domain.rules import Condition, ConditionalRule, RuleState, order_meets, price_meets
@@ -81,6 +81,8 @@ class ConditionalRuleEngine:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if cancel_requested():
+                    raise
                 log.exception("rule resync failed")
 
     def _spawn(self, coro: Any) -> None:

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from .. import metrics
-from ..aio import cancel_all
+from ..aio import cancel_all, cancel_requested
 from ..domain.enums import OrderStatus
 from ..domain.events import envelope
 from ..domain.market import FillReport, PriceTick
@@ -197,11 +197,15 @@ class UserTracker:
     ) -> None:
         delay = self.options.backoff_initial_s
         while True:
+            if cancel_requested():  # a library swallowed our cancel (Python 3.11): stop anyway
+                raise asyncio.CancelledError
             try:
                 batch = await watch()
             except asyncio.CancelledError:
                 raise
             except StreamDisconnected as exc:
+                if cancel_requested():
+                    raise asyncio.CancelledError from exc
                 self.health.reconnects += 1
                 metrics.reconnects.labels(exchange=self.exchange).inc()
                 self._fail(exc)
@@ -210,6 +214,8 @@ class UserTracker:
                 self._reconcile_wanted.set()  # updates during the gap are not replayed: snapshot
                 continue
             except Exception as exc:
+                if cancel_requested():
+                    raise asyncio.CancelledError from exc
                 self._fail(exc)
                 await asyncio.sleep(self._jitter(delay))
                 delay = min(delay * 2, self.options.backoff_max_s)
@@ -245,6 +251,8 @@ class UserTracker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if cancel_requested():
+                    raise asyncio.CancelledError from exc
                 self._fail(exc)
                 self._reconcile_wanted.set()
                 await asyncio.sleep(self._jitter(self.options.backoff_initial_s * 5))

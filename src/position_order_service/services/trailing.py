@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from .. import metrics
-from ..aio import cancel_all
+from ..aio import cancel_all, cancel_requested
 from ..domain.enums import OrderStatus, OrderType, PositionSide
 from ..domain.market import PriceTick
 from ..domain.models import Order, Position
@@ -111,6 +111,8 @@ class TrailingStopEngine:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if cancel_requested():
+                    raise
                 log.exception("trailing-stop background step failed")
 
     def _spawn(self, coro: Any) -> None:
