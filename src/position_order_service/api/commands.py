@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 
+from ..domain.models import Order
 from ..services.orders import OrderCommand
 from .auth import check_user
 from .deps import AuthorizedUser, CallerDep, Ctx
@@ -43,7 +44,7 @@ IdempotencyKey = Annotated[
     status_code=201,
     response_model=None,
     summary="Create an order",
-    responses={201: {"model": None}, **ERRORS},
+    responses={201: {"model": Order, "description": "the order as placed"}, **ERRORS},
 )
 async def create_order(
     ctx: Ctx, caller: CallerDep, body: CreateOrderRequest, idempotency_key: IdempotencyKey = None
