@@ -25,7 +25,18 @@ from ...domain.enums import (
 )
 from ...domain.market import FillReport, MarketInfo, OrderRequest, PriceTick
 from ...domain.models import Order, PnLInfo, Position
-from .common import HUNDRED, ZERO, build_order, dec, fmt, ms_to_dt, positive, truthy, utc_now
+from .common import (
+    HUNDRED,
+    ZERO,
+    build_order,
+    conditional_params,
+    dec,
+    fmt,
+    ms_to_dt,
+    positive,
+    truthy,
+    utc_now,
+)
 
 EXCHANGE = Exchange.BINANCE
 
@@ -356,26 +367,7 @@ def order_params(
                 req.time_in_force, "GTC"
             )
         return "limit", qty, price, params
-    kind = "limit" if price is not None else "market"
-    if t in (OrderType.STOP_MARKET, OrderType.STOP_LOSS, OrderType.STOP_LIMIT):
-        assert req.trigger_price is not None
-        params["stopLossPrice"] = fmt(req.trigger_price)
-        return ("limit" if t is OrderType.STOP_LIMIT else "market"), qty, price, params
-    if t is OrderType.TAKE_PROFIT:
-        assert req.trigger_price is not None
-        params["takeProfitPrice"] = fmt(req.trigger_price)
-        return kind, qty, price, params
-    if t is OrderType.TRIGGER:
-        assert req.trigger_price is not None
-        params["triggerPrice"] = fmt(req.trigger_price)
-        return kind, qty, price, params
-    if t is OrderType.TRAILING_STOP:
-        assert req.callback_rate is not None
-        params["trailingPercent"] = fmt(req.callback_rate * HUNDRED)
-        if req.activation_price is not None:
-            params["trailingTriggerPrice"] = fmt(req.activation_price)
-        return "market", qty, None, params
-    raise ValueError(f"unsupported order type {t.value}")
+    return conditional_params(req, qty, price, params, "trailingTriggerPrice")
 
 
 def is_algo_type(kind: str) -> bool:

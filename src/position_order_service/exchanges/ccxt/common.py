@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ...domain.enums import Exchange, OrderStatus, OrderType
+from ...domain.market import OrderRequest
 from ...domain.models import Order
 
 log = logging.getLogger(__name__)
@@ -156,3 +157,33 @@ def build_order(**fields: Any) -> Order:
     if fields.get("avg_fill_price") is not None and filled == 0:
         fields["avg_fill_price"] = None
     return Order(**fields)
+
+
+def conditional_params(
+    req: OrderRequest, amount: str, price: str | None, params: dict[str, Any], activation_param: str
+) -> tuple[str, str, str | None, dict[str, Any]]:
+    """(ccxt type, amount, price, params) of an algo order, through ccxt's unified params: stopLossPrice,
+    takeProfitPrice, triggerPrice, trailingPercent (PERCENT: the domain's callback_rate is a fraction).
+    `activation_param` is the venue's own name for the trailing activation price (OKX activePx, Binance
+    trailingTriggerPrice): ccxt has no unified one."""
+    t = req.order_type
+    kind = "limit" if price is not None else "market"
+    if t in (OrderType.STOP_MARKET, OrderType.STOP_LOSS, OrderType.STOP_LIMIT):
+        assert req.trigger_price is not None
+        params["stopLossPrice"] = fmt(req.trigger_price)
+        return ("limit" if t is OrderType.STOP_LIMIT else "market"), amount, price, params
+    if t is OrderType.TAKE_PROFIT:
+        assert req.trigger_price is not None
+        params["takeProfitPrice"] = fmt(req.trigger_price)
+        return kind, amount, price, params
+    if t is OrderType.TRIGGER:
+        assert req.trigger_price is not None
+        params["triggerPrice"] = fmt(req.trigger_price)
+        return kind, amount, price, params
+    if t is OrderType.TRAILING_STOP:
+        assert req.callback_rate is not None
+        params["trailingPercent"] = fmt(req.callback_rate * HUNDRED)
+        if req.activation_price is not None:
+            params[activation_param] = fmt(req.activation_price)
+        return "market", amount, None, params
+    raise ValueError(f"unsupported order type {t.value}")

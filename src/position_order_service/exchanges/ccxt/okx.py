@@ -25,7 +25,18 @@ from ...domain.enums import (
 )
 from ...domain.market import FillReport, MarketInfo, OrderRequest, PriceTick
 from ...domain.models import Order, PnLInfo, Position
-from .common import HUNDRED, ZERO, build_order, clean, dec, fmt, ms_to_dt, positive, truthy, utc_now
+from .common import (
+    ZERO,
+    build_order,
+    clean,
+    conditional_params,
+    dec,
+    fmt,
+    ms_to_dt,
+    positive,
+    truthy,
+    utc_now,
+)
 
 EXCHANGE = Exchange.OKX
 ALGO_ORD_TYPES = frozenset({"conditional", "oco", "trigger", "move_order_stop", "iceberg", "twap", "chase"})
@@ -388,25 +399,4 @@ def order_params(
             params["timeInForce"] = "FOK"
         return "limit", amount, price, params
     params["algoClOrdId"] = client_order_id
-    kind = "limit" if price is not None else "market"
-    if t in (OrderType.STOP_MARKET, OrderType.STOP_LOSS, OrderType.STOP_LIMIT):
-        assert req.trigger_price is not None
-        params["stopLossPrice"] = fmt(req.trigger_price)
-        return ("limit" if t is OrderType.STOP_LIMIT else "market"), amount, price, params
-    if t is OrderType.TAKE_PROFIT:
-        assert req.trigger_price is not None
-        params["takeProfitPrice"] = fmt(req.trigger_price)
-        return kind, amount, price, params
-    if t is OrderType.TRIGGER:
-        assert req.trigger_price is not None
-        params["triggerPrice"] = fmt(req.trigger_price)
-        return kind, amount, price, params
-    if t is OrderType.TRAILING_STOP:
-        assert req.callback_rate is not None
-        params["trailingPercent"] = fmt(
-            req.callback_rate * HUNDRED
-        )  # ccxt: percent -> callbackRatio fraction
-        if req.activation_price is not None:
-            params["activePx"] = fmt(req.activation_price)
-        return "market", amount, None, params
-    raise ValueError(f"unsupported order type {t.value}")
+    return conditional_params(req, amount, price, params, "activePx")
