@@ -47,6 +47,9 @@ from redis.asyncio import Redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from pauses import LoopPauses  # noqa: E402
 
 from position_order_service.app import create_app  # noqa: E402
 from position_order_service.config import Settings  # noqa: E402
@@ -70,37 +73,6 @@ for m in p.listen():
     sys.stdout.write("%.7f\t%s\t%s\t%s\n" % (t, d.get("client_order_id"), d.get("status"), d.get("event_type")))
     sys.stdout.flush()
 """
-
-
-class Pauses:
-    """Full (generation 2) garbage collections and event-loop stalls seen while the samples are taken."""
-
-    def __init__(self) -> None:
-        self.gc2: list[float] = []
-        self.lags: list[float] = []
-        self._t = 0.0
-        self.task: asyncio.Task[None] | None = None
-
-    def _gc(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._t = time.perf_counter()
-        elif info.get("generation") == 2:
-            self.gc2.append(time.perf_counter() - self._t)
-
-    async def _watch(self) -> None:
-        while True:
-            t = time.monotonic()
-            await asyncio.sleep(0.001)
-            self.lags.append(time.monotonic() - t - 0.001)
-
-    def start(self) -> None:
-        gc.callbacks.append(self._gc)
-        self.task = asyncio.create_task(self._watch())
-
-    def stop(self) -> None:
-        gc.callbacks.remove(self._gc)
-        if self.task is not None:
-            self.task.cancel()
 
 
 def pct(values: list[float], p: float) -> float:
@@ -198,7 +170,7 @@ async def run_once(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
             assert sub.stdout is not None
             assert (await asyncio.wait_for(sub.stdout.readline(), 10)).strip() == b"ready"
             receipts = Receipts(sub)
-            pauses = Pauses()
+            pauses = LoopPauses()
             pauses.start()
 
             # yardstick: PUBLISH from this process to the same subscriber process

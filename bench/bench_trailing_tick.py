@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import gc
 import logging
@@ -49,7 +48,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
+
+from pauses import LoopPauses  # noqa: E402
 
 from position_order_service.domain.enums import PositionSide  # noqa: E402
 from position_order_service.domain.market import PriceTick  # noqa: E402
@@ -233,38 +235,6 @@ class ErrorCounter(logging.Handler):
         self.counts[text.split(":")[0][:60] if "tracker" not in text else text.split(": ", 1)[-1][:60]] += 1
 
 
-class Stalls:
-    """Event-loop stalls (a 1 ms sleeper's overshoot) and full GC pauses while part 2 runs."""
-
-    def __init__(self) -> None:
-        self.lags: list[float] = []
-        self.gc2: list[float] = []
-        self._t = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    def _gc(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._t = time.perf_counter()
-        elif info.get("generation") == 2:
-            self.gc2.append(time.perf_counter() - self._t)
-
-    async def _watch(self) -> None:
-        while True:
-            t = time.perf_counter()
-            await asyncio.sleep(0.001)
-            self.lags.append(time.perf_counter() - t - 0.001)
-
-    def start(self) -> None:
-        gc.callbacks.append(self._gc)
-        self._task = asyncio.create_task(self._watch())
-
-    def stop(self) -> None:
-        with contextlib.suppress(ValueError):
-            gc.callbacks.remove(self._gc)
-        if self._task is not None:
-            self._task.cancel()
-
-
 def print_profile(prof: cProfile.Profile) -> None:
     st = pstats.Stats(prof)
     total = sum(v[2] for v in st.stats.values())  # type: ignore[attr-defined]
@@ -293,7 +263,7 @@ async def part2(users: int, burst: int, profile: bool = False) -> dict[str, Any]
     service_log = logging.getLogger("position_order_service")
     service_log.addHandler(errors)
     service_log.propagate = False  # counted (printed as a summary), not dumped with tracebacks
-    stalls = Stalls()
+    stalls = LoopPauses()
     try:
         h.price("60000")
         total = users + burst
