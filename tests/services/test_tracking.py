@@ -7,6 +7,7 @@ import asyncio
 from decimal import Decimal
 
 import orjson
+import pytest
 
 from position_order_service.domain import OrderStatus
 
@@ -161,3 +162,31 @@ async def test_bot_status_enabled_users_are_found_by_the_scan(h: Harness) -> Non
     await h.active.rescan_users()
     assert h.tracking.get("bot7", "okx") is not None
     await asyncio.sleep(0)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 item 6: fills are deduplicated by trade id alone")
+async def test_fills_of_two_symbols_with_the_same_trade_id_are_both_recorded(h: Harness) -> None:
+    """OKX numbers trades per instrument: BTC's trade 123 and ETH's trade 123 are two fills. Fills were
+    deduplicated by trade id alone, so the second one was dropped (issue 11 item 6)."""
+    key = h.account("u1")
+    h.price("60000")
+    h.price("3000", "ETH-USDT-SWAP")
+    await h.track("u1")
+    h.engine.place_order(key, SYMBOL, "buy", "1")
+
+    async def fills() -> list[dict[str, object]]:
+        return [e for e in await h.events("u1") if e["event_type"] == "fill.created"]
+
+    await eventually(lambda: _count(fills, 1))
+    trade_id = (await fills())[0]["trade_id"]
+    h.engine._next_trade = int(str(trade_id))  # the simulator numbers trades per venue; OKX per instrument
+    h.engine.place_order(key, "ETH-USDT-SWAP", "buy", "1")
+    await eventually(lambda: _count(fills, 2))
+    assert sorted((f["symbol"], f["trade_id"]) for f in await fills()) == [
+        ("BTC-USDT-SWAP", trade_id),
+        ("ETH-USDT-SWAP", trade_id),
+    ]
+
+
+async def _count(fetch: object, n: int) -> bool:
+    return len(await fetch()) == n  # type: ignore[operator]

@@ -1,0 +1,245 @@
+"""Issue 11 item 6: the other defects found by reading the code, each proven black-box first (simulator and
+service processes, real ccxt, real Redis)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from .conftest import ServiceFactory
+from .support import Service, Sim, eventually, place, venue_client
+
+BTC = "BTC-USDT-SWAP"
+
+
+async def _open(svc: Service, side: str, size: str, exchange: str = "okx", symbol: str = BTC) -> Any:
+    return await svc.api.post("/api/v1/positions/open", json={"user_id": "u1", "exchange": exchange,
+                              "symbol": symbol, "side": side, "size": size})  # fmt: skip
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 11 item 6: two 'not found' within 0.75 s declare a lost order not placed"
+)
+async def test_a_lost_reply_of_an_order_the_exchange_shows_late_is_not_declared_unplaced(
+    okx: Sim, make_service: ServiceFactory
+) -> None:
+    """After a timeout an order was declared "not placed" after two "not found" within 0.75 s, while the
+    exchange only shows new orders after a lag: the bot was told to retry an order that existed."""
+    await okx.require_faults("visibility_lag_ms")
+    creds = await okx.account("k1")
+    await okx.price(BTC, "60000")
+    svc = await make_service(okx=okx, ORDER_VISIBILITY_LAG_S="3").start()
+    await svc.onboard("u1", "okx", creds)
+    await okx.faults(drop_order_responses=1, visibility_lag_ms=2000)
+    r = await svc.api.post("/api/v1/orders", json={"user_id": "u1", "exchange": "okx", "symbol": BTC,
+                           "side": "buy", "order_type": "market", "quantity": "0.01"})  # fmt: skip
+    assert await okx.position_qty("k1", BTC) == 1  # the order was placed
+    assert r.status_code == 201, r.text  # and the service found it instead of telling the bot to resend
+    assert "order.failed" not in [e["event_type"] for e in await svc.events("u1")]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 11 item 6: a native stop is recorded only after its exchange order is placed"
+)
+async def test_a_native_stop_whose_reply_is_lost_leaves_no_orphan_and_a_retry_no_second_stop(
+    okx: Sim, make_service: ServiceFactory
+) -> None:
+    """A native trailing stop was recorded only after the exchange accepted it: a failure in between left
+    an exchange order nobody tracked, and the bot's retry placed a second one."""
+    await okx.require_faults("visibility_lag_ms")
+    creds = await okx.account("k1")
+    await okx.price(BTC, "60000")
+    svc = await make_service(okx=okx, ORDER_VISIBILITY_LAG_S="1").start()
+    await svc.onboard("u1", "okx", creds)
+    assert (await _open(svc, "long", "0.01")).status_code == 201
+    await okx.faults(drop_order_responses=1, visibility_lag_ms=6000)
+    body = {"user_id": "u1", "exchange": "okx", "symbol": BTC, "side": "long", "callback_rate": 0.05,
+            "mode": "native"}  # fmt: skip
+    first = await svc.api.post("/api/v1/trailing-stops", json=body)
+    retry = await svc.api.post("/api/v1/trailing-stops", json=body)  # the bot saw an error and retries
+    assert first.status_code != 201 or retry.status_code != 201, (first.text, retry.text)
+    algos = await okx.open_algos("k1")
+    assert len(algos) == 1, algos  # one native stop on the exchange, never two
+    algo_id = algos[0]["algo_id"]
+
+    async def tracked() -> bool:
+        stops = (await svc.api.get("/api/v1/trailing-stops/u1")).json()["trailing_stops"]
+        return len(stops) == 1 and stops[0]["state"] == "active" and stops[0]["close_order_id"] == algo_id
+
+    await eventually(tracked, within=15, what="the stop record to follow the exchange's order")
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 11 item 6: positions/open nets the opposite side in one-way mode"
+)
+async def test_opening_the_opposite_side_in_one_way_mode_is_refused(
+    okx: Sim, make_service: ServiceFactory
+) -> None:
+    """POST /positions/open for a short while a long is open in one-way mode netted the long away (the
+    HYPERRSI path already refused it with 409)."""
+    creds = await okx.account("k1")
+    await okx.price(BTC, "60000")
+    svc = await make_service(okx=okx).start()
+    await svc.onboard("u1", "okx", creds)
+    assert (await _open(svc, "long", "0.02")).status_code == 201
+    r = await _open(svc, "short", "0.01")
+    assert r.status_code == 409, r.text
+    assert "one-way" in r.text
+    assert await okx.position_qty("k1", BTC) == 2  # the long is untouched
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 11 item 6: the DCA places the new stop-loss before it cancels the old one"
+)
+async def test_a_dca_replaces_the_stop_loss_without_two_live_at_once(
+    okx: Sim, make_service: ServiceFactory
+) -> None:
+    """HYPERRSI's DCA placed the new stop-loss before cancelling the old one: for a moment two stop-losses
+    were live, and a price crossing both closed the position twice over. The old one goes first now."""
+    creds = await okx.account("k1")
+    await okx.price(BTC, "60000")
+    svc = await make_service(okx=okx).start()
+    await svc.onboard("u1", "okx", creds)
+    body: dict[str, Any] = {"user_id": "u1", "symbol": BTC, "direction": "long", "size": "0.01",
+                            "stop_loss": "55000"}  # fmt: skip
+    assert (r := await svc.api.post("/position/open", json=body)).status_code == 200, r.text
+    assert (r := await svc.api.post("/position/open", json={**body, "is_DCA": True})).status_code == 200, (
+        r.text
+    )
+    account = await okx.account_state("k1")
+    live = [a for a in account["open_algos"] if a["sl_trigger_px"]]
+    assert len(live) == 1 and Decimal(live[0]["sz"]) == 2  # one stop-loss, for the whole 0.02 BTC
+    old = [a for a in account["algo_history"] if a["sl_trigger_px"]]
+    assert len(old) == 1 and old[0]["state"] == "canceled"
+    assert old[0]["updated_ms"] <= live[0]["created_ms"], (old[0], live[0])  # gone before the new one
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 11 item 6: a close-all algo is recorded with the instrument's minimum size"
+)
+async def test_a_close_all_algo_that_fills_records_the_filled_size(
+    okx: Sim, make_service: ServiceFactory
+) -> None:
+    """An OKX close-all algo (closeFraction=1) carries no size; when it filled, the service recorded the
+    instrument's minimum size as what it filled."""
+    creds = await okx.account("k1")
+    await okx.price(BTC, "60000")
+    svc = await make_service(okx=okx).start()
+    await svc.onboard("u1", "okx", creds)
+    other = await venue_client(okx, creds)
+    try:
+        await place(other, BTC, "buy", "0.03")
+        raw = await other.client.private_post_trade_order_algo(  # type: ignore[attr-defined]
+            {
+                "instId": BTC,
+                "tdMode": "cross",
+                "side": "sell",
+                "ordType": "conditional",
+                "closeFraction": "1",
+                "reduceOnly": "true",
+                "slTriggerPx": "59000",
+                "slOrdPx": "-1",
+            }
+        )
+    finally:
+        await other.close()
+    algo_id = raw["data"][0]["algoId"]
+    await okx.price(BTC, "58900")
+    await eventually(lambda: _flat(okx), what="the close-all algo to close the position")
+
+    async def recorded() -> dict[str, Any] | None:
+        r = await svc.api.get("/api/v1/orders/u1/okx/closed")
+        found = [
+            o for o in r.json()["orders"] if o["exchange_order_id"] == algo_id and o["status"] == "filled"
+        ]
+        return found[0] if found else None
+
+    algo = await eventually(recorded, what="the filled algo in the API")
+    assert Decimal(algo["filled_qty"]) == Decimal("0.03"), algo
+
+
+async def _flat(sim: Sim) -> bool:
+    return await sim.position_qty("k1", BTC) == 0
+
+
+async def _stop_state(svc: Service) -> str | None:
+    stops = (await svc.api.get("/api/v1/trailing-stops/u1")).json()["trailing_stops"]
+    return stops[0]["state"] if stops else None
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 11 item 6: price_source mark reads the ticker, which carries no mark price"
+)
+async def test_a_mark_price_stop_follows_the_exchange_s_mark_price(
+    okx: Sim, make_service: ServiceFactory
+) -> None:
+    """`price_source: mark` read the ticker's last price (the ticker carries no mark): a stop on the mark
+    never fired while the mark crossed it and the last price did not."""
+    creds = await okx.account("k1")
+    await okx.price(BTC, "60000")
+    svc = await make_service(okx=okx).start()
+    await svc.onboard("u1", "okx", creds)
+    assert (await _open(svc, "long", "0.01")).status_code == 201
+    r = await svc.api.post("/api/v1/trailing-stops", json={"user_id": "u1", "exchange": "okx", "symbol": BTC,
+                           "side": "long", "callback_rate": 0.01, "price_source": "mark"})  # fmt: skip
+    assert r.status_code == 201 and r.json()["state"] == "active", r.text
+    await okx.price(BTC, "60000", mark="59000")  # the mark falls through the stop, the last price stays
+    await eventually(lambda: _flat(okx), what="the mark-price stop to close the long")
+    assert await _stop_state(svc) == "executed"
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 11 item 6: price_source mark reads the ticker, which carries no mark price"
+)
+async def test_a_binance_mark_price_stop_follows_the_exchange_s_mark_price(
+    binance: Sim, make_service: ServiceFactory
+) -> None:
+    await binance.require_faults("clock_offset_ms")  # the markPrice stream comes with the sim-faults branch
+    creds = await binance.account("k1")
+    await binance.price("BTCUSDT", "60000")
+    svc = await make_service(binance=binance).start()
+    await svc.onboard("u1", "binance", creds)
+    assert (await _open(svc, "long", "0.01", "binance", "BTCUSDT")).status_code == 201
+    r = await svc.api.post("/api/v1/trailing-stops", json={"user_id": "u1", "exchange": "binance",
+                           "symbol": "BTCUSDT", "side": "long", "callback_rate": 0.01, "price_source": "mark"})  # fmt: skip
+    assert r.status_code == 201 and r.json()["state"] == "active", r.text
+    await binance.price("BTCUSDT", "60000", mark="59000")
+    await eventually(lambda: _flat_binance(binance), within=10, what="the mark-price stop to close the long")
+
+
+async def _flat_binance(sim: Sim) -> bool:
+    return await sim.position_qty("k1", "BTCUSDT") == 0
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 item 6: a price feed that goes silent is never noticed")
+async def test_a_silent_price_feed_is_reconnected_and_raises_the_alert(
+    okx: Sim, make_service: ServiceFactory
+) -> None:
+    """A ticker stream that stays up but stops delivering left stops blind forever. Past PRICE_FEED_SILENT_S
+    the feed is reconnected and counted in price_feed_silent_total."""
+    await okx.require_faults("ws_drop")
+    creds = await okx.account("k1")
+    await okx.price(BTC, "60000")
+    svc = await make_service(okx=okx, PRICE_FEED_SILENT_S="1").start()
+    await svc.onboard("u1", "okx", creds)
+    assert (await _open(svc, "long", "0.01")).status_code == 201
+    r = await svc.api.post("/api/v1/trailing-stops", json={"user_id": "u1", "exchange": "okx", "symbol": BTC,
+                           "side": "long", "callback_rate": 0.01})  # fmt: skip
+    assert r.status_code == 201, r.text
+    await okx.faults(ws_drop={"rate": 1.0, "channels": ["tickers", "mark-price"]})
+    await okx.feed(BTC, kind="random_walk", interval_ms=100, start="60100", volatility="0.00001", seed=1)
+
+    async def alerted() -> bool:
+        text = (await svc.api.get("/metrics")).text
+        return any(
+            line.startswith('price_feed_silent_total{exchange="okx"}') and float(line.split()[-1]) >= 1
+            for line in text.splitlines()
+        )
+
+    await eventually(alerted, within=10, what="the silent-feed alert")
+    await okx.feed(BTC, kind="stop")
+    await okx.clear_faults()
+    await okx.price(BTC, "59000")
+    await eventually(lambda: _flat(okx), what="the stop to fire once prices flow again")
