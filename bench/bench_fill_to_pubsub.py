@@ -17,7 +17,7 @@ happen on the engine. One sample = trigger -> receipt of the message that shows 
 Sequential (the next fill after the previous message arrived) and paced at ``--rates`` fills/s (market; the
 service process' CPU per fill is printed too; ``--profile`` adds a cProfile of the last paced phase).
 Also printed: the same-run yardstick (PUBLISH from this process -> the same subscriber; PERFORMANCE.md: p50 ~250 us,
-p99 ~0.7-1.2 ms) and, for the sequential market samples, trigger -> tracker listener (the tracker's write returned).
+p99 ~0.7-1.2 ms) and, for the sequential market samples, trigger -> the account actor's OrderChanged on the bus (its write returned).
 Target: p99 < 20 ms. Medians over ``--runs`` runs.
 """
 
@@ -53,6 +53,7 @@ from pauses import LoopPauses  # noqa: E402
 
 from position_order_service.app import create_app  # noqa: E402
 from position_order_service.config import Settings  # noqa: E402
+from position_order_service.domain.messages import OrderChanged  # noqa: E402
 from position_order_service.exchanges.base import Credentials  # noqa: E402
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -151,17 +152,16 @@ async def run_once(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
             engine.set_price(INST, "60000")
             await ctx.credentials.put(USER, "okx", Credentials(key, "bench-secret", "bench-pass"))
             await ctx.active_users.activate(USER, ["okx"])
-            tracker = ctx.tracking.get(USER, "okx")
-            assert tracker is not None and await tracker.wait_ready(15), "tracker not ready"
-            await asyncio.sleep(1.5)  # the tracker's settle snapshot
+            assert await ctx.accounts.wait_reconciled(USER, "okx", 15), "account not reconciled"
 
             applied: dict[str, float] = {}
 
-            def on_order(order: Any, _previous: Any) -> None:
+            def on_order(event: Any) -> None:
+                order = event.order
                 if order.status.value == "filled" and order.client_order_id:
                     applied.setdefault(order.client_order_id, time.monotonic())
 
-            ctx.tracking.order_listeners.append(on_order)
+            ctx.bus.subscribe("bench", on_order, OrderChanged)
             channel = ctx.store.channels.orders(USER, "okx")
             sub = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", SUBSCRIBER, REDIS_URL, channel,
@@ -247,7 +247,7 @@ async def run_once(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
                     print_profile(prof, f"paced {rate:g}/s, {args.paced_n} fills")
                 out[f"paced{rate:g}"], out[f"rate{rate:g}"] = paced, achieved
                 out[f"cpu{rate:g}"] = (time.process_time() - cpu0) / args.paced_n
-            ctx.tracking.order_listeners.remove(on_order)
+            ctx.bus.unsubscribe("bench")
             pauses.stop()
             out["gc2"], out["lags"] = pauses.gc2, pauses.lags
             out["objects"] = len(gc.get_objects())
@@ -323,12 +323,12 @@ async def main() -> None:
     results = []
     for r in range(args.runs):
         results.append(await run_once(args, r))
-    print(f"fill -> Pub/Sub on loopback: create_app(sim=on) + OKX wire front + ccxt.pro.okx + tracker + Redis; "
+    print(f"fill -> Pub/Sub on loopback: create_app(sim=on) + OKX wire front + ccxt.pro.okx + account actor + Redis; "
           f"python {platform.python_version()}, {os.cpu_count()} cpus; history {'off' if args.no_history else 'on'}; "
           f"n={args.n} sequential per kind, {args.paced_n} paced; medians of {args.runs} runs")  # fmt: skip
     line("yardstick PUBLISH -> subscriber (same run)", [r["yard"] for r in results])
     p99 = line("fill (market order) -> pubsub, sequential", [r["market"] for r in results])
-    line("  of which fill -> tracker write returned", [r["applied"] for r in results if r["applied"]])
+    line("  of which fill -> account actor write returned", [r["applied"] for r in results if r["applied"]])
     p99_price = line(
         "fill (set_price through a resting limit) -> pubsub, sequential", [r["price"] for r in results]
     )
@@ -339,7 +339,7 @@ async def main() -> None:
         v = line(
             f"fill (market) -> pubsub, paced at {rate:.0f} fills/s", [r[f"paced{want:g}"] for r in results]
         )
-        print(f"  service process cpu per fill at {rate:.0f}/s: {cpu_ms:.2f} ms (everything: sim, ws, ccxt, tracker, "
+        print(f"  service process cpu per fill at {rate:.0f}/s: {cpu_ms:.2f} ms (everything: sim, ws, ccxt, actor, "
               f"history; {cpu_ms * rate / 10:.0f}% of one core)")  # fmt: skip
         verdicts.append((f"paced {rate:.0f}/s", v))
     gc2 = [x for r in results for x in r["gc2"]]

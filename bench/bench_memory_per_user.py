@@ -6,9 +6,9 @@ The OKX simulator runs in a subprocess (so its per-connection state is not count
 ``create_app(Settings(sim="off", okx_base_url=<the simulator>, redis_url=..., key_prefix=bench:<uuid>:))`` run
 through its lifespan, with the SQL history writer on (SQLite in a temp dir). Users are onboarded as an operator
 does: an account on the simulator (control API), credentials stored (encrypted) and the user activated; each
-gets a tracker with its ccxt.pro.okx client (markets attached by reference from the shared MarketRegistry), its
+gets an account actor with its ccxt.pro.okx client (markets attached by reference from the shared MarketRegistry), its
 private and business WebSockets (orders, orders-algo, positions, my_trades), its reconciliation, and then holds
-a small position and one resting limit order placed through the OrderManager (so the tracker holds state and a
+a small position and one resting limit order placed through the OrderManager (so the actor holds state and a
 price stream is in use).
 
 One warm-up user is onboarded first (the market table loads then, once for everybody); the figure is
@@ -141,9 +141,10 @@ async def onboard(ctx: Any, users: list[str]) -> None:
         await ctx.credentials.put(u, "okx", Credentials(f"key-{u}", f"secret-{u}", f"pass-{u}"))
         await ctx.active_users.activate(u, ["okx"])
     for u in users:
-        tracker = ctx.tracking.get(u, "okx")
-        assert tracker is not None, f"{u} not tracked: {ctx.tracking.failures.get((u, 'okx'))}"
-        assert await tracker.wait_ready(30), f"{u} tracker not ready"
+        assert ctx.accounts.get(u, "okx") is not None, (
+            f"{u} not tracked: {ctx.accounts.failures.get((u, 'okx'))}"
+        )
+        assert await ctx.accounts.wait_reconciled(u, "okx", 30), f"{u} account not reconciled"
 
 
 async def give_state(ctx: Any, users: list[str]) -> None:
@@ -162,7 +163,7 @@ async def give_state(ctx: Any, users: list[str]) -> None:
 def counts(ctx: Any) -> dict[str, float]:
     gc.collect()
     ws = 0
-    for (_u, _e), t in ctx.tracking.trackers.items():
+    for (_u, _e), t in ctx.accounts.actors.items():
         client = getattr(t.gateway, "_client", None)
         ws += len(getattr(client, "clients", None) or {})
     return {
@@ -230,11 +231,11 @@ async def run_once(n: int, settle_s: float, use_tracemalloc: bool) -> dict[str, 
                 out["py_heap_mb"] = sum(s.size_diff for s in snap1.compare_to(snap0, "filename")) / 1e6
                 out["packages"] = by_package(snap1, snap0)
                 tracemalloc.stop()
-            healthy = sum(1 for t in ctx.tracking.trackers.values() if t.health.state == "healthy")
+            healthy = sum(1 for t in ctx.accounts.actors.values() if t.health.state == "healthy")
             out.update({k: (after[k] - before[k]) / n for k in after})
             out["rss_total"] = after["rss"]
             out["healthy"] = healthy
-            out["loaded"] = ctx._parts["markets"].get("okx", url) is not None
+            out["loaded"] = ctx.markets.get("okx", url) is not None
             # Shutdown closes the gateways one by one and each ccxt close() sleeps its timeout_on_exit
             # (250 ms): N users = N x 0.25 s. Closed here concurrently first, so the benchmark does not wait.
             t0 = time.perf_counter()
@@ -297,7 +298,7 @@ async def main() -> None:
           f"python {platform.python_version()}, {os.cpu_count()} cpus; N={args.n} after 1 warm-up user; "
           f"medians of {args.runs} runs{'; WHAT-IF: ws compression off, one shared SSLContext' if args.what_if else ''}")  # fmt: skip
     print(f"rss per user: {med['rss'] * 1000:.0f} KB  (runs: {fmt_list((r['rss'] * 1000 for r in results), '.0f')} KB;"
-          f" process rss {statistics.median(r['rss_total'] for r in results):.0f} MB; healthy trackers "
+          f" process rss {statistics.median(r['rss_total'] for r in results):.0f} MB; healthy accounts "
           f"{min(r['healthy'] for r in results)}/{args.n + 1})")  # fmt: skip
     if args.tracemalloc:
         heap = statistics.median(r["py_heap_mb"] for r in results) / args.n * 1000

@@ -13,7 +13,7 @@ ccxt.pro.okx client, markets shared through the MarketRegistry as the app does):
    handle_orders -> handle_my_trades + parse_orders + ArrayCacheBySymbolById), then read back the way
    ``watch_orders`` returns them (``getLimit`` + ``filter_by_symbol_since_limit``, newUpdates).
 2. The gateway's mapping (``CcxtGateway._orders_from`` + ``_okx_parents``: ccxt ``info`` -> domain Order).
-3. ``UserTracker.apply_orders`` (stored-record/intent lookup for unseen orders, merge, ``writer.apply_many``:
+3. ``AccountActor (its turn)`` (stored-record/intent lookup for unseen orders, merge, ``writer.apply_many``:
    one pipelined EVALSHA per update doing HSET + index ops + PUBLISH + XADD) on the real Redis.
 
 Delivery: one reader coroutine plays the socket (parses each message synchronously, as ccxt's reader does, and
@@ -55,17 +55,19 @@ from redis.asyncio import Redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from position_order_service.bus import Bus  # noqa: E402
 from position_order_service.exchanges.base import Credentials  # noqa: E402
 from position_order_service.exchanges.ccxt_gateway import CcxtGateway  # noqa: E402
 from position_order_service.exchanges.markets import MarketRegistry  # noqa: E402
-from position_order_service.services.prices import PriceHub  # noqa: E402
-from position_order_service.services.tracker import TrackerOptions, UserTracker  # noqa: E402
+from position_order_service.services.account import AccountActor, AccountOptions  # noqa: E402
+from position_order_service.services.account.messages import StreamOrders  # noqa: E402
 from position_order_service.sim.engine import OrderEvent, SimEngine, wall_clock_ms  # noqa: E402
 from position_order_service.sim.okx.fmt import order_dict  # noqa: E402
 from position_order_service.sim.server import SimServer  # noqa: E402
 from position_order_service.store import Store  # noqa: E402
 from position_order_service.store.connection import make_redis  # noqa: E402
 from position_order_service.store.intents import INTENT_TTL_S  # noqa: E402
+from position_order_service.supervisor import Supervisor  # noqa: E402
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 INST = "BTC-USDT-SWAP"
@@ -116,10 +118,11 @@ def make_messages(users: list[str], orders_per_user: int, rounds: int) -> list[l
 
 # ----------------------------------------------------------------------------------------- the user
 class BenchUser:
-    def __init__(self, user_id: str, gateway: CcxtGateway, tracker: UserTracker) -> None:
+    def __init__(self, user_id: str, gateway: CcxtGateway, actor: AccountActor) -> None:
         self.user_id = user_id
         self.gateway = gateway
-        self.tracker = tracker
+        self.actor = actor
+        self.arrivals = 0
         self.client = gateway.client  # the ccxt.pro.okx client (markets attached by reference)
         self.ws = self.client.client(f"ws://bench/{user_id}/ws/v5/private")  # not connected: fed by hand
         self.pending: list[list[dict[str, Any]]] = []
@@ -135,7 +138,8 @@ class Meter:
 
 
 async def consumer(u: BenchUser, meter: Meter, stop: asyncio.Event, expected: dict[str, int]) -> None:
-    """The tracker's stream loop: everything queued since the last call, mapped, applied."""
+    """The account's stream pump and actor turn: everything queued since the last call, mapped, applied (the
+    actor's turn runs in this task: one consumer per account, as one actor per account)."""
     while True:
         if not u.pending:
             if stop.is_set():
@@ -149,7 +153,8 @@ async def consumer(u: BenchUser, meter: Meter, stop: asyncio.Event, expected: di
         orders += await u.gateway._okx_parents(orders)
         meter.map_s += time.perf_counter() - t0
         meter.batches.append(len(orders))
-        await u.tracker.apply_orders(orders)
+        u.arrivals += 1
+        await u.actor._handle(u.arrivals, StreamOrders(orders))
         meter.applied += len(orders)
         expected[u.user_id] -= len(batches)
 
@@ -279,7 +284,7 @@ def micro_costs(gw: CcxtGateway, store: Store, text: str) -> dict[str, float]:
     import hiredis
     from redis.asyncio.connection import Connection
 
-    from position_order_service.domain.reconcile import merge_order
+    from position_order_service.domain.reconcile import merge_order_report
 
     client = gw.client
     ws = client.client("ws://bench/micro/ws/v5/private")
@@ -287,7 +292,8 @@ def micro_costs(gw: CcxtGateway, store: Store, text: str) -> dict[str, float]:
     items = client.filter_by_symbol_since_limit(client.orders, None, None, 1, True)
     order = gw._orders_from(items)[0]
     write = store.orders.write_for(order)
-    keys, args = store.writer._apply_args(write)
+    call = store.writer._apply_call(write)
+    keys, args = call.keys, call.args
     cmd = ("EVALSHA", store.writer._apply.sha, len(keys), *keys, *args)
     conn = Connection()
     n = 2000
@@ -295,9 +301,9 @@ def micro_costs(gw: CcxtGateway, store: Store, text: str) -> dict[str, float]:
     for name, fn in (
         ("ccxt handle_message (this push)", lambda: ws.handle_text_or_binary_message(text)),
         ("gateway mapping (_orders_from)", lambda: gw._orders_from(items)),
-        ("merge_order (known order)", lambda: merge_order(order, order)),
+        ("merge_order (known order)", lambda: merge_order_report(order, order)),
         ("OrderRepository.write_for", lambda: store.orders.write_for(order)),
-        ("EventWriter._apply_args", lambda: store.writer._apply_args(write)),
+        ("EventWriter._apply_call", lambda: store.writer._apply_call(write)),
         ("redis-py pack_command (python)", lambda: conn.pack_command(*cmd)),
         ("hiredis.pack_command (C, same args)", lambda: hiredis.pack_command(cmd)),
     ):
@@ -315,7 +321,8 @@ async def bench_config(
     redis: Redis, prefix: str, profile: bool = False,
 ) -> list[dict[str, float]]:  # fmt: skip
     store = Store.create(redis, prefix=prefix)
-    prices = PriceHub(store, None, max_hz=4)  # type: ignore[arg-type]  (apply_orders never streams prices)
+    supervisor = Supervisor("bench")
+    bus = Bus(supervisor)
     users = [f"u{n_users}x{i}" for i in range(n_users)]
     orders_per_user = max(1, total_updates // (3 * n_users))
     t_setup = time.perf_counter()
@@ -324,8 +331,10 @@ async def bench_config(
     bench_users = []
     for uid in users:
         gw = CcxtGateway("okx", uid, Credentials("k", "s", "p"), base_url=base_url, registry=registry)
-        tracker = UserTracker(uid, "okx", gw, store, prices, TrackerOptions())
-        bench_users.append(BenchUser(uid, gw, tracker))
+        actor = AccountActor(
+            uid, "okx", gw, store, bus, supervisor.scope(uid), AccountOptions(), lambda *_: None
+        )
+        bench_users.append(BenchUser(uid, gw, actor))
     for msgs in rounds:
         await seed_intents(store, users, msgs)
     setup_s = time.perf_counter() - t_setup
@@ -426,7 +435,7 @@ async def main() -> None:
         ["redis-cli", "-u", REDIS_URL, "psubscribe", f"{prefix}orders:*"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    print(f"tracking throughput: OKX orders push -> ccxt.pro.okx -> gateway mapping -> UserTracker.apply_orders "
+    print(f"tracking throughput: OKX orders push -> ccxt.pro.okx -> gateway mapping -> AccountActor (its turn) "
           f"-> Redis; python {platform.python_version()}, {os.cpu_count()} cpus, {args.runs} runs, "
           f"~{args.updates} updates/run")  # fmt: skip
     summary: list[tuple[int, float]] = []

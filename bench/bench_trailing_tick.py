@@ -256,8 +256,7 @@ async def part2(users: int, burst: int, profile: bool = False) -> dict[str, Any]
     prefix = f"bench:{uuid.uuid4().hex[:12]}:"
     redis = Redis.from_url(REDIS_URL)  # redis-py's default pool, as the app's (max 100 connections)
     store = Store.create(redis, prefix=prefix)
-    h = await make_harness(store)
-    h.tracking.options.mark_interval_s = 1.0  # the app's default (the harness uses 0.1 s)
+    h = await make_harness(store, position_mark_interval_s=1.0)  # the app's default (the harness: 0.1 s)
     out: dict[str, Any] = {}
     errors = ErrorCounter()
     service_log = logging.getLogger("position_order_service")
@@ -280,7 +279,7 @@ async def part2(users: int, burst: int, profile: bool = False) -> dict[str, Any]
                                               "side": "long", "callback_rate": str(rates[i])})  # fmt: skip
             stops.append(await h.trailing.create(st))
         assert all(s.state is StopState.ACTIVE for s in stops), "stops did not activate at once"
-        await asyncio.sleep(2.0)  # past the trackers' second snapshot (settle_s = 1 s after their start)
+        await asyncio.sleep(2.0)  # the accounts settle (their first snapshots)
         await h.settle(3)
         stages = install_stage_timers(h)
         sent: dict[str, float] = {}

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
+
+from tenacity import RetryCallState, wait_exponential_jitter
+from tenacity.wait import wait_base
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def cancel_all(tasks: Iterable[asyncio.Task[Any] | None], within_s: float = 5.0) -> None:
@@ -32,3 +36,31 @@ def cancel_requested() -> bool:
     exception (redis-py may raise ConnectionError from a cancelled read) must not keep a retry loop alive."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def spawn(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
+    """Start a helper task owned by an object that awaits or cancels it (the store's group-commit flush, a
+    stream's pumps). The only place besides the Supervisor where tasks are created: long-running background
+    work goes through the Supervisor, which names, restarts and counts it."""
+    return asyncio.create_task(coro, name=name)
+
+
+class Backoff:
+    """Delays between attempts from one tenacity wait strategy (exponential with jitter by default); `reset`
+    after a success so the next failure starts small again."""
+
+    def __init__(self, wait: wait_base | None = None) -> None:
+        self._wait = wait or wait_exponential_jitter(multiplier=0.2, max=30, jitter=0.2)
+        self._state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # (only the attempt number is read)
+        self.attempts = 0
+
+    def next(self) -> float:
+        self.attempts += 1
+        self._state.attempt_number = self.attempts
+        return float(self._wait(self._state))
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+    async def sleep(self) -> None:
+        await asyncio.sleep(self.next())

@@ -24,6 +24,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from .aio import spawn
 from .domain.events import (
     BaseEvent,
     ConditionalRuleEvent,
@@ -55,7 +56,7 @@ class PubSubManager:
         if self._pubsub is not None:
             return
         self._pubsub = self.redis.pubsub()
-        self._task = asyncio.create_task(self._listen(), name="pubsub-manager")
+        self._task = spawn(self._listen(), name="pubsub-manager")
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     embedded_redis_port: int = Field(6399, ge=0, le=65535, description="0 = any free port")
     embedded_redis: Literal["auto", "redis-server", "fakeredis"] = "auto"
     key_prefix: str = Field("", description="prefix of every Redis key and channel (tests, shared servers)")
+    redis_socket_timeout_s: float = Field(
+        5.0, gt=0, description="a Redis command that gets no answer this long fails (and is retried)"
+    )
+    redis_connect_timeout_s: float = Field(
+        3.0, gt=0, description="connecting to Redis gives up after this long"
+    )
 
     # -- exchanges --------------------------------------------------------------------------------------
     okx_base_url: str = Field("", description="empty = the real OKX; e.g. http://127.0.0.1:8090 for the sim")
@@ -55,6 +61,17 @@ class Settings(BaseSettings):
     position_mark_interval_s: float = Field(
         1.0, gt=0, description="re-value open positions from ticks this often"
     )
+    snapshot_confirm_s: float = Field(
+        1.0, gt=0, description="a second REST snapshot this soon after one that misses an order or position"
+    )
+    price_feed_silent_s: float = Field(
+        60.0, gt=0, description="a price feed silent this long is reconnected (price_feed_silent_total)"
+    )
+    order_visibility_lag_s: float = Field(
+        5.0,
+        ge=0,
+        description="after a lost reply, an order is declared not placed only this long after the send",
+    )
     demo_user: str = Field("demo", description="user tracked against the embedded simulator")
 
     # -- trailing stops and rules ---------------------------------------------------------------------
@@ -66,6 +83,9 @@ class Settings(BaseSettings):
     )
     trigger_lease_s: float = Field(
         30.0, gt=0, description="how long a triggered stop stays with its instance"
+    )
+    rule_cancel_deadline_s: float = Field(
+        120.0, gt=0, description="a rule's cancel failing for a transient reason is retried this long"
     )
     fault_kill_after_trigger: bool = Field(
         False, description="FAULT INJECTION for tests: kill -9 this process right after a stop triggers"

@@ -80,3 +80,28 @@ def count_events(event_types: Any) -> None:
     for t in event_types:
         if t:
             events.labels(event_type=t).inc()
+
+
+# supervision and the account actors (issue 11)
+task_failures = Counter(
+    "task_failures_total", "Background task failures (each is logged and the task restarted)", ["task"],
+    registry=REGISTRY,
+)  # fmt: skip
+bus_backlog = Gauge(
+    "bus_backlog", "Domain events waiting for a bus subscriber", ["subscriber"], registry=REGISTRY
+)
+account_write_retries = Counter(
+    "account_write_retries_total", "Account state writes retried after a Redis error", ["exchange"],
+    registry=REGISTRY,
+)  # fmt: skip
+price_feed_silent = Counter(
+    "price_feed_silent_total", "Price feeds found silent and reconnected", ["exchange"], registry=REGISTRY
+)
+price_feeds_silent_now = Gauge(
+    "price_feeds_silent", "Price feeds silent right now (longer than PRICE_FEED_SILENT_S)", ["exchange"],
+    registry=REGISTRY,
+)  # fmt: skip
+trigger_retries = Counter(
+    "trigger_retries_total", "Trailing-stop and rule transitions or cancels retried after a failure", ["kind"],
+    registry=REGISTRY,
+)  # fmt: skip

@@ -51,8 +51,7 @@ class Api:
         assert r.status_code == 204, r.text
         r = await self.client.post(f"/api/v1/users/{user_id}/activate", json={"exchanges": ["okx"]})
         assert r.status_code == 200, r.text
-        tracker = self.ctx.tracking.get(user_id, "okx")
-        assert tracker is not None and await tracker.wait_ready(10)
+        assert await self.ctx.accounts.wait_reconciled(user_id, "okx", 10)
         return key
 
 

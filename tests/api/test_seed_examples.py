@@ -104,7 +104,7 @@ async def test_seed_curl_examples(api: Api) -> None:
     assert "user123" in [u["user_id"] for u in r.json()["users"]]
     r = await api.client.post("/api/v1/users/user123/deactivate")
     assert r.status_code == 200
-    assert api.ctx.tracking.get("user123", "okx") is None
+    assert api.ctx.accounts.get("user123", "okx") is None
 
 
 async def test_legacy_position_open_endpoint_through_the_service(api: Api) -> None:

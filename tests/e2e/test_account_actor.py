@@ -7,18 +7,12 @@ import asyncio
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
 from .conftest import ServiceFactory
 from .support import PrivateRedis, Sim, eventually, holds, place, venue_client
 
 BTC = "BTC-USDT-SWAP"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 defect 1: a position listener runs under the tracker's lock and calls the order path, which waits for the same lock",
-)
 async def test_tracking_goes_on_after_a_native_stop_s_position_is_closed_elsewhere(
     okx: Sim, make_service: ServiceFactory
 ) -> None:
@@ -52,10 +46,6 @@ async def test_tracking_goes_on_after_a_native_stop_s_position_is_closed_elsewhe
     assert await okx.open_algos("k1") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 defect 2: a mark stamps the position with our clock as its version, so the exchange's later update looks stale",
-)
 async def test_marks_never_hold_back_the_exchange_s_own_later_update(
     okx: Sim, make_service: ServiceFactory
 ) -> None:
@@ -83,10 +73,6 @@ async def _size_is(svc: object, size: Decimal) -> bool:
     return p is not None and Decimal(p["size"]) == size
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 defect 3: one snapshot miss closes a position, even a snapshot older than its last stream update",
-)
 async def test_a_position_opened_while_a_snapshot_is_in_flight_stays_open(
     okx: Sim, make_service: ServiceFactory
 ) -> None:
@@ -117,10 +103,6 @@ async def _hold_taken(sim: Sim) -> bool:
     return not any(int(h.get("count", 0)) > 0 for h in holds_left)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 defect 4: the book drops a fired stop before its transition is written; the Redis error kills the task",
-)
 async def test_a_stop_that_fires_while_redis_is_down_fires_once_redis_is_back(
     okx: Sim, make_service: ServiceFactory, tmp_path: Path
 ) -> None:
@@ -161,9 +143,6 @@ async def _flat_on_exchange(sim: Sim) -> bool:
     return await sim.position_qty("k1", BTC) == 0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 11 defect 5: one transient cancel error fails the rule for good"
-)
 async def test_a_rule_whose_cancel_is_cut_by_the_network_still_cancels_the_other_leg(
     okx: Sim, make_service: ServiceFactory
 ) -> None:

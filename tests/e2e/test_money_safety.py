@@ -6,8 +6,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
 from .conftest import ServiceFactory
 from .support import Service, Sim, eventually, place, venue_client
 
@@ -19,9 +17,6 @@ async def _open(svc: Service, side: str, size: str, exchange: str = "okx", symbo
                               "symbol": symbol, "side": side, "size": size})  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 11 item 6: two 'not found' within 0.75 s declare a lost order not placed"
-)
 async def test_a_lost_reply_of_an_order_the_exchange_shows_late_is_not_declared_unplaced(
     okx: Sim, make_service: ServiceFactory
 ) -> None:
@@ -40,9 +35,6 @@ async def test_a_lost_reply_of_an_order_the_exchange_shows_late_is_not_declared_
     assert "order.failed" not in [e["event_type"] for e in await svc.events("u1")]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 11 item 6: a native stop is recorded only after its exchange order is placed"
-)
 async def test_a_native_stop_whose_reply_is_lost_leaves_no_orphan_and_a_retry_no_second_stop(
     okx: Sim, make_service: ServiceFactory
 ) -> None:
@@ -71,9 +63,6 @@ async def test_a_native_stop_whose_reply_is_lost_leaves_no_orphan_and_a_retry_no
     await eventually(tracked, within=15, what="the stop record to follow the exchange's order")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 11 item 6: positions/open nets the opposite side in one-way mode"
-)
 async def test_opening_the_opposite_side_in_one_way_mode_is_refused(
     okx: Sim, make_service: ServiceFactory
 ) -> None:
@@ -90,9 +79,6 @@ async def test_opening_the_opposite_side_in_one_way_mode_is_refused(
     assert await okx.position_qty("k1", BTC) == 2  # the long is untouched
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 11 item 6: the DCA places the new stop-loss before it cancels the old one"
-)
 async def test_a_dca_replaces_the_stop_loss_without_two_live_at_once(
     okx: Sim, make_service: ServiceFactory
 ) -> None:
@@ -116,9 +102,6 @@ async def test_a_dca_replaces_the_stop_loss_without_two_live_at_once(
     assert old[0]["updated_ms"] <= live[0]["created_ms"], (old[0], live[0])  # gone before the new one
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 11 item 6: a close-all algo is recorded with the instrument's minimum size"
-)
 async def test_a_close_all_algo_that_fills_records_the_filled_size(
     okx: Sim, make_service: ServiceFactory
 ) -> None:
@@ -169,9 +152,6 @@ async def _stop_state(svc: Service) -> str | None:
     return stops[0]["state"] if stops else None
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 11 item 6: price_source mark reads the ticker, which carries no mark price"
-)
 async def test_a_mark_price_stop_follows_the_exchange_s_mark_price(
     okx: Sim, make_service: ServiceFactory
 ) -> None:
@@ -190,9 +170,6 @@ async def test_a_mark_price_stop_follows_the_exchange_s_mark_price(
     assert await _stop_state(svc) == "executed"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 11 item 6: price_source mark reads the ticker, which carries no mark price"
-)
 async def test_a_binance_mark_price_stop_follows_the_exchange_s_mark_price(
     binance: Sim, make_service: ServiceFactory
 ) -> None:
@@ -213,7 +190,6 @@ async def _flat_binance(sim: Sim) -> bool:
     return await sim.position_qty("k1", "BTCUSDT") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 item 6: a price feed that goes silent is never noticed")
 async def test_a_silent_price_feed_is_reconnected_and_raises_the_alert(
     okx: Sim, make_service: ServiceFactory
 ) -> None:

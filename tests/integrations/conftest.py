@@ -20,7 +20,8 @@ def services_of(h: Harness, **settings: object) -> CommandServices:
         store=h.store,
         orders=h.orders,
         positions=h.positions,
-        tracking=h.tracking,
+        accounts=h.accounts,
+        bus=h.bus,
         settings=Settings(dual_schema_write=True, **settings),  # type: ignore[arg-type]
     )
 

@@ -34,7 +34,7 @@ async def test_the_check_catches_a_hand_edited_legacy_key(
     await h.track("c1")
     await hyperrsi.open_position("c1", SYMBOL, "long", 0.1, 5, stop_loss=55000, take_profit=65000)
     await grid.initialize_grid_position("c1", "okx", SYMBOL, 3, 59000, 0.02, "o3")
-    await h.tracking.stop("c1", "okx")  # nothing rewrites the keys while we edit them
+    await h.accounts.stop("c1", "okx")  # nothing rewrites the keys while we edit them
     redis, keys = h.store.redis, h.store.keys
     report = await check_consistency(redis, keys, "c1")
     assert report.ok and report.hyperrsi_positions == 1 and report.grid_levels == 1, report.differences

@@ -42,7 +42,7 @@ async def test_a_21_level_grid_is_placed_filled_and_closed_level_by_level(
     five = await grid.get_grid_position("g1", "okx", SYMBOL, 5)
     assert five is not None and five.entry_price == D("59400") and five.position_size == D("0.01")
     legacy = await h.store.redis.hgetall(h.store.keys.legacy_grid_level("okx", "g1", SYMBOL, 5))
-    assert legacy[b"entry_price"] == b"59400.0" and legacy[b"position_size"] == b"0.01"
+    assert legacy[b"entry_price"] == b"59400" and legacy[b"position_size"] == b"0.01"
     assert legacy[b"order_id"] == orders[5].order_id.encode()
     report = await check_consistency(h.store.redis, h.store.keys, "g1")
     assert report.ok and report.grid_levels == 21

@@ -73,7 +73,7 @@ async def test_three_take_profits_fill_one_by_one_and_the_stop_shrinks(
         take_profit=[62000.0, 64000.0, 66000.0], tp_ratios=[0.5, 0.3, 0.2],
     )  # fmt: skip
     assert p.size == D("0.1") and p.leverage == 5 and p.stop_loss_price == D("55000.0")
-    assert p.metadata["tp_prices"] == ["62000.0", "64000.0", "66000.0"]
+    assert p.metadata["tp_prices"] == ["62000", "64000", "66000"]  # one spelling per number
     assert _algos(h, key) == [
         ("sl", D("10"), D("55000.0")),
         ("tp", D("5"), D("62000.0")),

@@ -107,7 +107,7 @@ async def test_standalone_services_come_from_settings(
     adapter = HYPERRSIAdapter(redis_client)
     try:
         assert adapter.store.keys.prefix == key_prefix and adapter.store.positions.dual_write
-        assert adapter.services.tracking.trackers == {}
+        assert not adapter.services.accounts.tracked(key_prefix, "okx")  # no account actor in a bot process
         assert adapter.enabled is Settings().use_shared_manager
         await adapter.set_cooldown("someone", 5)
         assert await adapter.cooldown_for("someone") == 5

@@ -1,4 +1,5 @@
-"""Services wired as the app wires them, over the paper gateway (the simulator engine in process)."""
+"""Services wired as the app wires them (bootstrap.build_graph), over the paper gateway (the simulator engine
+in process) or the real ccxt client against the simulator's OKX wire front."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ from typing import Any
 import orjson
 from cryptography.fernet import Fernet
 
+from position_order_service.bootstrap import Services, build_graph
+from position_order_service.bus import Bus
+from position_order_service.config import Settings
 from position_order_service.exchanges.base import Credentials, ExchangeGateway
 from position_order_service.exchanges.factory import build_gateway
 from position_order_service.exchanges.markets import MarketRegistry
+from position_order_service.services.account import AccountActor, AccountRegistry
 from position_order_service.services.active_users import ActiveUserManager
 from position_order_service.services.credentials import CredentialStore
 from position_order_service.services.gateway_pool import GatewayPool
@@ -21,8 +26,6 @@ from position_order_service.services.orders import OrderManager
 from position_order_service.services.positions import PositionManager
 from position_order_service.services.prices import PriceHub
 from position_order_service.services.rules import ConditionalRuleEngine
-from position_order_service.services.tracker import TrackerOptions
-from position_order_service.services.tracking import TrackingService
 from position_order_service.services.trailing import TrailingStopEngine
 from position_order_service.sim.engine import SimEngine, wall_clock_ms
 from position_order_service.sim.server import SimServer
@@ -33,19 +36,54 @@ SYMBOL = "BTC-USDT-SWAP"
 
 @dataclass
 class Harness:
-    store: Store
+    services: Services
     engine: SimEngine
-    credentials: CredentialStore
-    gateways: GatewayPool
-    prices: PriceHub
-    tracking: TrackingService
-    orders: OrderManager
-    positions: PositionManager
-    active: ActiveUserManager
-    trailing: TrailingStopEngine
-    rules: ConditionalRuleEngine
     sim: SimServer | None = None  # set when the gateways are ccxt clients of a loopback simulator
     extra: list[Any] = field(default_factory=list)
+
+    @property
+    def store(self) -> Store:
+        return self.services.store
+
+    @property
+    def credentials(self) -> CredentialStore:
+        return self.services.credentials
+
+    @property
+    def gateways(self) -> GatewayPool:
+        return self.services.gateways
+
+    @property
+    def prices(self) -> PriceHub:
+        return self.services.prices
+
+    @property
+    def accounts(self) -> AccountRegistry:
+        return self.services.accounts
+
+    @property
+    def bus(self) -> Bus:
+        return self.services.bus
+
+    @property
+    def orders(self) -> OrderManager:
+        return self.services.order_manager
+
+    @property
+    def positions(self) -> PositionManager:
+        return self.services.position_manager
+
+    @property
+    def active(self) -> ActiveUserManager:
+        return self.services.active_users
+
+    @property
+    def trailing(self) -> TrailingStopEngine:
+        return self.services.trailing
+
+    @property
+    def rules(self) -> ConditionalRuleEngine:
+        return self.services.rules
 
     async def drop_next_order_reply(self, user_id: str) -> None:
         """The next order is placed on the exchange, but its reply is lost (the caller sees a network error)."""
@@ -71,19 +109,20 @@ class Harness:
         self.credentials.register_static(user_id, "okx", Credentials(key, f"secret-{user_id}", "pass"))
         return key
 
-    async def track(self, user_id: str) -> Any:
-        tracker = await self.tracking.start(user_id, "okx")
-        assert tracker is not None
-        assert await tracker.wait_ready(5)
-        return tracker
+    async def track(self, user_id: str) -> AccountActor:
+        actor = await self.accounts.start(user_id, "okx")
+        assert actor is not None
+        assert await actor.wait_reconciled(5)
+        return actor
 
     def price(self, price: str, symbol: str = SYMBOL) -> None:
         self.engine.set_price(symbol, price)
 
     async def settle(self, rounds: int = 3) -> None:
-        """Let streams, listeners and engines catch up."""
+        """Let streams, the bus and the engines catch up."""
         for _ in range(rounds):
             await asyncio.sleep(0.05)
+            await self.bus.idle()
             await self.trailing.wait_idle()
             await self.rules.wait_idle()
 
@@ -92,22 +131,37 @@ class Harness:
         return [orjson.loads(f[b"data"]) for _, f in entries]
 
     async def close(self) -> None:
-        await self.trailing.stop()
-        await self.rules.stop()
-        await self.active.stop()
-        await self.tracking.stop_all()
-        await self.prices.close()
-        await self.gateways.close()
+        await self.services.stop()
         if self.sim is not None:
             await self.sim.stop()
 
 
+def harness_settings(store: Store, **extra: Any) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        key_prefix=store.keys.prefix,
+        dual_schema_write=store.positions.dual_write,
+        price_events_max_hz=50,
+        reconcile_silent_s=30,
+        position_mark_interval_s=0.1,
+        trailing_flush_interval_s=0.05,
+        engine_resync_interval_s=3600,
+        user_rescan_interval_s=3600,
+        symbol_rescan_interval_s=3600,
+        history=False,
+        **extra,
+    )
+
+
 async def make_harness(
-    store: Store, engine: SimEngine | None = None, instance_id: str = "i1", via: str = "paper"
+    store: Store,
+    engine: SimEngine | None = None,
+    instance_id: str = "i1",
+    via: str = "paper",
+    **settings: Any,
 ) -> Harness:
     """`via`: "paper" (the engine in process) or "ccxt" (the real ccxt client over the OKX wire front)."""
     engine = engine or SimEngine("okx", seed=1, clock=wall_clock_ms)
-    credentials = CredentialStore(store.redis, store.keys, Fernet(Fernet.generate_key()))
     sim = await SimServer("okx", engine=engine).start() if via == "ccxt" else None
     registry = MarketRegistry()
 
@@ -116,43 +170,16 @@ async def make_harness(
             return await build_gateway(exchange, user_id, creds, base_url=sim.url, registry=registry)
         return await build_gateway(exchange, user_id, creds, engine=engine)
 
-    gateways = GatewayPool(credentials, build)
-    prices = PriceHub(store, gateways, max_hz=50)
-    tracking = TrackingService(
-        store, gateways, prices, TrackerOptions(silent_reconcile_s=30, mark_interval_s=0.1)
-    )
-    orders = OrderManager(store, gateways, tracking)
-    positions = PositionManager(store, gateways, tracking, orders)
-    active = ActiveUserManager(store, tracking, user_rescan_s=3600, symbol_rescan_s=3600)
-    trailing = TrailingStopEngine(
-        store,
-        gateways,
-        tracking,
-        orders,
-        prices,
+    services = build_graph(
+        harness_settings(store, **settings),
+        store.redis,
+        gateway_builder=build,
         instance_id=instance_id,
-        flush_interval_s=0.05,
-        resync_interval_s=3600,
+        fernet=Fernet(Fernet.generate_key()),
+        adapters=False,
     )
-    rules = ConditionalRuleEngine(
-        store, tracking, orders, prices, resync_interval_s=3600, instance_id=instance_id
-    )
-    await trailing.start()
-    await rules.start()
-    return Harness(
-        store,
-        engine,
-        credentials,
-        gateways,
-        prices,
-        tracking,
-        orders,
-        positions,
-        active,
-        trailing,
-        rules,
-        sim,
-    )
+    await services.start()
+    return Harness(services, engine, sim)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0, every: float = 0.05) -> None:

@@ -7,7 +7,6 @@ import asyncio
 from decimal import Decimal
 
 import orjson
-import pytest
 
 from position_order_service.domain import OrderStatus
 
@@ -61,7 +60,7 @@ async def _position_size(h: Harness, user: str, side: str, size: Decimal) -> boo
 async def test_fills_during_disconnect_are_recovered_by_the_snapshot(h: Harness) -> None:
     key = h.account("u1")
     h.price("60000")
-    tracker = await h.track("u1")
+    actor = await h.track("u1")
     h.engine.place_order(key, SYMBOL, "buy", "5", ord_type="limit", px="59000")
     oid = h.engine.open_orders(key, SYMBOL)[0].order_id
     await eventually(lambda: _has(h, oid))
@@ -69,7 +68,7 @@ async def test_fills_during_disconnect_are_recovered_by_the_snapshot(h: Harness)
     h.engine.set_price(SYMBOL, "58000")  # fills while the streams are down; their pushes are lost
     await eventually(lambda: _status(h, oid, "filled"), within=10)
     await eventually(lambda: _position_size(h, "u1", "long", Decimal("0.05")))
-    assert tracker.health.reconnects >= 1
+    assert actor.health.reconnects >= 1
     types = [e["event_type"] for e in await h.events("u1")]
     assert types.count("order.filled") == 1 and types.count("position.opened") == 1
 
@@ -86,7 +85,7 @@ async def test_restart_rebuilds_state_from_the_exchange(h: Harness) -> None:
     assert len(opens) == 1 and opens[0].external
     # the service "restarts": a new tracker over the same Redis rebuilds the same state without new events
     before = len(await h.events("u1"))
-    await h.tracking.stop("u1", "okx")
+    await h.accounts.stop("u1", "okx")
     await h.track("u1")
     assert len(await h.events("u1")) == before
 
@@ -94,7 +93,7 @@ async def test_restart_rebuilds_state_from_the_exchange(h: Harness) -> None:
 async def test_duplicate_and_out_of_order_updates_change_nothing(h: Harness) -> None:
     key = h.account("u1")
     h.price("60000")
-    tracker = await h.track("u1")
+    await h.track("u1")
     h.engine.place_order(key, SYMBOL, "buy", "2", ord_type="limit", px="59000")
     oid = h.engine.open_orders(key, SYMBOL)[0].order_id
     h.price("58000")
@@ -102,11 +101,11 @@ async def test_duplicate_and_out_of_order_updates_change_nothing(h: Harness) -> 
     filled = await h.store.orders.get("u1", "okx", oid)
     assert filled is not None
     before = await h.events("u1")
-    await tracker.apply_orders([filled, filled])
+    await h.accounts.record_reports("u1", "okx", orders=[filled, filled])
     stale = filled.model_copy(
         update={"status": OrderStatus.OPEN, "filled_qty": Decimal(0), "avg_fill_price": None}
     )
-    await tracker.apply_orders([stale])
+    await h.accounts.record_reports("u1", "okx", orders=[stale])
     assert await h.events("u1") == before
     assert (await h.store.orders.get("u1", "okx", oid)).status.value == "filled"  # type: ignore[union-attr]
 
@@ -139,19 +138,19 @@ async def test_deactivated_user_stream_closes_and_bad_credentials_are_reported(h
     h.account("u1")
     h.price("60000")
     await h.active.activate("u1", ["okx"])
-    assert h.tracking.get("u1", "okx") is not None
+    assert h.accounts.get("u1", "okx") is not None
     # a user without credentials: unhealthy with a reason; the first user keeps working
     await h.active.activate("nokeys", ["okx"])
-    health = {x["user_id"]: x for x in h.tracking.health()}
+    health = {x["user_id"]: x for x in h.accounts.health()}
     assert health["nokeys"]["healthy"] is False and "no credentials" in health["nokeys"]["last_error"]
     await h.active.deactivate("u1")
-    assert h.tracking.get("u1", "okx") is None
+    assert h.accounts.get("u1", "okx") is None
     # a deactivation sticks even though bot status says enabled
     await h.store.redis.set(h.store.keys.bot_status("u1"), "enabled")
     await h.active.rescan_users()
-    assert h.tracking.get("u1", "okx") is None
+    assert h.accounts.get("u1", "okx") is None
     await h.active.activate("u1", ["okx"])
-    assert h.tracking.get("u1", "okx") is not None
+    assert h.accounts.get("u1", "okx") is not None
 
 
 async def test_bot_status_enabled_users_are_found_by_the_scan(h: Harness) -> None:
@@ -160,11 +159,10 @@ async def test_bot_status_enabled_users_are_found_by_the_scan(h: Harness) -> Non
     await h.store.redis.set(h.store.keys.bot_status("bot7"), "enabled")
     await h.store.redis.sadd(h.store.keys.bot_exchanges("bot7"), "okx")
     await h.active.rescan_users()
-    assert h.tracking.get("bot7", "okx") is not None
+    assert h.accounts.get("bot7", "okx") is not None
     await asyncio.sleep(0)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 item 6: fills are deduplicated by trade id alone")
 async def test_fills_of_two_symbols_with_the_same_trade_id_are_both_recorded(h: Harness) -> None:
     """OKX numbers trades per instrument: BTC's trade 123 and ETH's trade 123 are two fills. Fills were
     deduplicated by trade id alone, so the second one was dropped (issue 11 item 6)."""

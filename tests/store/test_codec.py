@@ -75,13 +75,13 @@ def test_encoding_shape() -> None:
         symbol="BTC-USDT-SWAP",
         side="long",
         size=Decimal("0.10"),
-        entry_price=Decimal("45000"),
+        entry_price=Decimal("45000.0"),
         pnl=PnLInfo(realized=Decimal("1.5")),
         created_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
     enc = POSITION_CODEC.encode(p)
-    assert enc["size"] == "0.10"
-    assert enc["realized_pnl"] == "1.5"
+    assert enc["size"] == "0.1"  # one spelling per number: equal values, equal strings (issue 16)
+    assert enc["realized_pnl"] == "1.5" and enc["entry_price"] == "45000"
     assert enc["created_at"] == "2026-01-01T00:00:00+00:00"
     assert enc["exchange"] == "okx"
     assert enc["external"] == "false"

@@ -10,7 +10,7 @@ from fastapi import Depends, Path, Request, Response
 from .auth import Caller, caller_from, check_user
 
 if TYPE_CHECKING:
-    from ..app import AppContext
+    from ..bootstrap import Services as AppContext
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_.@\-]{1,64}$"
 UserIdPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="the bot platform's user id")]

@@ -24,7 +24,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from .auth import Caller, caller_from
 
 if TYPE_CHECKING:
-    from ..app import AppContext
+    from ..bootstrap import Services as AppContext
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -40,7 +40,7 @@ class _Session:
         self.send_lock = asyncio.Lock()
         self.wake = asyncio.Event()
         self.pubsub: Any = None
-        self.tasks: list[asyncio.Task[None]] = []
+        self.scope = ctx.supervisor.scope(f"feed:{id(self)}", kind="feed")
 
     async def send(self, data: dict[str, Any]) -> None:
         async with self.send_lock:
@@ -57,18 +57,18 @@ class _Session:
                 await self.send({"type": "error", "message": f"this token may not read user {user_id!r}"})
                 return
             from_seq = msg.get("from_seq")
-            key = self.ctx.store.keys.event_stream(user_id)
+            events = self.ctx.store.events
+            key = events.stream_key(user_id)
             if isinstance(from_seq, int) and from_seq >= 1:
                 cursor = f"{from_seq - 1}-1" if from_seq > 1 else "0-0"
             else:
-                last: Any = await self.ctx.redis.xrevrange(key, count=1)
-                cursor = last[0][0].decode() if last else "0-0"
+                cursor = await events.last_id(user_id)
             self.cursors[key] = cursor
             self.users[key] = user_id
             self.wake.set()
             await self.send({"type": "subscribed", "user_id": user_id, "after": cursor})
         elif op == "unsubscribe":
-            key = self.ctx.store.keys.event_stream(str(msg.get("user_id")))
+            key = self.ctx.store.events.stream_key(str(msg.get("user_id")))
             self.cursors.pop(key, None)
             self.users.pop(key, None)
             await self.send({"type": "unsubscribed", "user_id": msg.get("user_id")})
@@ -77,12 +77,13 @@ class _Session:
             if not isinstance(exchange, str) or not isinstance(symbol, str):
                 await self.send({"type": "error", "message": "subscribe_prices needs exchange and symbol"})
                 return
+            channel = self.ctx.store.events.price_channel(exchange, symbol)
             if self.pubsub is None:
-                self.pubsub = self.ctx.redis.pubsub()
-                await self.pubsub.subscribe(self.ctx.store.channels.prices(exchange, symbol))
-                self.tasks.append(asyncio.create_task(self._prices()))
+                self.pubsub = self.ctx.store.events.pubsub()
+                await self.pubsub.subscribe(channel)
+                self.scope.spawn("prices", self._prices)
             else:
-                await self.pubsub.subscribe(self.ctx.store.channels.prices(exchange, symbol))
+                await self.pubsub.subscribe(channel)
             await self.send({"type": "subscribed", "exchange": exchange, "symbol": symbol})
         else:
             await self.send({"type": "error", "message": f"unknown op {op!r}"})
@@ -95,26 +96,21 @@ class _Session:
 
     async def pump(self) -> None:
         """Forward new stream entries of the subscribed users, in order, to the client."""
-        redis = self.ctx.redis
         while True:
             if not self.cursors:
                 self.wake.clear()
                 await self.wake.wait()
                 continue
-            streams: dict[Any, Any] = dict(self.cursors)
-            result: Any = await redis.xread(streams, count=500, block=1000)
-            for key_raw, entries in result or []:
-                key = key_raw.decode() if isinstance(key_raw, bytes) else key_raw
+            for key, entry_id, event in await self.ctx.store.events.read(
+                self.cursors, count=500, block_ms=1000
+            ):
                 user_id = self.users.get(key)
                 if user_id is None:
                     continue
-                for entry_id, fields in entries:
-                    eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                    self.cursors[key] = eid
-                    event = orjson.loads(fields[b"data"])
-                    await self.send(
-                        {"type": "event", "user_id": user_id, "seq": event.get("seq"), "event": event}
-                    )
+                self.cursors[key] = entry_id
+                await self.send(
+                    {"type": "event", "user_id": user_id, "seq": event.get("seq"), "event": event}
+                )
 
 
 @router.websocket("/api/v1/ws")
@@ -131,7 +127,7 @@ async def feed(ws: WebSocket) -> None:
         return
     await ws.accept()
     session = _Session(ws, ctx, caller)
-    session.tasks.append(asyncio.create_task(session.pump()))
+    session.scope.spawn("pump", session.pump)
     try:
         while True:
             raw = await ws.receive_text()
@@ -147,11 +143,7 @@ async def feed(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        for t in session.tasks:
-            t.cancel()
-        for t in session.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await session.scope.stop()
         if session.pubsub is not None:
             with contextlib.suppress(Exception):
                 await session.pubsub.aclose()

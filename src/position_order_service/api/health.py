@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request, Response
 
 if TYPE_CHECKING:
-    from ..app import AppContext
+    from ..bootstrap import Services as AppContext
 
 router = APIRouter()
 

@@ -23,7 +23,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {403: {"model": ErrorBody}, 422: {"mod
 )
 async def activate(ctx: Ctx, user_id: AuthorizedUser, body: ActivateRequest) -> ActivateResponse:
     await ctx.active_users.activate(user_id, body.exchanges)
-    health = [h for h in ctx.tracking.health() if h["user_id"] == user_id]
+    health = [h for h in ctx.accounts.health() if h["user_id"] == user_id]
     return ActivateResponse(user_id=user_id, exchanges=body.exchanges, tracking=health)
 
 

@@ -45,7 +45,13 @@ ConditionalEventType = Literal[
 
 
 def dec(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
+    """Canonical plain spelling (59475.0 -> "59475"): an event never differs from another by spelling alone."""
+    if value is None:
+        return None
+    if value == 0:
+        return "0"
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 class BaseEvent(BaseModel):

@@ -21,6 +21,7 @@ from .models import Money, Positive, UtcDateTime, new_id, utc_now
 
 
 class StopState(StrEnum):
+    PLACING = "placing"  # native: recorded with its client order id before its exchange order is sent
     PENDING = "pending"  # waiting for the activation price
     ACTIVE = "active"  # trailing
     TRIGGERED = "triggered"  # the close order is being sent (exactly one instance does it)

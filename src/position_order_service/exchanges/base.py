@@ -119,4 +119,9 @@ class ExchangeGateway(Protocol):
 
     async def watch_ticker(self, symbol: str) -> PriceTick: ...
 
+    async def watch_mark_price(self, symbol: str) -> PriceTick:
+        """Wait for the next mark price of `symbol` (OKX mark-price channel, Binance markPrice stream): a tick
+        whose `mark` is set (its `last` repeats the mark; the ticker stream is the source of last prices)."""
+        ...
+
     async def close(self) -> None: ...

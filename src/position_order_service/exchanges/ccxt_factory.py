@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import ssl
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import ccxt
@@ -107,4 +109,42 @@ def make_client(
         client.options["hedged"] = True
     for k, v in (extra or {}).items():
         client.options[k] = v
+    _remember_resolutions(client)
     return client
+
+
+RECENT = 8  # resolutions remembered per message hash
+
+
+def _remember_resolutions(exchange: Any) -> None:
+    """ccxt resolves a watch's future with each message and drops the value of a message that arrives while
+    no future waits (the watcher has not re-armed yet: two pushes read in one loop turn). Every WebSocket
+    client of this exchange remembers its last resolutions per message hash (`recent`), so a watcher that
+    wakes up reads the newest value, not the first of a burst."""
+    make = exchange.client
+
+    def client(url: str) -> Any:
+        ws = make(url)
+        if not hasattr(ws, "recent"):
+            ws.recent = {}
+            resolve = ws.resolve
+
+            def remembering(result: Any, message_hash: Any) -> Any:
+                if isinstance(message_hash, str) and ("ticker" in message_hash or "mark" in message_hash):
+                    ws.recent.setdefault(message_hash, deque(maxlen=RECENT)).append(result)
+                return resolve(result, message_hash)
+
+            ws.resolve = remembering
+        return ws
+
+    exchange.client = client
+
+
+def recent_resolutions_matching(exchange: Any, match: Callable[[str], bool]) -> list[Any]:
+    """What the exchange's WebSocket clients resolved lately under the message hashes `match` accepts."""
+    out: list[Any] = []
+    for ws in list((getattr(exchange, "clients", None) or {}).values()):
+        for message_hash, values in list(getattr(ws, "recent", {}).items()):
+            if isinstance(message_hash, str) and match(message_hash):
+                out.extend(values)
+    return out

@@ -37,7 +37,7 @@ from ..domain.models import Order, Position
 from .base import Credentials, ExchangeUnavailable, GatewayError, InvalidOrder, OrderNotFound
 from .ccxt import binance as bn
 from .ccxt import okx
-from .ccxt.common import build_order, dec, utc_now, venue_client_order_id
+from .ccxt.common import build_order, dec, ms_to_dt, utc_now, venue_client_order_id
 from .ccxt.streams import MergedStream
 from .errors import ccxt_error_for_code, map_ccxt_error
 from .markets import MarketRegistry, MarketTable, UnknownSymbol
@@ -619,15 +619,21 @@ class CcxtGateway:
             memory.popitem(last=False)
 
     async def watch_positions(self) -> list[Position]:
+        """Every position slot's latest state, each time the positions stream pushes. ccxt resolves a watch with
+        one message's positions and drops those of a message that lands before the watch is armed again (two
+        pushes in one loop turn: a hedge account's long and short); its cache keeps every slot's latest, so
+        that is what is read (a slot that did not change folds in as unchanged)."""
         client = await self._private_stream_ready()
         if self.exchange is Exchange.BINANCE:
             await self._load_leverages()
-        batches = await self._next(self._stream("positions", [client.watch_positions]))
+        await self._next(self._stream("positions", [client.watch_positions], conflate=True))
+        cache = client.positions
+        if isinstance(cache, dict):  # Binance: per market type
+            cache = cache.get("linear")
         out: list[Position] = []
-        for batch in batches:
-            for p in batch or []:
-                if isinstance(p, dict):
-                    out.extend(self._parse_positions(p))
+        for p in list(cache or []):
+            if isinstance(p, dict):
+                out.extend(self._parse_positions(p))
         return out
 
     async def watch_fills(self) -> list[FillReport]:
@@ -651,10 +657,44 @@ class CcxtGateway:
         )
         while True:
             batches = await self._next(stream)
-            try:
-                return self._parse_ticker(batches[-1], market)
-            except ValueError as exc:  # a ticker without a price: wait for the next one
-                log.debug("ignoring a ticker without a price: %s", exc)
+            # the newest ticker resolved (a burst's later pushes found no future armed: ccxt_factory)
+            for raw in reversed([*batches, *self._recent(client, unified, "ticker")]):
+                try:
+                    if _is_ticker(self.exchange, raw):
+                        return self._parse_ticker(raw, market)
+                except ValueError as exc:  # a ticker without a price: wait for the next one
+                    log.debug("ignoring a ticker without a price: %s", exc)
+
+    async def watch_mark_price(self, symbol: str) -> PriceTick:
+        client = await self._ready()
+        market = self.market(symbol)
+        stream = self._stream(
+            f"mark:{market.symbol}",
+            [functools.partial(client.watch_mark_price, market.unified)],
+            conflate=True,
+        )
+        while True:
+            batches = await self._next(stream)
+            for raw in reversed([*batches, *self._recent(client, market.unified, "mark")]):
+                tick = _parse_mark(self.exchange, raw, market)
+                if tick is not None:  # (Binance resolves ticker and mark watches alike: skip tickers)
+                    return tick
+
+    def _recent(self, client: Any, unified: str, kind: str) -> list[Any]:
+        """Ticker/mark dicts resolved lately for `unified` (oldest first), from the remembered resolutions
+        (OKX hashes `tickers::SYM` / `mark-price::SYM`; Binance `ticker:<channel>@SYM`)."""
+        from .ccxt_factory import recent_resolutions_matching
+
+        wanted = ("tickers::", "ticker:") if kind == "ticker" else ("mark-price::", "ticker:")
+        out: list[Any] = []
+        for resolved in recent_resolutions_matching(
+            client, lambda h: h.startswith(wanted) and h.endswith(unified)
+        ):
+            value = resolved.get(unified) if isinstance(resolved, dict) and unified in resolved else resolved
+            if isinstance(value, dict):
+                out.append(value)
+        out.sort(key=lambda t: t.get("timestamp") or 0)
+        return out
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -702,6 +742,32 @@ def _on_grid(req: OrderRequest, market: MarketInfo) -> OrderRequest:
             else req.activation_price
         ),
     )
+
+
+def _is_ticker(exchange: Exchange, raw: Any) -> bool:
+    """A ticker-channel dict (not a mark-price push that shares ccxt's ticker cache or hash)."""
+    info = raw.get("info") if isinstance(raw, dict) else None
+    if not isinstance(info, dict):
+        return isinstance(raw, dict)
+    if exchange is Exchange.BINANCE:
+        return info.get("e") != "markPriceUpdate"
+    return "last" in info or "markPx" not in info
+
+
+def _parse_mark(exchange: Exchange, raw: Any, market: MarketInfo) -> PriceTick | None:
+    """A mark-price push (OKX ``mark-price``: markPx; Binance ``markPriceUpdate``: p) as a tick."""
+    info = raw.get("info") if isinstance(raw, dict) else None
+    if not isinstance(info, dict):
+        return None
+    if exchange is Exchange.BINANCE:
+        if info.get("e") not in (None, "markPriceUpdate") or "p" not in info:
+            return None
+        mark, ts = dec(info.get("p")), info.get("E") or info.get("T")
+    else:
+        mark, ts = dec(info.get("markPx")), info.get("ts")
+    if mark is None or mark <= 0:
+        return None
+    return PriceTick(exchange.value, market.symbol, mark, None, None, mark, ms_to_dt(ts) or utc_now())
 
 
 def _brief(info: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from ..aio import spawn
 from ..domain.enums import Exchange
 from ..domain.market import MarketInfo
 from .base import InvalidOrder
@@ -186,7 +187,7 @@ class MarketRegistry:
             return self._tables[key]
         pending = self._loading.get(key)
         if pending is None or pending.done():
-            pending = asyncio.ensure_future(self._load(*key))
+            pending = spawn(self._load(*key), name=f"markets-{key[0].value}")
             self._loading[key] = pending
         try:
             return await asyncio.shield(pending)

@@ -654,6 +654,17 @@ class PaperGateway:
         ticks = await self._watch(f"ticker:{m.symbol}", self._convert_ticker, m.symbol)
         return ticks[-1]
 
+    def _convert_mark(self, event: Event) -> list[PriceTick]:
+        if type(event) is not TickerEvent or event.ticker.mark is None:
+            return []
+        t = tick_to_domain(event.ticker, self.exchange)
+        return [PriceTick(t.exchange, t.symbol, t.mark or t.last, None, None, t.mark, t.timestamp)]
+
+    async def watch_mark_price(self, symbol: str) -> PriceTick:
+        m = self.market(symbol)
+        ticks = await self._watch(f"mark:{m.symbol}", self._convert_mark, m.symbol)
+        return ticks[-1]
+
     def simulate_disconnect(self, reason: str = "simulated disconnect") -> None:
         """Drop every stream: pending/next watches raise StreamDisconnected, events until the next watch
         call are lost (the caller must reconcile), as when the exchange drops a socket."""

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from ..domain.enums import Exchange, OrderType, PositionSide
 from ..domain.models import Order
-from ..domain.reconcile import merge_order
+from ..domain.reconcile import merge_order_report
 from ..domain.symbols import InvalidSymbol, native_symbol
 from ..services.commands import CommandError, Conflict, NotFound
 from ..services.orders import OrderCommand
@@ -178,17 +178,23 @@ class GRIDAdapter:
 
     # -- orders ---------------------------------------------------------------------------------------------
     async def open_orders(self, user_id: str | int, exchange: str, symbol: str) -> list[Order]:
-        """Active orders of the symbol. With a running tracker the store is live; otherwise the exchange is
-        asked, and our own annotations (grid level, metadata) are kept from the store."""
+        """Active orders of the symbol: the account's own view once it has reconciled; otherwise the exchange
+        is asked, and our own annotations (grid level, metadata) are kept from the store."""
         uid, ex, sym, _ = self._args(user_id, exchange, symbol, MIN_LEVEL)
+        accounts = self.services.accounts
+        if accounts.reconciled(uid, ex):
+            return [o for o in accounts.open_orders(uid, ex, sym) if o.status.is_active]
         stored = await self.services.store.orders.list_open(uid, ex, sym)
-        tracker = self.services.tracking.get(uid, ex)
-        if tracker is not None and tracker.health.last_reconcile_at is not None:
-            return [o for o in stored if o.status.is_active]
         gateway = await self.services.gateways.for_user(uid, ex)
         known = {o.order_id: o for o in stored}
         live = await gateway.fetch_open_orders(sym)
-        return [merge_order(known.get(o.order_id), o) for o in live if o.status.is_active]
+        out = []
+        for o in live:
+            k = known.get(o.order_id)
+            merged = (merge_order_report(k, o) or k) if k is not None else o
+            if merged.status.is_active:
+                out.append(merged)
+        return out
 
     async def is_price_placed(
         self,

@@ -4,21 +4,23 @@ order and position managers. OKX only, as the bot trades.
 - open_position: one market entry, a stop-loss algo order and one to three take-profit algo orders sized to
   the filled position (ratios sum to 1; rounding remainder to the last). A second entry on an open side is
   refused unless is_DCA or is_hedge; such an add lets the exchange re-average the entry and REPLACES the
-  protection for the new total size (new orders placed first, then the old ones cancelled). A DCA without a
-  position is refused before anything is sent.
+  protection for the new total size: the old orders are cancelled before the new ones are live, so two
+  stop-losses never stand at once (both could fire: the position closed twice over). If the new protection
+  cannot be placed, the add is unwound and the old protection put back. A DCA without a position is refused
+  before anything is sent.
 - A per-user/symbol cooldown (seconds; constructor default, per-user override in Redis) refuses fresh entries
   while it runs; it starts at every fresh entry and every close. DCA and hedge entries are not held back.
 - The stop-loss follows the position down: after a take-profit fills (or any partial close) it is replaced by
-  one sized to what is left; once flat, the remaining protection is cancelled (`sync_protection`, called
-  from a tracker order listener in the running service).
+  one sized to what is left (the old one cancelled first); once flat, the remaining protection is cancelled
+  (`sync_protection`, run by the adapter's bus subscription to order changes in the running service).
 Floats are accepted (the bot passes floats) and read through str() into Decimal.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,8 +31,8 @@ from redis.asyncio import Redis
 
 from ..domain.enums import OrderSide, OrderType, PositionSide, PositionStatus
 from ..domain.market import MarketInfo
+from ..domain.messages import OrderChanged
 from ..domain.models import Order, Position
-from ..domain.reconcile import merge_position
 from ..domain.symbols import InvalidSymbol, native_symbol
 from ..exchanges.base import ExchangeGateway, GatewayError
 from ..services.commands import CommandError, Conflict, NotFound
@@ -183,13 +185,16 @@ class HYPERRSIAdapter:
         self._owns_services = services is None
         self.services = services or CommandServices.from_settings(redis_client)
         self.store = self.services.store
-        self.redis = self.store.redis
+        self.cooldowns = self.store.cooldowns
         self.cooldown_s = cooldown_s
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # a lock per (user, symbol) while a call for it runs: held only by the calls using it (bounded memory)
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._listening = False
+        self._busy = 0
         if listen:
-            self.services.tracking.order_listeners.append(self._on_order)
+            self.services.bus.subscribe("hyperrsi", self._on_order, OrderChanged)
             self._listening = True
 
     @property
@@ -199,24 +204,20 @@ class HYPERRSIAdapter:
 
     async def close(self) -> None:
         if self._listening:
-            with contextlib.suppress(ValueError):
-                self.services.tracking.order_listeners.remove(self._on_order)
+            self.services.bus.unsubscribe("hyperrsi")
             self._listening = False
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
         if self._owns_services:
             await self.services.close()
 
     async def wait_idle(self) -> None:
         """Wait for protection syncs started by order updates."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.services.bus.idle()
 
     def _lock(self, user_id: str, symbol: str) -> asyncio.Lock:
-        return self._locks.setdefault((user_id, symbol), asyncio.Lock())
+        lock = self._locks.get((user_id, symbol))
+        if lock is None:
+            lock = self._locks[(user_id, symbol)] = asyncio.Lock()
+        return lock
 
     @staticmethod
     def _symbol(symbol: str) -> str:
@@ -229,10 +230,8 @@ class HYPERRSIAdapter:
         return await self.services.gateways.for_user(user_id, EXCHANGE)
 
     async def _hedged(self, user_id: str, gateway: ExchangeGateway) -> bool:
-        tracker = self.services.tracking.get(user_id, EXCHANGE)
-        if tracker is not None and tracker.health.last_reconcile_at is not None:
-            return tracker.hedged
-        return await gateway.fetch_position_mode()
+        hedged = self.services.accounts.hedged(user_id, EXCHANGE)
+        return hedged if hedged is not None else await gateway.fetch_position_mode()
 
     @staticmethod
     def _market(gateway: ExchangeGateway, symbol: str) -> MarketInfo:
@@ -246,10 +245,10 @@ class HYPERRSIAdapter:
         """The user's entry cooldown in seconds (0 = none), kept in Redis for every adapter instance."""
         if seconds < 0:
             raise CommandError("cooldown must not be negative", "cooldown_s")
-        await self.redis.hset(self.store.keys.hyperrsi_settings(str(user_id)), "cooldown_s", str(seconds))
+        await self.cooldowns.set_seconds(str(user_id), seconds)
 
     async def cooldown_for(self, user_id: str) -> float:
-        raw = await self.redis.hget(self.store.keys.hyperrsi_settings(user_id), "cooldown_s")
+        raw = await self.cooldowns.seconds(user_id)
         if raw is None:
             return self.cooldown_s
         try:
@@ -259,16 +258,14 @@ class HYPERRSIAdapter:
 
     async def cooldown_left(self, user_id: str | int, symbol: str) -> float:
         """Seconds until a fresh entry on the symbol is allowed again (0 = now)."""
-        ms = await self.redis.pttl(self.store.keys.hyperrsi_cooldown(str(user_id), self._symbol(symbol)))
-        return max(0, int(ms)) / 1000
+        return await self.cooldowns.left_ms(str(user_id), self._symbol(symbol)) / 1000
 
     async def _claim_cooldown(self, user_id: str, symbol: str) -> bool:
         seconds = await self.cooldown_for(user_id)
         if seconds <= 0:
             return False
-        key = self.store.keys.hyperrsi_cooldown(user_id, symbol)
-        if not await self.redis.set(key, "entry", nx=True, px=max(1, int(seconds * 1000))):
-            left = max(0, int(await self.redis.pttl(key))) / 1000
+        if not await self.cooldowns.claim(user_id, symbol, max(1, int(seconds * 1000))):
+            left = await self.cooldowns.left_ms(user_id, symbol) / 1000
             raise Conflict(
                 f"entry cooldown on {symbol} for user {user_id}: {left:.1f} s left "
                 "(DCA and hedge entries are not held back)",
@@ -279,8 +276,7 @@ class HYPERRSIAdapter:
     async def _start_cooldown(self, user_id: str, symbol: str) -> None:
         seconds = await self.cooldown_for(user_id)
         if seconds > 0:
-            key = self.store.keys.hyperrsi_cooldown(user_id, symbol)
-            await self.redis.set(key, "close", px=max(1, int(seconds * 1000)))
+            await self.cooldowns.start(user_id, symbol, max(1, int(seconds * 1000)))
 
     # -- open -------------------------------------------------------------------------------------------
     async def open_position(
@@ -387,7 +383,7 @@ class HYPERRSIAdapter:
                 )  # fmt: skip
             except BaseException:
                 if claimed:
-                    await self.redis.delete(self.store.keys.hyperrsi_cooldown(uid, sym))
+                    await self.cooldowns.clear(uid, sym)
                 raise
             position = await self._refresh(
                 uid,
@@ -481,6 +477,9 @@ class HYPERRSIAdapter:
         if entry.filled_qty <= 0:
             raise CommandError(f"the DCA order {entry.order_id} did not fill ({entry.status.value})", "size")
         total = sum((p.size for p in await gateway.fetch_positions([sym]) if p.side is side), Decimal(0))
+        # the old protection goes first: a new stop-loss beside the old one could fire with it
+        for o in old:
+            await self._cancel_quietly(uid, sym, o)
         placed: list[Order] = []
         new_sl: Order | None = None
         new_tps: list[Order] = []
@@ -512,13 +511,12 @@ class HYPERRSIAdapter:
                     metadata={"purpose": "unwind", "strategy": STRATEGY},
                 )
             )
+            await self._restore(uid, sym, side, old, hedged)
             raise CommandError(
                 f"the new protection could not be placed ({exc}); the added {entry.filled_qty} was closed "
-                "again and the previous protection kept",
+                "again and the previous protection put back",
                 "stop_loss",
             ) from exc
-        for o in old:
-            await self._cancel_quietly(uid, sym, o)
         stored = await self.store.positions.get(uid, EXCHANGE, sym, side.value)
         prior = stored.metadata if stored is not None and stored.is_open else current.metadata
         update_meta: dict[str, Any] = {
@@ -544,6 +542,18 @@ class HYPERRSIAdapter:
             meta=update_meta,
         )
         return HyperrsiEntry(position, entry, new_sl, new_tps, True, [o.order_id for o in old])
+
+    async def _restore(self, uid: str, sym: str, side: PositionSide, old: list[Order], hedged: bool) -> None:
+        """Put cancelled protection back as it was (same triggers and sizes): best effort, each logged."""
+        for o in old:
+            if o.trigger_price is None:
+                continue
+            kind = OrderType.STOP_LOSS if o.order_type in SL_TYPES else OrderType.TAKE_PROFIT
+            try:
+                await self._protect(uid, sym, side, kind, o.trigger_price, o.quantity, hedged)
+            except (GatewayError, CommandError) as exc:
+                log.error("could not restore the %s at %s on %s: %s", kind.value, o.trigger_price, sym, exc,
+                          extra={"user_id": uid})  # fmt: skip
 
     async def _protect(
         self,
@@ -574,8 +584,9 @@ class HYPERRSIAdapter:
             log.info("order %s already gone: %s", o.order_id, exc, extra={"user_id": uid})
 
     # -- keeping the stop-loss sized to the position ------------------------------------------------------
-    def _on_order(self, order: Order, previous: Order | None) -> None:
-        """Tracker listener: a take-profit or stop-loss of ours filled -> resize what protects the rest."""
+    async def _on_order(self, event: OrderChanged) -> None:
+        """Bus subscriber: a take-profit or stop-loss of ours filled -> resize what protects the rest."""
+        order, previous = event.order, event.previous
         if order.exchange.value != EXCHANGE or not order.status.is_terminal:
             return
         if order.order_type not in SL_TYPES | TP_TYPES or order.filled_qty <= 0:
@@ -583,11 +594,8 @@ class HYPERRSIAdapter:
         if previous is not None and previous.status is order.status:
             return
         side = protects(order)
-        if side is None:
-            return
-        task = asyncio.create_task(self._sync_if_ours(order.user_id, order.symbol, side))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if side is not None:
+            await self._sync_if_ours(order.user_id, order.symbol, side)
 
     async def _sync_if_ours(self, uid: str, sym: str, side: PositionSide) -> None:
         stored = await self.store.positions.get(uid, EXCHANGE, sym, side.value)
@@ -619,11 +627,14 @@ class HYPERRSIAdapter:
             return None
         trigger = sls[0].trigger_price
         assert trigger is not None  # stop orders carry their trigger (model rule)
-        new_sl = await self._protect(
-            uid, sym, side, OrderType.STOP_LOSS, trigger, size, await self._hedged(uid, gateway)
-        )
-        for o in sls:
+        hedged = await self._hedged(uid, gateway)
+        for o in sls:  # the old stop-loss goes before the new one is live: never two that could both fire
             await self._cancel_quietly(uid, sym, o)
+        try:
+            new_sl = await self._protect(uid, sym, side, OrderType.STOP_LOSS, trigger, size, hedged)
+        except (GatewayError, CommandError):
+            await self._restore(uid, sym, side, sls[:1], hedged)
+            raise
         tps = [o.order_id for o in prot if o.order_type in TP_TYPES]
         await self._refresh(uid, sym, side, meta={"sl_order_id": new_sl.order_id, "tp_order_ids": tps})
         return new_sl
@@ -679,25 +690,19 @@ class HYPERRSIAdapter:
         with our annotations (SL/TP prices, metadata) on top."""
         gateway = await self._gateway(uid)
         reported = [p for p in await gateway.fetch_positions([sym]) if p.side is side and p.size > 0]
-        now = datetime.now(UTC)
-        incoming = reported[0] if reported else _flat(uid, sym, side, now)
-        tracker = self.services.tracking.get(uid, EXCHANGE)
-        if tracker is not None:
-            await tracker.apply_positions([incoming])
-            current = await self.store.positions.get(uid, EXCHANGE, sym, side.value)
-            if current is None:
-                return incoming
-            if current.is_open and (fields or meta):
-                current = _annotated(current, fields, meta)
-                await tracker.annotate_position(current)
-            return current
-        stored = await self.store.positions.get(uid, EXCHANGE, sym, side.value)
-        merged = merge_position(stored, incoming, now)
-        if merged.is_open and (fields or meta):
-            merged = _annotated(merged, fields, meta)
-        if stored is not None or merged.is_open:
-            await self.store.positions.upsert(merged)
-        return merged
+        accounts = self.services.accounts
+        # the exchange's own report, to the account (flat: it lists no such position)
+        await accounts.record_reports(
+            uid, EXCHANGE, positions=reported, flat=[] if reported else [(sym, side.value)]
+        )
+        current = accounts.position(uid, EXCHANGE, sym, side.value)
+        current = current or await self.store.positions.get(uid, EXCHANGE, sym, side.value)
+        if current is None:
+            return reported[0] if reported else _flat(uid, sym, side, datetime.now(UTC))
+        if current.is_open and (fields or meta):
+            annotated = await accounts.annotate(uid, EXCHANGE, sym, side.value, dict(fields or {}), meta)
+            return annotated or _annotated(current, fields, meta)
+        return current
 
 
 def _annotated(p: Position, fields: dict[str, Any] | None, meta: dict[str, Any] | None) -> Position:

@@ -12,10 +12,9 @@ import logging
 
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
-from redis.asyncio import Redis
 
 from ..exchanges.base import Credentials
-from ..store.keys import Keys
+from ..store.credentials import CredentialRepository
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +33,9 @@ def fernet_from_setting(secret: str) -> Fernet:
 
 class CredentialStore:
     def __init__(
-        self, redis: Redis, keys: Keys, fernet: Fernet, allow_legacy_plaintext: bool = False
+        self, repository: CredentialRepository, fernet: Fernet, allow_legacy_plaintext: bool = False
     ) -> None:
-        self.redis = redis
-        self.keys = keys
+        self.repository = repository
         self.fernet = fernet
         self.allow_legacy_plaintext = allow_legacy_plaintext
         self._static: dict[tuple[str, str], Credentials] = {}
@@ -54,21 +52,21 @@ class CredentialStore:
                 "passphrase": credentials.passphrase,
             }
         )
-        await self.redis.set(self.keys.credentials(user_id, exchange), self.fernet.encrypt(blob))
+        await self.repository.put(user_id, exchange, self.fernet.encrypt(blob))
 
     async def delete(self, user_id: str, exchange: str) -> bool:
-        return bool(await self.redis.delete(self.keys.credentials(user_id, exchange)))
+        return await self.repository.delete(user_id, exchange)
 
     async def has(self, user_id: str, exchange: str) -> bool:
         if (user_id, exchange) in self._static:
             return True
-        return bool(await self.redis.exists(self.keys.credentials(user_id, exchange)))
+        return await self.repository.exists(user_id, exchange)
 
     async def get(self, user_id: str, exchange: str) -> Credentials:
         static = self._static.get((user_id, exchange))
         if static is not None:
             return static
-        token = await self.redis.get(self.keys.credentials(user_id, exchange))
+        token = await self.repository.get(user_id, exchange)
         if token is not None:
             try:
                 data = orjson.loads(self.fernet.decrypt(token))
@@ -78,8 +76,7 @@ class CredentialStore:
                 ) from None
             return Credentials(data["api_key"], data["secret"], data.get("passphrase") or "")
         if self.allow_legacy_plaintext:
-            raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys.legacy_api_keys(user_id))  # type: ignore[assignment]
-            fields = {k.decode(): v.decode() for k, v in raw.items()}
+            fields = await self.repository.legacy_plaintext(user_id)
             if fields.get("api_key") and (fields.get("api_secret") or fields.get("secret")):
                 return Credentials(
                     fields["api_key"],

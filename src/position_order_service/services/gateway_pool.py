@@ -57,11 +57,13 @@ class GatewayPool:
         self.credentials = credentials
         self.build = build
         self._users: dict[tuple[str, str], ExchangeGateway] = {}
+        self._used: dict[tuple[str, str], float] = {}  # last use (monotonic) of each user's gateway
         self._public: dict[str, ExchangeGateway] = {}
         self._lock = asyncio.Lock()
 
     async def for_user(self, user_id: str, exchange: str) -> ExchangeGateway:
         key = (user_id, exchange)
+        self._used[key] = time.monotonic()
         gw = self._users.get(key)
         if gw is not None:
             return gw
@@ -87,7 +89,24 @@ class GatewayPool:
 
     def detach(self, user_id: str, exchange: str) -> ExchangeGateway | None:
         """Take the user's gateway out of the pool (the next `for_user` builds a new one); close it yourself."""
+        self._used.pop((user_id, exchange), None)
         return self._users.pop((user_id, exchange), None)
+
+    async def evict_idle(self, keep: set[tuple[str, str]], idle_s: float) -> int:
+        """Close the gateways of users not in `keep` (not tracked) that nobody used for `idle_s`: a command
+        for an untracked user must not leave its sockets and client behind for good."""
+        now = time.monotonic()
+        stale = [k for k in list(self._users) if k not in keep and now - self._used.get(k, 0.0) > idle_s]
+        gateways = [gw for k in stale if (gw := self.detach(*k)) is not None]
+        await asyncio.gather(*(gw.close() for gw in gateways), return_exceptions=True)
+        return len(gateways)
+
+    async def reset_public(self, exchange: str) -> None:
+        """Rebuild the exchange's public connection (a price feed went silent): the next `public` builds anew."""
+        gw = self._public.pop(exchange, None)
+        if gw is not None:
+            with contextlib.suppress(Exception):
+                await gw.close()
 
     async def release(self, user_id: str, exchange: str) -> None:
         gw = self.detach(user_id, exchange)

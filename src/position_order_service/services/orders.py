@@ -2,7 +2,10 @@
 
 Intent before action (DESIGN invariant 4): the client order id is chosen and recorded before the order is sent.
 The same idempotency key never creates two orders. A timeout or a dropped connection is an unknown outcome,
-resolved by asking the exchange for that client order id, never by sending again.
+resolved by asking (the account's stream shows new orders at once; the exchange's order lookup may lag), never
+by sending again: an order is declared not placed only when the exchange says it has no such order at least
+`visibility_lag_s` after the send. The exchange's answers go back to the account's actor (AccountRecorder):
+a reply confirms ids and the reported status, and is never stored as the exchange's report.
 """
 
 from __future__ import annotations
@@ -11,30 +14,34 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from tenacity import wait_exponential_jitter
+
 from .. import metrics
+from ..aio import Backoff
 from ..domain.enums import OrderSide, OrderStatus, OrderType, PositionSide, TimeInForce
 from ..domain.events import envelope
 from ..domain.market import BelowMinimum, OrderRequest
 from ..domain.models import Order
-from ..domain.reconcile import Intent, merge_order
+from ..domain.reconcile import Intent
 from ..domain.symbols import InvalidSymbol, native_symbol
 from ..exchanges.base import ExchangeGateway, ExchangeUnavailable, GatewayError, OrderNotFound
 from ..store import Store
+from .account.ports import Accounts
 from .commands import CommandError, Conflict, NotFound, OutcomeUnknown
 from .gateways import GatewayProvider
-from .tracking import TrackingService
 
 log = logging.getLogger(__name__)
 
 CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")  # what OKX and Binance both accept
-RESOLVE_ATTEMPTS = 4
-RESOLVE_DELAY_S = 0.25
 IN_FLIGHT_WAIT_S = 10.0
+UNANSWERED_GRACE_S = 5.0  # past the visibility lag, how long an exchange that does not answer is asked
+CANCEL_CONFIRM_S = 1.0  # the account's stream normally confirms a cancel within this; else ask over REST
 
 
 def new_client_order_id() -> str:
@@ -77,10 +84,13 @@ class OrderCommand:
 
 
 class OrderManager:
-    def __init__(self, store: Store, gateways: GatewayProvider, tracking: TrackingService) -> None:
+    def __init__(
+        self, store: Store, gateways: GatewayProvider, accounts: Accounts, *, visibility_lag_s: float = 5.0
+    ) -> None:
         self.store = store
         self.gateways = gateways
-        self.tracking = tracking
+        self.accounts = accounts
+        self.visibility_lag_s = visibility_lag_s
 
     # -- creation --------------------------------------------------------------------------------------
     async def create_order(
@@ -137,10 +147,11 @@ class OrderManager:
         )
         if not created:
             return await self._existing(cmd, request, gateway)
+        sent_at = time.monotonic()
         try:
-            order = await gateway.create_order(request)
+            reply = await gateway.create_order(request)
         except ExchangeUnavailable:
-            order = await self._resolve_unknown(cmd, request, gateway)
+            return await self._resolve_unknown(cmd, request, gateway, sent_at)
         except GatewayError as exc:
             await self.store.intents.set_state(
                 cmd.user_id, cmd.exchange, request.client_order_id, state="rejected"
@@ -148,9 +159,9 @@ class OrderManager:
             await self._emit_failed(cmd, request, exc.reason)
             raise
         await self.store.intents.set_state(
-            cmd.user_id, cmd.exchange, request.client_order_id, state="sent", order_id=order.order_id
+            cmd.user_id, cmd.exchange, request.client_order_id, state="sent", order_id=reply.order_id
         )
-        return await self._record(cmd.user_id, cmd.exchange, order, intent)
+        return await self.accounts.record_reply(cmd.user_id, cmd.exchange, reply, intent)
 
     def _prepare(self, cmd: OrderCommand, gateway: ExchangeGateway) -> OrderRequest:
         try:
@@ -207,36 +218,51 @@ class OrderManager:
         return request
 
     async def _resolve_unknown(
-        self, cmd: OrderCommand, request: OrderRequest, gateway: ExchangeGateway
+        self, cmd: OrderCommand, request: OrderRequest, gateway: ExchangeGateway, sent_at: float
     ) -> Order:
-        """The reply was lost: ask the exchange whether the order exists. Never send it again."""
-        for attempt in range(RESOLVE_ATTEMPTS):
-            await asyncio.sleep(RESOLVE_DELAY_S * (attempt + 1))
+        """The reply was lost: the order may or may not exist. Never send it again. It is found on the
+        account's stream (which shows new orders at once) or by the exchange's lookup; it is declared not
+        placed only when the exchange says it has no such order `visibility_lag_s` or more after the send."""
+        cid = request.client_order_id
+        backoff = Backoff(wait_exponential_jitter(multiplier=0.1, max=1.0, jitter=0.1))
+        deadline = sent_at + self.visibility_lag_s + UNANSWERED_GRACE_S
+        while True:
+            seen = self.accounts.order_by_client_id(cmd.user_id, cmd.exchange, cid)
+            if seen is not None:
+                return await self._resolved(cmd, seen)
+            answered = True
             try:
-                found = await gateway.fetch_order(request.symbol, client_order_id=request.client_order_id)
+                found = await gateway.fetch_order(request.symbol, client_order_id=cid)
             except ExchangeUnavailable:
-                continue
+                answered, found = False, None
             except OrderNotFound:
                 found = None
             if found is not None:
-                log.info(
-                    "resolved a lost reply: order %s exists",
-                    found.order_id,
-                    extra={"user_id": cmd.user_id, "client_order_id": request.client_order_id},
+                await self.accounts.record_reports(cmd.user_id, cmd.exchange, orders=[found])
+                return await self._resolved(
+                    cmd, self.accounts.order(cmd.user_id, cmd.exchange, found.order_id) or found
                 )
-                return found
-            if attempt >= 1:  # asked twice and the exchange says it has no such order: it was not placed
-                await self.store.intents.set_state(
-                    cmd.user_id, cmd.exchange, request.client_order_id, state="not_placed"
-                )
+            elapsed = time.monotonic() - sent_at
+            if answered and elapsed >= self.visibility_lag_s:
+                await self.store.intents.set_state(cmd.user_id, cmd.exchange, cid, state="not_placed")
                 await self._emit_failed(cmd, request, "the exchange did not receive the order")
                 raise ExchangeUnavailable(
                     "the exchange did not answer; the order was not placed (safe to retry)"
                 )
-        raise OutcomeUnknown(
-            f"the exchange did not answer and could not be asked; order {request.client_order_id} may exist: "
-            "the service will adopt it if it does. Do not resend; query it by client_order_id"
+            if time.monotonic() > deadline:
+                raise OutcomeUnknown(
+                    f"the exchange did not answer and could not be asked; order {cid} may exist: the service "
+                    "will adopt it if it does. Do not resend; query it by client_order_id"
+                )
+            await backoff.sleep()
+
+    async def _resolved(self, cmd: OrderCommand, order: Order) -> Order:
+        log.info("resolved a lost reply: order %s exists", order.order_id,
+                 extra={"user_id": cmd.user_id, "client_order_id": order.client_order_id})  # fmt: skip
+        await self.store.intents.set_state(
+            cmd.user_id, cmd.exchange, order.client_order_id or "", state="sent", order_id=order.order_id
         )
+        return order
 
     async def _existing(self, cmd: OrderCommand, request: OrderRequest, gateway: ExchangeGateway) -> Order:
         """A request with the same key was seen: return its order, waiting while it is in flight."""
@@ -245,7 +271,8 @@ class OrderManager:
             raw = await self.store.intents.get_raw(cmd.user_id, cmd.exchange, request.client_order_id)
             state = raw.get("state")
             if state == "sent" and raw.get("order_id"):
-                order = await self.store.orders.get(cmd.user_id, cmd.exchange, raw["order_id"])
+                order = self.accounts.order(cmd.user_id, cmd.exchange, raw["order_id"])
+                order = order or await self.store.orders.get(cmd.user_id, cmd.exchange, raw["order_id"])
                 if order is not None:
                     return order
             if state in ("rejected", "not_placed"):
@@ -264,26 +291,21 @@ class OrderManager:
                         state="sent",
                         order_id=found.order_id,
                     )
-                    return await self._record(cmd.user_id, cmd.exchange, found, self.store.intents.parse(raw))
+                    return await self.record_report(cmd.user_id, cmd.exchange, found)
                 raise Conflict("a request with this idempotency key is still in flight", "client_order_id")
             await asyncio.sleep(0.05)
 
-    async def _record(self, user_id: str, exchange: str, order: Order, intent: Intent | None) -> Order:
-        """Hand the exchange's answer to the user's tracker (the single writer), or store it directly."""
-        known = await self.store.orders.get(user_id, exchange, order.order_id)
-        merged = merge_order(known, order, intent)
-        tracker = self.tracking.get(user_id, exchange)
-        if tracker is not None:
-            await tracker.apply_orders([merged])
-            return tracker.orders.get(merged.order_id, merged)
-        await self.store.orders.upsert(merged)
-        return merged
+    async def record_report(self, user_id: str, exchange: str, order: Order) -> Order:
+        """The exchange's own report of an order, read over REST: to the account; its view comes back."""
+        await self.accounts.record_reports(user_id, exchange, orders=[order])
+        return self.accounts.order(user_id, exchange, order.order_id) or (
+            await self.store.orders.get(user_id, exchange, order.order_id) or order
+        )
 
     async def _emit_failed(self, cmd: OrderCommand, request: OrderRequest, reason: str) -> None:
-        await self.store.writer.emit(
+        await self.store.orders.emit_failed(
             cmd.user_id,
-            self.store.channels.orders(cmd.user_id, cmd.exchange),
-            "order.failed",
+            cmd.exchange,
             {
                 **envelope(cmd.user_id, cmd.exchange, {"reason": reason}),
                 "order_id": None,
@@ -337,20 +359,41 @@ class OrderManager:
                 is_algo = None
         gateway = await self.gateways.for_user(user_id, exchange)
         try:
-            cancelled = await gateway.cancel_order(sym, order_id, is_algo=is_algo)
+            reply = await gateway.cancel_order(sym, order_id, is_algo=is_algo)
         except OrderNotFound:
             final = await gateway.fetch_order(sym, order_id=order_id)
             if final is not None and final.status.is_terminal:
-                await self._record(user_id, exchange, final, None)
+                await self.record_report(user_id, exchange, final)
                 raise Conflict(f"order {order_id} is already {final.status.value}", "order_id") from None
             raise NotFound(f"order {order_id} does not exist on {exchange}") from None
-        if cancelled is None:
-            cancelled = await gateway.fetch_order(sym, order_id=order_id)
-        if cancelled is None:
-            raise NotFound(f"order {order_id} does not exist on {exchange}")
-        if cancelled.status.is_active:  # the exchange accepted the cancel; its stream will confirm
-            cancelled = cancelled.model_copy(update={"status": OrderStatus.CANCELLED})
-        return await self._record(user_id, exchange, cancelled, None)
+        if reply is not None:
+            self.accounts.record_cancel(user_id, exchange, reply)
+        return await self._cancel_confirmed(user_id, exchange, sym, order_id, gateway, reply or known)
+
+    async def _cancel_confirmed(
+        self,
+        user_id: str,
+        exchange: str,
+        symbol: str,
+        order_id: str,
+        gateway: ExchangeGateway,
+        fallback: Order | None,
+    ) -> Order:
+        """The exchange accepted the cancel; its own report records it: the account's stream within a moment,
+        else a REST read of the order."""
+        if self.accounts.tracked(user_id, exchange):
+            deadline = time.monotonic() + CANCEL_CONFIRM_S
+            while time.monotonic() < deadline:
+                view = self.accounts.order(user_id, exchange, order_id)
+                if view is not None and view.status.is_terminal:
+                    return view
+                await asyncio.sleep(0.02)
+        final = await gateway.fetch_order(symbol, order_id=order_id)
+        if final is not None:
+            return await self.record_report(user_id, exchange, final)
+        if fallback is not None:
+            return fallback
+        raise NotFound(f"order {order_id} does not exist on {exchange}")
 
     # -- queries ---------------------------------------------------------------------------------------
     async def get_order(self, user_id: str, exchange: str, order_id: str) -> Order:

@@ -2,7 +2,10 @@
 
 open_position sets leverage, enters with a market order, and places TP/SL sized to what actually filled.
 If the protection cannot be placed, the entry is unwound (reduce-only close): a command never leaves an
-unprotected position behind that the caller asked to protect.
+unprotected position behind that the caller asked to protect. In one-way mode an entry on the side opposite
+an open position is refused (409): it would net the position away, not open one.
+Positions and the account's mode are read from the account (AccountView) once it has reconciled, else from
+the exchange; what a command reads over REST goes back to the account as the exchange's report.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from ..domain.models import Order, Position
 from ..domain.symbols import InvalidSymbol, native_symbol
 from ..exchanges.base import ExchangeGateway, GatewayError
 from ..store import Store
-from .commands import CommandError, NotFound
+from .account.ports import Accounts
+from .commands import CommandError, Conflict, NotFound
 from .gateways import GatewayProvider
 from .orders import OrderCommand, OrderManager
-from .tracking import TrackingService
 
 log = logging.getLogger(__name__)
 FILL_WAIT_S = 5.0
+REST_POLL_S = 0.5  # while waiting for a fill the account's stream usually brings: ask the exchange this often
 
 
 @dataclass
@@ -39,34 +43,39 @@ class OpenResult:
 
 class PositionManager:
     def __init__(
-        self, store: Store, gateways: GatewayProvider, tracking: TrackingService, orders: OrderManager
+        self, store: Store, gateways: GatewayProvider, accounts: Accounts, orders: OrderManager
     ) -> None:
         self.store = store
         self.gateways = gateways
-        self.tracking = tracking
+        self.accounts = accounts
         self.orders = orders
 
     async def _hedged(self, user_id: str, exchange: str, gateway: ExchangeGateway) -> bool:
-        tracker = self.tracking.get(user_id, exchange)
-        if tracker is not None and tracker.health.last_reconcile_at is not None:
-            return tracker.hedged
-        return await gateway.fetch_position_mode()
+        hedged = self.accounts.hedged(user_id, exchange)
+        return hedged if hedged is not None else await gateway.fetch_position_mode()
 
     async def wait_filled(
         self, user_id: str, exchange: str, order: Order, within_s: float = FILL_WAIT_S
     ) -> Order:
-        """The order once it stops changing (filled, or done with a partial fill)."""
+        """The order once it stops changing (filled, or done with a partial fill): as the account's stream
+        reports it, or (every REST_POLL_S, and without a tracked account) as the exchange's lookup does."""
         gateway = await self.gateways.for_user(user_id, exchange)
-        deadline = asyncio.get_running_loop().time() + within_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        tracked = self.accounts.tracked(user_id, exchange)
+        asked = loop.time() if tracked else 0.0
         current = order
-        while not current.status.is_terminal:
-            if asyncio.get_running_loop().time() > deadline:
-                break
-            await asyncio.sleep(0.05)
-            fresh = await gateway.fetch_order(order.symbol, order_id=order.order_id)
-            if fresh is not None:
-                current = fresh
-        return await self.orders._record(user_id, exchange, current, None)
+        while not current.status.is_terminal and loop.time() <= deadline:
+            await asyncio.sleep(0.02 if tracked else 0.05)
+            view = self.accounts.order(user_id, exchange, order.order_id)
+            if view is not None:
+                current = view
+            if not current.status.is_terminal and loop.time() - asked >= REST_POLL_S:
+                asked = loop.time()
+                fresh = await gateway.fetch_order(order.symbol, order_id=order.order_id)
+                if fresh is not None:
+                    current = await self.orders.record_report(user_id, exchange, fresh)
+        return current
 
     async def open_position(
         self,
@@ -107,6 +116,8 @@ class PositionManager:
         gateway = await self.gateways.for_user(user_id, exchange)
         hedged = await self._hedged(user_id, exchange, gateway)
         market = gateway.market(sym)
+        if not hedged:
+            await self._refuse_netting(user_id, exchange, gateway, sym, side)
         if stop_loss is not None and stop_loss <= 0:
             raise CommandError("stop_loss must be positive", "stop_loss")
         tps = _tp_levels(take_profit)
@@ -182,6 +193,23 @@ class PositionManager:
         )
         result.position = position
         return result
+
+    async def _refuse_netting(
+        self, user_id: str, exchange: str, gateway: ExchangeGateway, symbol: str, side: PositionSide
+    ) -> None:
+        """One-way mode: an entry against an open position of the other side would reduce or flip it."""
+        other = side.opposite
+        if self.accounts.reconciled(user_id, exchange):
+            open_other = self.accounts.position(user_id, exchange, symbol, other.value)
+        else:
+            live = [p for p in await gateway.fetch_positions([symbol]) if p.side is other and p.size > 0]
+            open_other = live[0] if live else None
+        if open_other is not None:
+            raise Conflict(
+                f"a {other.value} position of {open_other.size} is open on {symbol} and the account is in one-way "
+                f"mode: a {side.value} entry would reduce it. Close it first or switch to hedge mode",
+                "side",
+            )
 
     async def protect(
         self,
@@ -323,9 +351,11 @@ class PositionManager:
         self, user_id: str, exchange: str, gateway: ExchangeGateway, symbol: str, side: PositionSide
     ) -> Position:
         reported = [p for p in await gateway.fetch_positions([symbol]) if p.side is side and p.size > 0]
-        tracker = self.tracking.get(user_id, exchange)
-        if tracker is not None and reported:
-            await tracker.apply_positions(reported)
+        if reported:  # the exchange's own report, to the account (the stream may not have shown it yet)
+            await self.accounts.record_reports(user_id, exchange, positions=reported)
+        known = self.accounts.position(user_id, exchange, symbol, side.value)
+        if known is not None:
+            return known
         stored = await self.store.positions.get(user_id, exchange, symbol, side.value)
         if stored is not None and stored.is_open:
             return stored
@@ -354,22 +384,19 @@ class PositionManager:
         metadata: dict[str, Any],
     ) -> Position:
         """Our own fields on the position (the exchange does not know them)."""
-        update: dict[str, Any] = {"metadata": {**position.metadata, **metadata}}
+        fields: dict[str, Any] = {}
         if stop_loss is not None:
-            update["stop_loss_price"] = stop_loss
+            fields["stop_loss_price"] = stop_loss
         if take_profit is not None:
-            update["take_profit_price"] = take_profit
+            fields["take_profit_price"] = take_profit
         if grid_level is not None:
-            update["grid_level"] = grid_level
-        annotated = position.model_copy(update=update)
-        if not annotated.is_open:
-            return annotated
-        tracker = self.tracking.get(user_id, exchange)
-        if tracker is not None:
-            await tracker.annotate_position(annotated)
-        else:
-            await self.store.positions.upsert(annotated)
-        return annotated
+            fields["grid_level"] = grid_level
+        if not position.is_open:
+            return position.model_copy(update={**fields, "metadata": {**position.metadata, **metadata}})
+        annotated = await self.accounts.annotate(
+            user_id, exchange, position.symbol, position.side.value, fields, metadata
+        )
+        return annotated or position
 
 
 def _tp_levels(take_profit: Decimal | list[tuple[Decimal, Decimal]] | None) -> list[tuple[Decimal, Decimal]]:

@@ -1,11 +1,19 @@
 """Trailing-stop engine (SPEC section 5): stops that really act, durable and exactly once.
 
-Emulated stops are evaluated in bulk per (exchange, symbol, side, price source) by TrailingBook on every tick.
-State changes are compare-and-set transitions in Redis (store/machines.py): two instances may both see a
-trigger, one wins the transition and sends the order. The close order's client id is fixed at the trigger, so
-after a crash between trigger and execution the restarted engine first asks the exchange whether that order
-exists, and only sends it if it does not. Extremes are persisted at most every `flush_interval_s`; after a
-restart a stop goes on from its persisted extreme.
+Emulated stops are evaluated in bulk per (exchange, symbol, side, price source) by TrailingBook on every tick
+(a `mark` stop watches the exchange's mark-price feed). State changes are compare-and-set transitions in Redis
+(store/machines.py): two instances may both see a trigger, one wins the transition and sends the order.
+
+Nothing is lost between the tick and the order (issue 11):
+- a stop the book fires stays in `firing` until its trigger is recorded; a failed write (Redis away) is
+  retried with backoff until it succeeds, or the stop is cancelled or fired elsewhere;
+- a recorded trigger is executed by a supervised job that retries transient failures (network, Redis) until
+  the close order is placed or the exchange refuses it; the close order's client id is fixed at the trigger,
+  so a retry (or a restarted engine) first asks whether that order exists and only sends it if it does not;
+- the order is sized from the account's reconciled view of the position (never before the account's first
+  snapshot after a start or reconnect), else from the exchange.
+The engine reacts to the bus (PositionClosed cancels a stop; OrderChanged moves a native stop) in its own
+tasks, never inside an account's turn. Extremes are persisted at most every `flush_interval_s`.
 """
 
 from __future__ import annotations
@@ -21,26 +29,33 @@ from decimal import Decimal
 from typing import Any
 
 from .. import metrics
-from ..aio import cancel_all, cancel_requested
-from ..domain.enums import OrderStatus, OrderType, PositionSide
+from ..aio import Backoff
+from ..bus import Bus
+from ..domain.enums import OrderType, PositionSide
 from ..domain.market import PriceTick
-from ..domain.models import Order, Position
+from ..domain.messages import OrderChanged, PositionClosed
+from ..domain.models import Order
 from ..domain.symbols import InvalidSymbol, native_symbol
 from ..domain.trailing import PriceSource, StopMode, StopState, TrailingStop, observed_price
 from ..domain.trailing_book import BookChange, TrailingBook
-from ..exchanges.base import ExchangeUnavailable, GatewayError, OrderNotFound
+from ..exchanges.base import ExchangeUnavailable, GatewayError
 from ..store import Store
-from .commands import CommandError, Conflict, NotFound
+from ..supervisor import Supervisor, run_jobs
+from .account.ports import Accounts
+from .commands import CommandError, Conflict, NotFound, OutcomeUnknown
 from .gateways import GatewayProvider
 from .orders import OrderCommand, OrderManager
 from .prices import PriceHub
-from .tracking import TrackingService
+from .trailing_native import NativeStops
 
 log = logging.getLogger(__name__)
 
 BookKey = tuple[str, str, PriceSource, PositionSide]
 LEASE_MS = 30_000
+RECONCILED_WAIT_S = 5.0  # a fired stop waits this long for its account's snapshot, then asks the exchange
+FILL_WAIT_S = 2.0  # an executed stop records what its close order filled: the account shows it within this
 _ALWAYS = {PositionSide.LONG: Decimal(0), PositionSide.SHORT: Decimal("Infinity")}
+TRANSIENT = (ExchangeUnavailable, OutcomeUnknown, TimeoutError, ConnectionError, OSError)
 
 
 class TrailingStopEngine:
@@ -48,113 +63,109 @@ class TrailingStopEngine:
         self,
         store: Store,
         gateways: GatewayProvider,
-        tracking: TrackingService,
+        accounts: Accounts,
         orders: OrderManager,
         prices: PriceHub,
+        bus: Bus,
+        supervisor: Supervisor,
         *,
         instance_id: str | None = None,
         flush_interval_s: float = 1.0,
         resync_interval_s: float = 5.0,
         lease_s: float = LEASE_MS / 1000,
+        visibility_lag_s: float = 5.0,
     ) -> None:
         self.store = store
         self.gateways = gateways
-        self.tracking = tracking
+        self.accounts = accounts
         self.orders = orders
         self.prices = prices
+        self.bus = bus
+        self.supervisor = supervisor.scope("trailing")
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self.flush_interval_s = flush_interval_s
         self.resync_interval_s = resync_interval_s
         self.lease_ms = int(lease_s * 1000)
         self.stops: dict[str, TrailingStop] = {}
         self.books: dict[BookKey, TrailingBook] = {}
+        self.firing: dict[str, tuple[Decimal, float]] = {}  # fired by the book, trigger not recorded yet
         self._dirty: set[BookKey] = set()
         self._executing: set[str] = set()
         self._by_slot: dict[tuple[str, str, str, str], str] = {}  # (user, exchange, symbol, side) -> stop id
-        self._by_native_order: dict[str, str] = {}  # exchange order id -> native stop id
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._loops: list[asyncio.Task[None]] = []
+        self.native = NativeStops(self, visibility_lag_s)
         self._unlisten: Callable[[], None] | None = None
         self.tick_to_send_s: list[float] = []  # latency samples: tick seen -> close order about to be sent
         self.on_sent: Callable[[TrailingStop], None] | None = None
 
+    @property
+    def holder(self) -> str:
+        return f"trailing:{self.instance_id}"
+
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
         self._unlisten = self.prices.listen(self.on_tick)
-        self.tracking.order_listeners.append(self._on_order)
-        self.tracking.position_listeners.append(self._on_position)
+        self.bus.subscribe("trailing-orders", self._on_order, OrderChanged)
+        self.bus.subscribe("trailing-positions", self._on_position_closed, PositionClosed)
         await self.resync()
-        self._loops = [
-            asyncio.create_task(self._every(self.flush_interval_s, self.flush), name="trailing-flush"),
-            asyncio.create_task(self._every(self.resync_interval_s, self.resync), name="trailing-resync"),
-        ]
+        self.supervisor.every("flush", self.flush_interval_s, self.flush)
+        self.supervisor.every("resync", self.resync_interval_s, self.resync)
 
     async def stop(self) -> None:
         if self._unlisten:
             self._unlisten()
-        with contextlib.suppress(ValueError):
-            self.tracking.order_listeners.remove(self._on_order)
-        with contextlib.suppress(ValueError):
-            self.tracking.position_listeners.remove(self._on_position)
-        await cancel_all([*self._loops, *self._tasks])
-        self._loops = []
+        self.bus.unsubscribe("trailing-orders")
+        self.bus.unsubscribe("trailing-positions")
+        await self.supervisor.stop()
         with contextlib.suppress(Exception):
             await self.flush()
-        for key in {(k[0], k[1]) for k in self.books}:
-            await self.prices.release(key[0], key[1], f"trailing:{self.instance_id}")
+        for exchange, symbol in {(k[0], k[1]) for k in self.books}:
+            self.prices.release(exchange, symbol, self.holder)
 
-    async def _every(self, interval: float, fn: Callable[[], Any]) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await fn()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                if cancel_requested():
-                    raise
-                log.exception("trailing-stop background step failed")
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _job(self, name: str, fn: Callable[[], Any]) -> None:
+        self.supervisor.spawn(name, fn, kind=name.split(":", 1)[0], restart=False)
 
     async def wait_idle(self) -> None:
         """Wait until the transitions scheduled so far are done (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while jobs := [j for j in self.supervisor.jobs if j.kind.split("/")[-1] not in ("flush", "resync")]:
+            await run_jobs(jobs)
 
     # -- loading -------------------------------------------------------------------------------------------
     async def resync(self) -> None:
-        """Load live stops from Redis (new ones from other instances, restarts); drop finished ones."""
+        """Load live stops from Redis (new ones from other instances, restarts); drop finished ones; finish
+        triggers whose execution was cut off; resolve native stops left `placing`."""
         live = {s.id: s for s in await self.store.trailing_stops.list_live()}
         for sid in list(self.stops):
-            if sid not in live:
+            if sid not in live and sid not in self.firing:
                 self._forget(self.stops[sid])
         for stop in live.values():
             if stop.state is StopState.TRIGGERED:
                 if stop.id not in self._executing:  # a trigger whose execution was cut off, here or elsewhere
                     self._remember(stop)
-                    self._spawn(self._execute(stop))
+                    self._job(f"execute:{stop.id}", lambda s=stop: self._execute(s))  # type: ignore[misc]
                 continue
+            if stop.state is StopState.PLACING:
+                self._remember(stop)
+                self.native.resolve_later(stop)
+                continue
+            if stop.id in self.firing:
+                continue  # its trigger is being recorded
             known = self.stops.get(stop.id)
             if known is not None and known.version >= stop.version:
                 continue
             self._forget(stop)
             self._remember(stop)
             if stop.mode is StopMode.EMULATED and stop.state.is_live:
-                await self._track(stop)
+                self._track(stop)
 
     def _book_key(self, stop: TrailingStop) -> BookKey:
         return (stop.exchange.value, stop.symbol, stop.price_source, stop.side)
 
-    async def _track(self, stop: TrailingStop) -> None:
+    def _track(self, stop: TrailingStop) -> None:
         key = self._book_key(stop)
         book = self.books.get(key)
         if book is None:
             book = self.books[key] = TrailingBook(stop.side)
-            await self.prices.hold(stop.exchange.value, stop.symbol, f"trailing:{self.instance_id}")
+            self.prices.hold(stop.exchange.value, stop.symbol, self.holder)
         if stop.state is StopState.ACTIVE:
             book.add(stop.id, stop.callback_rate, stop.activation_price, stop.extreme_price)
         else:
@@ -165,23 +176,29 @@ class TrailingStopEngine:
         """Hold a stop in memory, indexed by its position slot and (native) its exchange order."""
         self.stops[stop.id] = stop
         self._by_slot[stop.key_parts()] = stop.id
-        if stop.mode is StopMode.NATIVE and stop.close_order_id:
-            self._by_native_order[stop.close_order_id] = stop.id
+        self.native.index(stop)
 
     def _forget(self, stop: TrailingStop) -> None:
         self.stops.pop(stop.id, None)
+        self.firing.pop(stop.id, None)
         if self._by_slot.get(stop.key_parts()) == stop.id:
             del self._by_slot[stop.key_parts()]
-        if stop.close_order_id and self._by_native_order.get(stop.close_order_id) == stop.id:
-            del self._by_native_order[stop.close_order_id]
-        book = self.books.get(self._book_key(stop))
+        self.native.unindex(stop)
+        key = self._book_key(stop)
+        book = self.books.get(key)
         if book is not None:
             book.remove(stop.id)
+            if not len(book) and stop.id not in self.firing:
+                del self.books[key]
+                if not any(k[:2] == key[:2] for k in self.books):  # no stop watches the symbol any more
+                    self.prices.release(stop.exchange.value, stop.symbol, self.holder)
 
     # -- the tick ---------------------------------------------------------------------------------------
     def on_tick(self, tick: PriceTick) -> None:
         seen = time.perf_counter()
         for source in PriceSource:
+            if source is PriceSource.MARK and tick.mark is None:
+                continue  # a mark stop watches the exchange's mark price, never the last price
             for side in PositionSide:
                 key = (tick.exchange, tick.symbol, source, side)
                 book = self.books.get(key)
@@ -197,9 +214,10 @@ class TrailingStopEngine:
         if stop is None:
             return
         if change.kind == "activated":
-            self._spawn(self._activate(stop, change.extreme))
+            self._job(f"activate:{stop.id}", lambda: self._activate(stop.id, change.extreme))
         elif change.kind == "triggered":
-            self._spawn(self._fire(stop, change.price, seen))
+            self.firing[stop.id] = (change.price, seen)
+            self._job(f"fire:{stop.id}", lambda: self._fire(stop.id))
 
     async def flush(self) -> None:
         """Persist extremes that moved since the last flush (coalesced) and emit trailing_stop.updated."""
@@ -217,12 +235,21 @@ class TrailingStopEngine:
                 stop = stop.model_copy(update={"extreme_price": extreme, "updated_at": now})
                 self._remember(stop)
                 moved.append(stop)
-        for i in range(0, len(moved), 500):
-            await self.store.trailing_stops.raise_extremes(moved[i : i + 500])
+        try:
+            for i in range(0, len(moved), 500):
+                await self.store.trailing_stops.raise_extremes(moved[i : i + 500])
+        except Exception:
+            self._dirty |= keys  # (the book keeps the extremes: the next flush writes them)
+            for stop in moved:
+                book = self.books.get(self._book_key(stop))
+                if book is not None:
+                    book.add(stop.id, stop.callback_rate, stop.activation_price, stop.extreme_price)
+            raise
 
     # -- transitions ------------------------------------------------------------------------------------
-    async def _transition(self, stop: TrailingStop, event: str | None, **changes: Any) -> TrailingStop | None:
-        """CAS from the stop's current version. On a lost race, reload it and return None."""
+    async def transition(self, stop: TrailingStop, event: str | None, **changes: Any) -> TrailingStop | None:
+        """CAS from the stop's current version. On a lost race, reload it and return None. Redis errors
+        propagate (the caller retries)."""
         new = stop.model_copy(
             update={**changes, "version": stop.version + 1, "updated_at": datetime.now(UTC)}
         )
@@ -241,50 +268,75 @@ class TrailingStopEngine:
                 self._remember(fresh)
         return None
 
-    async def _activate(self, stop: TrailingStop, extreme: Decimal) -> None:
-        current = self.stops.get(stop.id, stop)
-        if current.state is not StopState.PENDING:
-            return
-        done = await self._transition(
-            current, "trailing_stop.activated", state=StopState.ACTIVE, extreme_price=extreme
-        )
-        if done is None:
-            reloaded = self.stops.get(stop.id)
-            if reloaded is not None and reloaded.state is StopState.PENDING:
-                await self._activate(reloaded, extreme)  # lost to a flush of ours or a peer: retry once
+    async def _activate(self, stop_id: str, extreme: Decimal) -> None:
+        backoff = Backoff()
+        while True:
+            current = self.stops.get(stop_id)
+            if current is None or current.state is not StopState.PENDING or stop_id in self.firing:
+                return
+            try:
+                await self.transition(current, "trailing_stop.activated", state=StopState.ACTIVE,
+                                      extreme_price=self.books_extreme(current) or extreme)  # fmt: skip
+            except Exception as exc:  # Redis away: the book goes on trailing; the activation is written later
+                metrics.trigger_retries.labels(kind="stop_activate").inc()
+                log.warning("trailing stop %s: activation not recorded yet: %s", stop_id, exc)
+                await backoff.sleep()
 
-    async def _fire(self, stop: TrailingStop, price: Decimal, seen: float) -> None:
-        current = self.stops.get(stop.id, stop)
-        if current.state is StopState.PENDING:  # activated and crossed within one tick
-            await self._activate(current, self.books_extreme(current) or price)
-            current = self.stops.get(stop.id, current)
-        if current.state is not StopState.ACTIVE:
+    async def _fire(self, stop_id: str) -> None:
+        """Record the trigger, retrying until it is recorded, the stop is gone, or another instance won."""
+        backoff = Backoff()
+        while stop_id in self.firing:
+            price, seen = self.firing[stop_id]
+            current = self.stops.get(stop_id)
+            if current is None:
+                self.firing.pop(stop_id, None)
+                return
+            try:
+                if current.state is StopState.PENDING:  # activated and crossed within one tick
+                    activated = await self.transition(
+                        current, "trailing_stop.activated", state=StopState.ACTIVE, extreme_price=price
+                    )
+                    current = activated or self.stops.get(stop_id, current)
+                if current.state is not StopState.ACTIVE:  # cancelled meanwhile, or fired elsewhere
+                    self.firing.pop(stop_id, None)
+                    return
+                version = current.version + 1
+                triggered = await self.transition(
+                    current,
+                    "trailing_stop.triggered",
+                    state=StopState.TRIGGERED,
+                    trigger_price=price,
+                    close_client_order_id=f"ts{current.id[:24]}v{version}"[:32],
+                    owner=self.instance_id,
+                    lease_until_ms=int(time.time() * 1000) + self.lease_ms,
+                )
+            except Exception as exc:
+                metrics.trigger_retries.labels(kind="stop_trigger").inc()
+                log.warning("trailing stop %s fired; trigger not recorded yet (%s): retrying", stop_id, exc,
+                            extra={"user_id": current.user_id})  # fmt: skip
+                await backoff.sleep()
+                continue
+            self.firing.pop(stop_id, None)
+            if triggered is not None:
+                await self._execute(triggered, seen)
+            else:  # lost the race: re-read; if still ours to fire (a flush bumped nothing), the book re-fires
+                fresh = self.stops.get(stop_id)
+                if fresh is not None and fresh.state is StopState.ACTIVE and fresh.mode is StopMode.EMULATED:
+                    self._track(fresh)
             return
-        version = current.version + 1
-        triggered = await self._transition(
-            current,
-            "trailing_stop.triggered",
-            state=StopState.TRIGGERED,
-            trigger_price=price,
-            close_client_order_id=f"ts{current.id[:24]}v{version}"[:32],
-            owner=self.instance_id,
-            lease_until_ms=int(time.time() * 1000) + self.lease_ms,
-        )
-        if triggered is None:
-            return  # another instance won the trigger: it sends the order
-        await self._execute(triggered, seen)
 
     def books_extreme(self, stop: TrailingStop) -> Decimal | None:
         book = self.books.get(self._book_key(stop))
         return book.extreme_of(stop.id) if book else None
 
     async def _live_size(self, stop: TrailingStop) -> tuple[Decimal, bool]:
-        """The live position size (the order is capped at it) and whether the account is in hedge mode."""
-        tracker = self.tracking.get(stop.user_id, stop.exchange.value)
-        if tracker is not None and tracker.health.last_reconcile_at is not None:
-            p = tracker.stored_position(stop.symbol, stop.side.value)
-            return (p.size if p is not None and p.is_open else Decimal(0)), tracker.hedged
-        gateway = await self.gateways.for_user(stop.user_id, stop.exchange.value)
+        """The live position size (the order is capped at it) and whether the account is in hedge mode: from
+        the account once it has reconciled, else from the exchange."""
+        user, exchange = stop.user_id, stop.exchange.value
+        if await self.accounts.wait_reconciled(user, exchange, RECONCILED_WAIT_S):
+            p = self.accounts.position(user, exchange, stop.symbol, stop.side.value)
+            return (p.size if p is not None else Decimal(0)), bool(self.accounts.hedged(user, exchange))
+        gateway = await self.gateways.for_user(user, exchange)
         hedged = await gateway.fetch_position_mode()
         for p in await gateway.fetch_positions([stop.symbol]):
             if p.side is stop.side and p.size > 0:
@@ -292,17 +344,31 @@ class TrailingStopEngine:
         return Decimal(0), hedged
 
     async def _execute(self, stop: TrailingStop, seen: float | None = None) -> None:
-        """Send the close order of a triggered stop, exactly once."""
+        """Send the close order of a triggered stop, exactly once; transient failures are retried."""
         if stop.id in self._executing:
             return
         self._executing.add(stop.id)
+        backoff = Backoff()
         try:
-            await self._execute_once(stop, seen)
-        except Exception:
-            # e.g. credentials or Redis missing: the stop stays `triggered`; the next resync tries again
-            log.exception(
-                "trailing stop %s could not be executed yet", stop.id, extra={"user_id": stop.user_id}
-            )
+            while True:
+                try:
+                    await self._execute_once(stop, seen)
+                    return
+                except TRANSIENT as exc:
+                    metrics.trigger_retries.labels(kind="stop_execute").inc()
+                    log.warning("trailing stop %s: close order not placed yet (%s): retrying", stop.id, exc,
+                                extra={"user_id": stop.user_id})  # fmt: skip
+                except Exception as exc:  # e.g. Redis away: the stop stays `triggered`; try again
+                    metrics.trigger_retries.labels(kind="stop_execute").inc()
+                    log.warning("trailing stop %s could not be executed yet: %s", stop.id, exc,
+                                extra={"user_id": stop.user_id})  # fmt: skip
+                seen = None  # from now on, ask whether the order left before sending it
+                await backoff.sleep()
+                with contextlib.suppress(Exception):
+                    fresh = await self.store.trailing_stops.get(*stop.key_parts())
+                    if fresh is None or fresh.id != stop.id or fresh.state is not StopState.TRIGGERED:
+                        return
+                    stop = fresh
         finally:
             self._executing.discard(stop.id)
 
@@ -312,7 +378,7 @@ class TrailingStopEngine:
         if stop.owner != self.instance_id and (stop.lease_until_ms or 0) > now_ms:
             return  # its owner is (still) on it
         if stop.owner != self.instance_id:
-            taken = await self._transition(
+            taken = await self.transition(
                 stop, None, owner=self.instance_id, lease_until_ms=now_ms + self.lease_ms
             )
             if taken is None:
@@ -321,31 +387,33 @@ class TrailingStopEngine:
         user, exchange = stop.user_id, stop.exchange.value
         cid = stop.close_client_order_id
         assert cid is not None
-        try:
-            if seen is None:
-                # a trigger recorded earlier (a crash, another instance): the order may have left already
+        if seen is None:
+            # a trigger recorded earlier (a crash, another instance, a retry): the order may have left already
+            existing = self.accounts.order_by_client_id(user, exchange, cid)
+            if existing is None:
                 gateway = await self.gateways.for_user(user, exchange)
                 existing = await gateway.fetch_order(stop.symbol, client_order_id=cid)
-                if existing is not None:  # sent before a crash: do not send again
-                    await self._executed(stop, existing)
-                    return
-                await self.store.intents.delete(
-                    user, exchange, cid
-                )  # a stale intent of a send that never left
-            # else: this process won the trigger just now, and the client id is new: nothing can exist yet
-            size, hedged = await self._live_size(stop)
-            qty = size if stop.size is None else min(stop.size, size)
-            if qty <= 0:
-                await self._transition(
-                    stop, "trailing_stop.failed", state=StopState.FAILED, error="no open position"
-                )
+            if existing is not None:  # sent before: do not send again
+                await self._executed(stop, existing)
                 return
-            if seen is not None:
-                elapsed = time.perf_counter() - seen
-                self.tick_to_send_s.append(elapsed)
-                metrics.tick_to_trigger.observe(elapsed)
-            if self.on_sent is not None:
-                self.on_sent(stop)
+            await self.store.intents.delete(user, exchange, cid)  # a stale intent of a send that never left
+        # else: this process won the trigger just now, and the client id is new: nothing can exist yet
+        size, hedged = await self._live_size(stop)
+        qty = size if stop.size is None else min(stop.size, size)
+        if qty <= 0:
+            await self.transition(
+                stop, "trailing_stop.failed", state=StopState.FAILED, error="no open position"
+            )
+            return
+        if seen is not None:
+            elapsed = time.perf_counter() - seen
+            self.tick_to_send_s.append(elapsed)
+            if len(self.tick_to_send_s) > 10_000:
+                del self.tick_to_send_s[:5_000]
+            metrics.tick_to_trigger.observe(elapsed)
+        if self.on_sent is not None:
+            self.on_sent(stop)
+        try:
             order = await self.orders.place(
                 OrderCommand(
                     user_id=user,
@@ -360,20 +428,19 @@ class TrailingStopEngine:
                     metadata={"purpose": "trailing_stop", "trailing_stop_id": stop.id},
                 )
             )
-        except (TimeoutError, ExchangeUnavailable):
-            log.warning(
-                "trailing stop %s: exchange unreachable; will retry", stop.id, extra={"user_id": user}
-            )
-            await asyncio.sleep(1.0)
-            return  # left `triggered`: the next resync tries again
-        except (GatewayError, CommandError) as exc:
+        except TRANSIENT:
+            raise
+        except (GatewayError, CommandError) as exc:  # the exchange refused: a final answer
             reason = exc.reason if isinstance(exc, GatewayError) else exc.message
-            await self._transition(stop, "trailing_stop.failed", state=StopState.FAILED, error=reason)
+            await self.transition(stop, "trailing_stop.failed", state=StopState.FAILED, error=reason)
             return
         await self._executed(stop, order)
 
     async def _executed(self, stop: TrailingStop, order: Order) -> None:
-        await self._transition(
+        """The close order is placed: recorded with what it filled (the account shows a market order's fill
+        within moments; a lookup stands in when it does not)."""
+        order = await self._filled(stop, order)
+        await self.transition(
             stop,
             "trailing_stop.executed",
             state=StopState.EXECUTED,
@@ -383,30 +450,42 @@ class TrailingStopEngine:
             lease_until_ms=None,
         )
 
-    # -- reacting to orders and positions -------------------------------------------------------------
-    async def _on_order(self, order: Order, previous: Order | None) -> None:
-        """Native stops follow their exchange order."""
-        stop = self.stops.get(self._by_native_order.get(order.order_id, ""))
+    async def _filled(self, stop: TrailingStop, order: Order) -> Order:
+        if order.status.is_terminal or stop.mode is StopMode.NATIVE:
+            return order
+        user, exchange = stop.user_id, stop.exchange.value
+        deadline = time.monotonic() + FILL_WAIT_S
+        while time.monotonic() < deadline:
+            view = self.accounts.order(user, exchange, order.order_id)
+            if view is not None and view.status.is_terminal:
+                return view
+            if not self.accounts.tracked(user, exchange):
+                break
+            await asyncio.sleep(0.02)
+        with contextlib.suppress(GatewayError):
+            gateway = await self.gateways.for_user(user, exchange)
+            found = await gateway.fetch_order(stop.symbol, order_id=order.order_id)
+            if found is not None:
+                return await self.orders.record_report(user, exchange, found)
+        return order
+
+    # -- reacting to the account (the bus) ---------------------------------------------------------------
+    async def _on_order(self, event: OrderChanged) -> None:
+        await self.native.on_order(event.order)
+
+    def _on_position_closed(self, event: PositionClosed) -> None:
+        """A position closed by other means cancels its stop (in its own job: a native stop's cancel goes to
+        the exchange)."""
+        p = event.position
+        stop = self.stops.get(self._by_slot.get((p.user_id, p.exchange.value, p.symbol, p.side.value), ""))
+        if stop is not None and (stop.state.is_live or stop.state is StopState.PLACING):
+            self._job(f"cancel:{stop.id}", lambda: self._cancel_quietly(stop.id))
+
+    async def _cancel_quietly(self, stop_id: str) -> None:
+        stop = self.stops.get(stop_id)
         if stop is None:
             return
-        if order.status is OrderStatus.FILLED:
-            await self._executed(stop, order)
-        elif order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
-            await self._transition(
-                stop, "trailing_stop.cancelled", state=StopState.CANCELLED, error="exchange order cancelled"
-            )
-        elif order.status is OrderStatus.REJECTED:
-            await self._transition(
-                stop, "trailing_stop.failed", state=StopState.FAILED, error="order rejected"
-            )
-
-    async def _on_position(self, position: Position) -> None:
-        """A position closed by other means cancels its stop."""
-        if position.is_open:
-            return
-        slot = (position.user_id, position.exchange.value, position.symbol, position.side.value)
-        stop = self.stops.get(self._by_slot.get(slot, ""))
-        if stop is not None and stop.state.is_live:
+        with contextlib.suppress(Conflict):  # it fired or changed meanwhile: nothing to cancel
             await self.cancel(stop, reason="position closed")
 
     # -- commands -----------------------------------------------------------------------------------------
@@ -421,23 +500,26 @@ class TrailingStopEngine:
         expected = existing.version if existing is not None else None
         stop = stop.model_copy(update={"version": (expected or 0) + 1, "state": StopState.PENDING})
         if stop.mode is StopMode.NATIVE:
-            stop = await self._place_native(stop)
+            return await self.native.create(stop, expected)
         if not await self.store.trailing_stops.save(stop, expected, "trailing_stop.created"):
             raise Conflict("the trailing stop changed while being created; try again", "symbol")
         self._remember(stop)
-        if stop.mode is StopMode.EMULATED:
-            tick = self.prices.last(stop.exchange.value, stop.symbol)
-            if stop.activation_price is None and tick is None:
-                with contextlib.suppress(GatewayError):  # no price at all yet: the first tick activates it
-                    gateway = await self.gateways.public(stop.exchange.value)
-                    tick = await gateway.fetch_ticker(stop.symbol)
-            if stop.activation_price is None and tick is not None:
-                price = observed_price(stop.price_source, stop.side, tick.last, tick.bid, tick.ask, tick.mark)
-                activated = await self._transition(
-                    stop, "trailing_stop.activated", state=StopState.ACTIVE, extreme_price=price
-                )
-                stop = activated or stop
-            await self._track(stop)
+        tick = self.prices.last(stop.exchange.value, stop.symbol)
+        if stop.activation_price is None and (
+            tick is None or (stop.price_source is PriceSource.MARK and tick.mark is None)
+        ):
+            with contextlib.suppress(
+                GatewayError
+            ):  # no price yet: ask for one (the first tick activates it else)
+                gateway = await self.gateways.public(stop.exchange.value)
+                tick = await gateway.fetch_ticker(stop.symbol)
+        if stop.activation_price is None and tick is not None:
+            price = observed_price(stop.price_source, stop.side, tick.last, tick.bid, tick.ask, tick.mark)
+            activated = await self.transition(
+                stop, "trailing_stop.activated", state=StopState.ACTIVE, extreme_price=price
+            )
+            stop = activated or stop
+        self._track(stop)
         return self.stops.get(stop.id, stop)
 
     async def _known_symbol(self, exchange: str, symbol: str) -> str:
@@ -448,53 +530,21 @@ class TrailingStopEngine:
         except (InvalidSymbol, KeyError, ValueError):
             raise CommandError(f"unknown symbol {symbol!r} on {exchange}", "symbol") from None
 
-    async def _place_native(self, stop: TrailingStop) -> TrailingStop:
-        size = stop.size
-        if size is None:
-            live, _ = await self._live_size(stop)
-            if live <= 0:
-                raise CommandError("size is required when there is no open position to protect", "size")
-            size = live
-        _, hedged = await self._live_size(stop)
-        order = await self.orders.place(
-            OrderCommand(
-                user_id=stop.user_id,
-                exchange=stop.exchange.value,
-                symbol=stop.symbol,
-                side=stop.side.exit_order_side,
-                order_type=OrderType.TRAILING_STOP,
-                quantity=size,
-                reduce_only=True,
-                position_side=stop.side if hedged else None,
-                callback_rate=stop.callback_rate,
-                activation_price=stop.activation_price,
-                metadata={"purpose": "trailing_stop", "trailing_stop_id": stop.id},
-            )
-        )
-        # the exchange keeps the extreme of a native stop; we follow its order
-        return stop.model_copy(
-            update={"state": StopState.ACTIVE, "close_order_id": order.order_id, "size": size}
-        )
-
     async def cancel(self, stop: TrailingStop, reason: str = "deleted") -> TrailingStop:
         current = self.stops.get(stop.id) or stop
-        if current.state.is_final or current.state is StopState.TRIGGERED:
-            raise Conflict(f"the trailing stop is already {current.state.value}", "side")
-        if current.mode is StopMode.NATIVE and current.close_order_id:
-            with contextlib.suppress(NotFound, Conflict, OrderNotFound):
-                await self.orders.cancel_order(
-                    current.user_id,
-                    current.exchange.value,
-                    current.close_order_id,
-                    current.symbol,
-                    "trailing_stop",
-                )
-        done = await self._transition(
+        if current.state.is_final or current.state is StopState.TRIGGERED or current.id in self.firing:
+            raise Conflict(
+                f"the trailing stop is already {current.state.value if current.id not in self.firing else 'firing'}",
+                "side",
+            )
+        if current.mode is StopMode.NATIVE:
+            await self.native.cancel_order(current)
+        done = await self.transition(
             current, "trailing_stop.cancelled", state=StopState.CANCELLED, error=reason
         )
         if done is None:
             fresh = await self.store.trailing_stops.get(*current.key_parts())
-            if fresh is not None and fresh.state.is_live:
+            if fresh is not None and (fresh.state.is_live or fresh.state is StopState.PLACING):
                 return await self.cancel(fresh, reason)
             if fresh is not None and fresh.state is StopState.CANCELLED:
                 return fresh  # cancelled meanwhile (its native order's cancel came back first)

@@ -7,10 +7,15 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from .codec import CorruptRecord
+from .cooldowns import CooldownRepository
+from .credentials import CredentialRepository
+from .events import EventStreamRepository
 from .intents import IntentRepository
 from .keys import Channels, Keys
 from .machines import RuleRepository, TrailingStopRepository
+from .prices import PriceRepository
 from .repositories import OrderRepository, PositionRepository
+from .users import ActiveUserRepository
 from .writer import EventWriter
 
 
@@ -25,6 +30,11 @@ class Store:
     intents: IntentRepository
     trailing_stops: TrailingStopRepository
     rules: RuleRepository
+    users: ActiveUserRepository
+    credentials: CredentialRepository
+    prices: PriceRepository
+    cooldowns: CooldownRepository
+    events: EventStreamRepository
 
     @classmethod
     def create(
@@ -43,6 +53,11 @@ class Store:
             intents=IntentRepository(redis, keys),
             trailing_stops=TrailingStopRepository(redis, keys, channels, writer),
             rules=RuleRepository(redis, keys, channels, writer),
+            users=ActiveUserRepository(redis, keys),
+            credentials=CredentialRepository(redis, keys),
+            prices=PriceRepository(redis, keys, channels),
+            cooldowns=CooldownRepository(redis, keys),
+            events=EventStreamRepository(redis, keys, channels),
         )
 
 

@@ -1,6 +1,6 @@
 """Lossless model <-> Redis hash encoding (SPEC section 2).
 
-Decimals are plain decimal strings, None is an absent field (never ""), datetimes ISO-8601 UTC, booleans
+Decimals are canonical plain decimal strings (no trailing zeros: equal values, equal strings), None is an absent field (never ""), datetimes ISO-8601 UTC, booleans
 "true"/"false", enums their value, dicts JSON. A nested model (PnLInfo) is flattened with its own field
 names prefixed (pnl.realized -> "realized_pnl"). Decoding a hash that lacks a required field or holds an
 unparsable value raises CorruptRecord naming the key and the field: never a silent default.
@@ -33,7 +33,12 @@ class CorruptRecord(ValueError):
 
 
 def enc_decimal(value: Decimal) -> str:
-    return format(value, "f")
+    """The one spelling of a number: plain, without trailing zeros (59475.0 -> "59475", 0.10 -> "0.1"), so
+    equal numbers are equal strings and a digest over them compares values, not spellings. Exact: no rounding."""
+    if value == 0:
+        return "0"
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _dec_decimal(text: str) -> Decimal:

@@ -7,6 +7,8 @@
 #       3 channel ("" = no publish)   4 event body: the JSON object without its opening "{"; "" = no event
 #       5 event type when the record is new (or its status is one of ARGV 7)   6 event type otherwise
 #       7 comma-wrapped statuses that count as "new again" (",closed,liquidated,")   8 stream MAXLEN
+#       (ARGV 1 "" = a record without an exchange version: neither checked nor stored, and never listed by
+#       lpush_capped_on_status_change until an exchange-versioned write comes)
 #       9 digest of the content (all fields but updated_at): equal to the stored one = unchanged
 #       10 n = number of field/value pairs, then the pairs; then m = number of fields to delete, the fields;
 #       then k = number of index ops, each "op key_index arg": sadd | srem | lpush_capped_on_status_change
@@ -32,7 +34,11 @@ end
 -- unchanged content (ARGV 9: a digest of every field but updated_at) writes and emits nothing
 if exists and redis.call('HGET', key, '_digest') == ARGV[9] then return {0, 0, ''} end
 local prev_status = false
-if exists then prev_status = redis.call('HGET', key, 'status') end
+local had_version = false
+if exists then
+  prev_status = redis.call('HGET', key, 'status')
+  had_version = redis.call('HEXISTS', key, '_ts') == 1
+end
 local i = 10
 local n = tonumber(ARGV[i]); i = i + 1
 local sets = {'_digest', ARGV[9]}
@@ -52,9 +58,20 @@ for j = 1, k do
   if op == 'sadd' then redis.call('SADD', target, arg)
   elseif op == 'srem' then redis.call('SREM', target, arg)
   elseif op == 'lpush_capped_on_status_change' then
-    if prev_status ~= new_status then
+    -- a record without an exchange version (a provisional one, from a command reply) is not listed yet:
+    -- it is, once the exchange's own report gives it one (or it changes status then)
+    if ts ~= '' and (prev_status ~= new_status or not had_version) then
       redis.call('LPUSH', target, arg)
       redis.call('LTRIM', target, 0, 999)
+      redis.call('HSET', key, '_listed', arg)
+    elseif ts ~= '' then
+      -- the same finished order, corrected by a later report (fees, a close-all's size): its entry follows
+      local old = redis.call('HGET', key, '_listed')
+      if old and old ~= arg then
+        local at = redis.call('LPOS', target, old)
+        if at then redis.call('LSET', target, at, arg) end
+        redis.call('HSET', key, '_listed', arg)
+      end
     end
   elseif op == 'del' then redis.call('DEL', target)
   elseif op == 'expire' then redis.call('EXPIRE', key, tonumber(arg))
@@ -99,15 +116,36 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 return 1
 """
 
-# EMIT_ONCE: like EMIT, guarded by a set member (fills are deduplicated by trade id).
-# KEYS[1] seq  KEYS[2] stream  KEYS[3] guard set   ARGV 1 channel 2 type 3 body 4 MAXLEN 5 member 6 guard ttl
+# EMIT_ONCE: like EMIT, guarded by a member of a sorted set scored by when it was seen, so the guard forgets
+# members older than its ttl (bounded memory) (fills are deduplicated by "symbol:trade id").
+# KEYS[1] seq  KEYS[2] stream  KEYS[3] guard   ARGV 1 channel 2 type 3 body 4 MAXLEN 5 member 6 ttl s 7 now ms
 EMIT_ONCE = r"""
-if redis.call('SADD', KEYS[3], ARGV[5]) == 0 then return 0 end
+local kind = redis.call('TYPE', KEYS[3])
+if type(kind) == 'table' then kind = kind.ok end
+if kind ~= 'zset' and kind ~= 'none' then redis.call('DEL', KEYS[3]) end  -- the set of older versions
+if redis.call('ZADD', KEYS[3], 'NX', ARGV[7], ARGV[5]) == 0 then return 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[7]) - tonumber(ARGV[6]) * 1000)
 redis.call('EXPIRE', KEYS[3], tonumber(ARGV[6]))
 local seq = redis.call('INCR', KEYS[1])
 local payload = '{"seq":' .. seq .. ',"event_type":"' .. ARGV[2] .. '",' .. ARGV[3]
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', 'data', payload)
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], payload) end
+return seq
+"""
+
+# MARK: value an open position at a new mark price (current_price, unrealized_pnl) and emit position.updated
+# with metadata {"cause": "mark"}. It writes nothing else: not the size, entry, status, version (_ts) or the
+# content digest, so a mark can never make an exchange update look older, newer, changed or unchanged.
+# KEYS[1] hash  KEYS[2] seq  KEYS[3] stream   ARGV 1 current_price 2 unrealized_pnl 3 size it was computed for
+#      4 channel 5 body 6 MAXLEN.  Returns the seq, or 0 when the position is not open at that size any more.
+MARK = r"""
+local cur = redis.call('HMGET', KEYS[1], 'status', 'size')
+if cur[1] ~= 'open' or cur[2] ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[1], 'current_price', ARGV[1], 'unrealized_pnl', ARGV[2])
+local seq = redis.call('INCR', KEYS[2])
+local payload = '{"seq":' .. seq .. ',"event_type":"position.updated",' .. ARGV[5]
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], seq .. '-1', 'data', payload)
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], payload) end
 return seq
 """
 

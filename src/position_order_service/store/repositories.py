@@ -9,29 +9,23 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from ..domain.enums import OrderStatus, PositionStatus
+from ..domain.enums import PositionStatus
 from ..domain.events import envelope, order_event_type, order_fields, position_fields
 from ..domain.models import Order, Position
+from ..domain.reconcile import Intent, order_progress
 from . import lua
-from .codec import CorruptRecord, HashCodec
+from .codec import CorruptRecord, HashCodec, enc_decimal
+from .intents import IntentRepository
 from .keys import Channels, Keys
 from .legacy import HYPERRSI_EXCHANGE, hyperrsi_fields, pack
-from .writer import EventWriter, IndexOp, LuaScript, Write, WriteResult
+from .writer import Call, EventWriter, IndexOp, LuaScript, Write, WriteResult
 
 POSITION_CODEC: HashCodec[Position] = HashCodec(Position, flatten={"pnl": "_pnl"})
 ORDER_CODEC: HashCodec[Order] = HashCodec(Order)
 FINISHED_ORDER_TTL_S = 7 * 24 * 3600
 _ORDER_COMPUTED = set(Order.model_computed_fields)
-
-_ORDER_RANK = {
-    OrderStatus.PENDING: 0,
-    OrderStatus.OPEN: 1,
-    OrderStatus.PARTIALLY_FILLED: 2,
-    OrderStatus.FILLED: 3,
-    OrderStatus.CANCELLED: 3,
-    OrderStatus.REJECTED: 3,
-    OrderStatus.EXPIRED: 3,
-}
+AUTO = "auto"  # the event type follows the record: new (or reopened) vs existing, decided in the script
+MARK_FIELDS = ("current_price", "unrealized_pnl")  # what a mark writes: outside the content digest
 
 
 def _ms(t: datetime) -> int:
@@ -58,27 +52,50 @@ class PositionRepository:
         return [IndexOp("hset_mirror", key, pack(hyperrsi_fields(p)))]
 
     def write_for(
-        self, p: Position, metadata: dict[str, Any] | None = None, extra_ops: Sequence[IndexOp] = ()
+        self,
+        p: Position,
+        metadata: dict[str, Any] | None = None,
+        extra_ops: Sequence[IndexOp] = (),
+        *,
+        event: str | None = AUTO,
+        versioned: bool = True,
     ) -> Write:
+        """The atomic write of a position and its event. `event`: AUTO (opened/updated/closed by what is
+        stored), an explicit type, or None (a silent write). `versioned`: False for our own fields only
+        (annotations): the exchange's version is neither checked nor advanced."""
         key = self.keys.position(p.user_id, p.exchange.value, p.symbol, p.side.value)
         index = self.keys.position_index(p.user_id, p.exchange.value)
         member = self.keys.position_index_member(p.symbol, p.side.value)
         fields = POSITION_CODEC.encode(p)
         is_open = p.is_open
         closed_type = "position.closed"
+        auto = event == AUTO
         return Write(
             key=key,
             user_id=p.user_id,
             set_fields=fields,
             del_fields=POSITION_CODEC.absent_fields(fields),
             ops=[IndexOp("sadd" if is_open else "srem", index, member), *self._legacy_ops(p), *extra_ops],
-            version_ts=_ms(p.updated_at),
+            version_ts=_ms(p.updated_at) if versioned else None,
             channel=self.channels.positions(p.user_id, p.exchange.value, p.symbol),
-            event={**envelope(p.user_id, p.exchange.value, metadata), **position_fields(p)},
-            event_type_new="position.opened" if is_open else closed_type,
-            event_type="position.updated" if is_open else closed_type,
-            new_again_statuses=(PositionStatus.CLOSED.value, PositionStatus.LIQUIDATED.value),
+            event=None
+            if event is None
+            else {**envelope(p.user_id, p.exchange.value, metadata), **position_fields(p)},
+            event_type_new=("position.opened" if is_open else closed_type) if auto else (event or ""),
+            event_type=("position.updated" if is_open else closed_type) if auto else (event or ""),
+            new_again_statuses=(PositionStatus.CLOSED.value, PositionStatus.LIQUIDATED.value) if auto else (),
+            digest_exclude=("updated_at", *MARK_FIELDS),
         )
+
+    def mark_call(self, p: Position) -> Call:
+        """Value an open position at its new mark (current_price and unrealized PnL only): event
+        position.updated with metadata {"cause": "mark"}; never a version (store/lua.py MARK)."""
+        assert p.current_price is not None
+        key = self.keys.position(p.user_id, p.exchange.value, p.symbol, p.side.value)
+        event = {**envelope(p.user_id, p.exchange.value, {"cause": "mark"}), **position_fields(p)}
+        fields = (enc_decimal(p.current_price), enc_decimal(p.pnl.unrealized), enc_decimal(p.size))
+        channel = self.channels.positions(p.user_id, p.exchange.value, p.symbol)
+        return self.writer.mark_call(key, p.user_id, fields, channel, event)
 
     async def upsert(self, p: Position, metadata: dict[str, Any] | None = None) -> WriteResult:
         return await self.writer.apply(self.write_for(p, metadata))
@@ -121,9 +138,19 @@ class OrderRepository:
     @staticmethod
     def progress(o: Order) -> float:
         """Orders only move forward: status rank, then the filled fraction (ties on timestamps)."""
-        return _ORDER_RANK[o.status] + float(o.filled_qty / o.quantity) * 0.999
+        return order_progress(o)
 
-    def write_for(self, o: Order, metadata: dict[str, Any] | None = None) -> Write:
+    def write_for(
+        self,
+        o: Order,
+        metadata: dict[str, Any] | None = None,
+        *,
+        event: str | None = AUTO,
+        versioned: bool = True,
+    ) -> Write:
+        """The atomic write of an order and its event. `event`: AUTO (order.created when new, else by status),
+        an explicit type, or None (a silent write). `versioned`: False for a provisional record built from a
+        command reply: no exchange version is checked or stored, so any exchange report supersedes it."""
         ex = o.exchange.value
         key = self.keys.order(o.user_id, ex, o.order_id)
         open_set = self.keys.open_orders(o.user_id, ex)
@@ -140,18 +167,18 @@ class OrderRepository:
                 ),
                 IndexOp("expire", key, str(FINISHED_ORDER_TTL_S)),
             ]
-        etype = order_event_type(o)
+        etype = order_event_type(o) if event == AUTO else (event or "")
         return Write(
             key=key,
             user_id=o.user_id,
             set_fields=fields,
             del_fields=ORDER_CODEC.absent_fields(fields),
             ops=ops,
-            version_ts=_ms(o.updated_at),
+            version_ts=_ms(o.updated_at) if versioned else None,
             progress=self.progress(o),
             channel=self.channels.orders(o.user_id, ex),
-            event={**envelope(o.user_id, ex, metadata), **order_fields(o)},
-            event_type_new="order.created" if o.status.is_active else etype,
+            event=None if event is None else {**envelope(o.user_id, ex, metadata), **order_fields(o)},
+            event_type_new=("order.created" if o.status.is_active else etype) if event == AUTO else etype,
             event_type=etype,
         )
 
@@ -162,6 +189,27 @@ class OrderRepository:
         key = self.keys.order(user_id, exchange, order_id)
         raw = await self.redis.hgetall(key)
         return ORDER_CODEC.decode(key, raw) if raw else None
+
+    async def known_and_intents(
+        self, user_id: str, exchange: str, order_ids: Sequence[str], client_order_ids: Sequence[str]
+    ) -> tuple[list[Order], dict[str, Intent]]:
+        """Stored records of some orders and the intents of some client order ids, in one round trip."""
+        if not order_ids and not client_order_ids:
+            return [], {}
+        pipe = self.redis.pipeline(transaction=False)
+        keys = [self.keys.order(user_id, exchange, i) for i in order_ids]
+        for k in keys:
+            pipe.hgetall(k)
+        for cid in client_order_ids:
+            pipe.hgetall(self.keys.client_order(user_id, exchange, cid))
+        replies = await pipe.execute()
+        orders = [ORDER_CODEC.decode(k, r) for k, r in zip(keys, replies, strict=False) if r]
+        intents: dict[str, Intent] = {}
+        for cid, raw in zip(client_order_ids, replies[len(keys) :], strict=True):
+            intent = IntentRepository.parse({k.decode(): v.decode() for k, v in raw.items()})
+            if intent is not None:
+                intents[cid] = intent
+        return orders, intents
 
     async def list_open(self, user_id: str, exchange: str, symbol: str | None = None) -> list[Order]:
         ids = sorted(
@@ -191,5 +239,11 @@ class OrderRepository:
                 raise CorruptRecord(key, f"[{i}]", f"is not a valid order: {exc}") from None
         return out
 
+    async def emit_failed(self, user_id: str, exchange: str, fields: dict[str, Any]) -> int:
+        """order.failed: a command the exchange refused or never received (it has no state of its own)."""
+        return await self.writer.emit(
+            user_id, self.channels.orders(user_id, exchange), "order.failed", fields
+        )
 
-__all__ = ["ORDER_CODEC", "POSITION_CODEC", "OrderRepository", "PositionRepository"]
+
+__all__ = ["AUTO", "ORDER_CODEC", "POSITION_CODEC", "OrderRepository", "PositionRepository"]

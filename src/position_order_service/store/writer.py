@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from .. import metrics
+from ..aio import spawn
 from . import lua
 from .keys import Channels, Keys
 
@@ -26,11 +28,12 @@ def event_body(fields: dict[str, Any]) -> str:
     return orjson.dumps(fields, default=str).decode()[1:]
 
 
-def content_digest(fields: dict[str, str]) -> str:
-    """What a record says, minus when it was said: equal digests mean an update changes nothing."""
+def content_digest(fields: dict[str, str], exclude: tuple[str, ...] = ("updated_at",)) -> str:
+    """What a record says, minus when it was said (and minus what marks write, for positions): equal digests
+    mean an update changes nothing. Values are canonical spellings (codec), so it compares numbers by value."""
     h = hashlib.blake2b(digest_size=16)
     for k in sorted(fields):
-        if k != "updated_at":
+        if k not in exclude:
             h.update(k.encode())
             h.update(b"\x00")
             h.update(fields[k].encode())
@@ -61,6 +64,16 @@ class Write:
     event_type_new: str = ""
     event_type: str = ""
     new_again_statuses: tuple[str, ...] = ()
+    digest_exclude: tuple[str, ...] = ("updated_at",)
+
+
+@dataclass(slots=True)
+class Call:
+    """One script call of a group commit."""
+
+    script: LuaScript
+    keys: list[str]
+    args: list[str | int | float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +126,15 @@ class EventWriter:
         self.channels = channels
         self.stream_maxlen = stream_maxlen
         self._apply = LuaScript(redis, lua.APPLY)
-        self._pending: list[tuple[list[Write], asyncio.Future[list[WriteResult]]]] = []
+        self._pending: list[tuple[list[Call], asyncio.Future[list[Any]]]] = []
         self._flush_scheduled = False
         self._flushes: set[asyncio.Task[None]] = set()
         self._emit = LuaScript(redis, lua.EMIT)
         self._emit_once = LuaScript(redis, lua.EMIT_ONCE)
+        self._mark = LuaScript(redis, lua.MARK)
         self._transition = LuaScript(redis, lua.TRANSITION)
 
-    def _apply_args(self, w: Write) -> tuple[list[str], list[str | int | float]]:
+    def _apply_call(self, w: Write) -> Call:
         keys = [w.key, self.keys.event_seq(w.user_id), self.keys.event_stream(w.user_id)]
         key_index: dict[str, int] = {}
         op_args: list[str | int | float] = []
@@ -138,7 +152,7 @@ class EventWriter:
             w.event_type,
             "," + ",".join(w.new_again_statuses) + ",",
             self.stream_maxlen,
-            content_digest(w.set_fields),
+            content_digest(w.set_fields, w.digest_exclude),
             len(w.set_fields),
         ]
         for k, v in w.set_fields.items():
@@ -147,19 +161,38 @@ class EventWriter:
         args += w.del_fields
         args.append(len(w.ops))
         args += op_args
-        return keys, args
+        return Call(self._apply, keys, args)
 
     async def apply(self, w: Write) -> WriteResult:
         return (await self.apply_many([w]))[0]
 
     async def apply_many(self, writes: list[Write]) -> list[WriteResult]:
         """Upserts, each atomic on its own. Group commit: every call made in the same event-loop turn (many
-        trackers handling their users' messages together) goes to Redis in one pipelined round trip."""
+        accounts handling their messages together) goes to Redis in one pipelined round trip."""
         if not writes:
             return []
+        replies = await self.submit([self._apply_call(w) for w in writes])
+        results = [
+            WriteResult(int(c), int(s), e.decode() if isinstance(e, bytes) else str(e)) for c, s, e in replies
+        ]
+        metrics.count_events(r.event_type for r in results)
+        return results
+
+    def mark_call(
+        self, key: str, user_id: str, fields: tuple[str, str, str], channel: str, event: dict[str, Any]
+    ) -> Call:
+        """A MARK script call (store/lua.py): fields = (current_price, unrealized_pnl, size it was valued at)."""
+        keys = [key, self.keys.event_seq(user_id), self.keys.event_stream(user_id)]
+        return Call(self._mark, keys, [*fields, channel, event_body(event), self.stream_maxlen])
+
+    async def submit(self, calls: list[Call]) -> list[Any]:
+        """Group commit of script calls: each atomic on its own; all calls of one loop turn in one round trip.
+        Raises the first error of `calls` (a connection error: none of them is known to have run)."""
+        if not calls:
+            return []
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[list[WriteResult]] = loop.create_future()
-        self._pending.append((writes, done))
+        done: asyncio.Future[list[Any]] = loop.create_future()
+        self._pending.append((calls, done))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._start_flush)
@@ -168,37 +201,40 @@ class EventWriter:
     def _start_flush(self) -> None:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
-        task = asyncio.create_task(self._flush(batch))
+        task = spawn(self._flush(batch), name="store-group-commit")
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
-    async def _execute_batch(self, batch: list[tuple[list[Write], Any]]) -> list[Any]:
-        """One pipeline for the batch; once more after reloading the script if Redis had lost it (a restart,
-        SCRIPT FLUSH; fakeredis even drops the connection). Re-running is safe: a write already applied is
-        unchanged the second time and emits nothing."""
+    async def _execute_batch(self, batch: list[tuple[list[Call], Any]]) -> list[Any]:
+        """One pipeline for the batch; once more after reloading a script Redis had lost (a restart, SCRIPT
+        FLUSH; fakeredis even drops the connection). Re-running is safe: a write already applied is unchanged
+        the second time and emits nothing."""
+        scripts = {id(c.script): c.script for calls, _ in batch for c in calls}
         attempts = 3  # the reload itself may meet a connection the server just closed
         for attempt in range(1, attempts + 1):
             try:
-                await self._apply.load()
+                for script in scripts.values():
+                    await script.load()
                 pipe = self.redis.pipeline(transaction=False)
-                for writes, _ in batch:
-                    for w in writes:
-                        keys, args = self._apply_args(w)
-                        pipe.evalsha(self._apply.sha, len(keys), *keys, *args)
+                for calls, _ in batch:
+                    for c in calls:
+                        pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
                 out: list[Any] = await pipe.execute(raise_on_error=False)
             except (NoScriptError, RedisConnectionError):
-                self._apply.forget()
+                for script in scripts.values():
+                    script.forget()
                 if attempt == attempts:
                     raise
                 continue
             if attempt < attempts and any(isinstance(r, NoScriptError) for r in out):
-                self._apply.forget()
+                for script in scripts.values():
+                    script.forget()
                 continue
             return out
         raise AssertionError("unreachable")
 
-    async def _flush(self, batch: list[tuple[list[Write], asyncio.Future[list[WriteResult]]]]) -> None:
-        n = sum(len(writes) for writes, _ in batch)
+    async def _flush(self, batch: list[tuple[list[Call], asyncio.Future[list[Any]]]]) -> None:
+        n = sum(len(calls) for calls, _ in batch)
         try:
             out = await self._execute_batch(batch)
         except BaseException as exc:
@@ -210,23 +246,18 @@ class EventWriter:
                 raise
             return
         i = 0
-        for writes, done in batch:
-            replies = out[i : i + len(writes)]
-            i += len(writes)
+        for calls, done in batch:
+            replies = out[i : i + len(calls)]
+            i += len(calls)
             error = next((r for r in replies if isinstance(r, Exception)), None)
             if error is not None:
-                metrics.count_redis("apply", ok=False, n=len(writes))
+                metrics.count_redis("apply", ok=False, n=len(calls))
                 if not done.done():
                     done.set_exception(error)
                 continue
-            results = [
-                WriteResult(int(c), int(s), e.decode() if isinstance(e, bytes) else str(e))
-                for c, s, e in replies
-            ]
-            metrics.count_redis("apply", ok=True, n=len(writes))
-            metrics.count_events(r.event_type for r in results)
+            metrics.count_redis("apply", ok=True, n=len(calls))
             if not done.done():
-                done.set_result(results)
+                done.set_result(replies)
 
     async def emit(self, user_id: str, channel: str, event_type: str, fields: dict[str, Any]) -> int:
         metrics.count_events([event_type])
@@ -235,6 +266,30 @@ class EventWriter:
             args=[channel, event_type, event_body(fields), self.stream_maxlen],
         )
         return int(seq)
+
+    def emit_once_call(
+        self,
+        user_id: str,
+        channel: str,
+        event_type: str,
+        fields: dict[str, Any],
+        guard_key: str,
+        member: str,
+        guard_ttl_s: int = 7 * 24 * 3600,
+    ) -> Call:
+        """An EMIT_ONCE call: emits unless `member` was emitted under `guard_key` within the ttl."""
+        keys = [self.keys.event_seq(user_id), self.keys.event_stream(user_id), guard_key]
+        now_ms = int(time.time() * 1000)  # ages the guard's members (memory), never a version of state
+        args: list[str | int | float] = [
+            channel,
+            event_type,
+            event_body(fields),
+            self.stream_maxlen,
+            member,
+            guard_ttl_s,
+            now_ms,
+        ]
+        return Call(self._emit_once, keys, args)
 
     async def emit_once(
         self,
@@ -247,10 +302,8 @@ class EventWriter:
         guard_ttl_s: int = 7 * 24 * 3600,
     ) -> int:
         """Emit unless `member` was already emitted under `guard_key`; returns the seq, 0 if a duplicate."""
-        seq = await self._emit_once(
-            keys=[self.keys.event_seq(user_id), self.keys.event_stream(user_id), guard_key],
-            args=[channel, event_type, event_body(fields), self.stream_maxlen, member, guard_ttl_s],
-        )
+        call = self.emit_once_call(user_id, channel, event_type, fields, guard_key, member, guard_ttl_s)
+        (seq,) = await self.submit([call])
         return int(seq)
 
     async def transition(

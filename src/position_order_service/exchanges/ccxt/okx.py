@@ -219,7 +219,10 @@ def parse_algo(raw: dict[str, Any], market: MarketInfo, user_id: str, exchange: 
     sz = dec(raw.get("sz"))
     if sz is None or sz <= 0:
         meta["close_position"] = True
-        qty = market.min_size  # a close-all algo carries no size: the position's size at trigger time
+        # a close-all algo carries no size: once fired, OKX reports what it sent (actualSz); before that (or
+        # when it does not say) the minimum stands in, and the account corrects it from the child order
+        actual = dec(raw.get("actualSz"))
+        qty = clean(actual * ct) if actual is not None and actual > 0 else market.min_size
     else:
         qty = clean(sz * ct)
     filled = ZERO

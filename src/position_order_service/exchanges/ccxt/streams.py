@@ -18,6 +18,8 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from ...aio import spawn
+
 Source = Callable[[], Awaitable[Any]]
 
 
@@ -36,7 +38,7 @@ class MergedStream:
     def _start(self) -> None:
         for i, task in enumerate(self._tasks):
             if task is None or task.done():
-                self._tasks[i] = asyncio.ensure_future(self._pump(i))
+                self._tasks[i] = spawn(self._pump(i), name=f"ccxt-pump-{i}")
 
     async def _pump(self, index: int) -> None:
         source = self._sources[index]

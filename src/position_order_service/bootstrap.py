@@ -1,0 +1,362 @@
+"""Wiring: the one function that builds the service's object graph (`build_graph`), and the container it
+returns (`Services`, with `start`/`stop`).
+
+Every entry point uses it: the HTTP app (app.py, through `build_service`, which first starts the embedded
+Redis and simulators when configured), a bot process's command services (integrations/context.py: the same
+graph, no account tracking), and the tests' harness. Everything below is built here once and handed down;
+nothing else constructs a collaborator of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from cryptography.fernet import Fernet
+from redis.asyncio import Redis
+
+from . import __version__, metrics
+from .api.auth import TokenGrant, parse_tokens
+from .bus import Bus
+from .config import Settings
+from .exchanges.base import Credentials, ExchangeGateway
+from .exchanges.markets import MarketRegistry
+from .services.account import AccountOptions, AccountRegistry
+from .services.active_users import ActiveUserManager
+from .services.credentials import CredentialStore, fernet_from_setting
+from .services.gateway_pool import GatewayBuilder, GatewayPool
+from .services.orders import OrderManager
+from .services.positions import PositionManager
+from .services.prices import PriceHub
+from .services.rules import ConditionalRuleEngine
+from .services.trailing import TrailingStopEngine
+from .store import Store
+from .store.connection import make_redis
+from .supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from .history import HistoryDB, HistoryWriter
+    from .integrations.grid import GRIDAdapter
+    from .integrations.hyperrsi import HYPERRSIAdapter
+    from .sim.server import SimServer
+    from .store.embedded import EmbeddedServer
+
+log = logging.getLogger(__name__)
+IDLE_GATEWAY_S = 600.0  # gateways of untracked users (commands only) are closed after this long unused
+
+
+@dataclass
+class Services:
+    """The object graph. `start()` starts the background work (account actors, engines, rescans, history);
+    `stop()` stops it in reverse order and closes what `build_service` opened."""
+
+    settings: Settings
+    redis: Redis
+    store: Store
+    supervisor: Supervisor
+    bus: Bus
+    credentials: CredentialStore
+    markets: MarketRegistry
+    gateways: GatewayPool
+    prices: PriceHub
+    accounts: AccountRegistry
+    order_manager: OrderManager
+    position_manager: PositionManager
+    trailing: TrailingStopEngine
+    rules: ConditionalRuleEngine
+    active_users: ActiveUserManager
+    track_accounts: bool = True
+    base_urls: dict[str, str] = field(default_factory=dict)
+    token_grants: list[TokenGrant] = field(default_factory=list)
+    hyperrsi: HYPERRSIAdapter | None = None
+    grid: GRIDAdapter | None = None
+    history: HistoryDB | None = None
+    history_writer: HistoryWriter | None = None
+    embedded_redis: EmbeddedServer | None = None
+    simulators: dict[str, SimServer] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.monotonic)
+    started_at_utc: datetime = field(default_factory=lambda: datetime.now(UTC))
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _started: bool = False
+
+    @property
+    def simulator(self) -> SimServer | None:
+        """The OKX simulator (`make run`'s demo trades there)."""
+        return self.simulators.get("okx")
+
+    @property
+    def tracking(self) -> AccountRegistry:
+        """The account registry under its old name (scripts that read `ctx.tracking`)."""
+        return self.accounts
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        self._started = True
+        if not self.track_accounts:
+            return
+        self.prices.start()
+        self.accounts.start_marks()
+        if self.simulator is not None:
+            await self.active_users.activate(s.demo_user, ["okx"])
+        await self.active_users.start()
+        await self.trailing.start()
+        await self.rules.start()
+        self.supervisor.every(
+            "idle-gateways",
+            60.0,
+            lambda: self.gateways.evict_idle(self.accounts.tracked_accounts(), IDLE_GATEWAY_S),
+        )
+        metrics.set_gauge_sources(
+            {
+                metrics.tracked_users: lambda: len(self.accounts.actors),
+                metrics.active_stops: lambda: len(self.trailing.stops),
+                metrics.active_rules: lambda: len(self.rules.rules),
+            }
+        )
+        if s.history:
+            await self._start_history()
+
+    async def _start_history(self) -> None:
+        from .history import HistoryDB, HistoryWriter
+
+        db = self.history = await HistoryDB.open(self.settings.database_url or None)
+        writer = self.history_writer = HistoryWriter(
+            self.redis, self.store.keys, db, track_active_users=True, discover_interval_s=5
+        )
+        for user_id in await self.active_users.active_user_ids():
+            writer.add_user(user_id)
+        self.supervisor.spawn("history-writer", writer.run)
+
+        async def lag() -> None:
+            metrics.consumer_lag.set(sum((await writer.lag()).values()))
+
+        self.supervisor.every("history-lag", 5.0, lag, first_delay_s=0)
+
+    async def stop(self) -> None:
+        if self.history_writer is not None:
+            self.history_writer.stop()
+        for part in (self.hyperrsi, self.grid):
+            if part is not None:
+                await part.close()
+        if self._started and self.track_accounts:
+            await self.trailing.stop()
+            await self.rules.stop()
+            await self.active_users.stop()
+        await self.accounts.stop_all()
+        await self.supervisor.stop()  # the bus, the price feeds, the history writer, the periodic jobs
+        if self.history is not None:
+            await self.history.close()
+            self.history = None
+        await self.prices.close()
+        await self.gateways.close()
+        for close in reversed(self.closers):
+            await close()
+        self.closers = []
+
+    # -- what the API asks of the whole ----------------------------------------------------------------
+    async def on_credentials_changed(self, user_id: str, exchange: str) -> None:
+        """New or removed credentials: rebuild the user's gateway and actor if they are tracked."""
+        if self.accounts.get(user_id, exchange) is not None or (user_id, exchange) in self.accounts.failures:
+            await self.accounts.stop(user_id, exchange)
+        await self.active_users.rescan_users()
+
+    async def status(self) -> dict[str, Any]:
+        redis_ok = True
+        try:
+            await self.redis.ping()
+        except Exception:  # the status page reports, it never fails
+            redis_ok = False
+        accounts = self.accounts.health()
+        return {
+            "service": self.settings.service_name,
+            "version": __version__,
+            "started_at": self.started_at_utc.isoformat(),
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
+            "redis": {"ok": redis_ok, "embedded": self.embedded_redis.kind if self.embedded_redis else None},
+            "simulator": self.simulator.url if self.simulator else None,
+            "simulators": {name: sim.url for name, sim in self.simulators.items()},
+            "connections": {
+                "tracked_users": len({h["user_id"] for h in accounts}),
+                "streams": len(self.accounts.actors),
+                "healthy": sum(1 for h in accounts if h.get("healthy")),
+            },
+            "subscriptions": self.prices.subscriptions(),
+            "trailing_stops": len(self.trailing.stops),
+            "conditional_rules": len(self.rules.rules),
+            "users": accounts,
+        }
+
+
+def fernet_of(settings: Settings) -> Fernet:
+    key = settings.credentials_key.get_secret_value()
+    if key:
+        return fernet_from_setting(key)
+    log.warning(
+        "CREDENTIALS_KEY is not set: credentials stored now are encrypted with a key that dies with this "
+        "process; set CREDENTIALS_KEY to keep them across restarts"
+    )
+    return Fernet(Fernet.generate_key())
+
+
+def build_graph(
+    settings: Settings,
+    redis: Redis,
+    *,
+    gateway_builder: GatewayBuilder | None = None,
+    base_urls: dict[str, str] | None = None,
+    track_accounts: bool = True,
+    instance_id: str | None = None,
+    fernet: Fernet | None = None,
+    adapters: bool = True,
+) -> Services:
+    """Build every part once. `gateway_builder` (tests) replaces the ccxt gateways over `base_urls`;
+    `track_accounts=False` builds the command services of a bot process (no actors, no feeds started)."""
+    s = settings
+    urls = base_urls if base_urls is not None else {"okx": s.okx_base_url, "binance": s.binance_base_url}
+    store = Store.create(redis, prefix=s.key_prefix, dual_write=s.dual_schema_write)
+    supervisor = Supervisor("")
+    bus = Bus(supervisor)
+    credentials = CredentialStore(
+        store.credentials, fernet or fernet_of(s), allow_legacy_plaintext=s.allow_legacy_plaintext_keys
+    )
+    markets = MarketRegistry()
+
+    async def build(exchange: str, user_id: str, creds: Credentials | None) -> ExchangeGateway:
+        from .exchanges.factory import build_gateway
+
+        return await build_gateway(
+            exchange, user_id, creds, base_url=urls.get(exchange, ""), registry=markets
+        )
+
+    gateways = GatewayPool(credentials, gateway_builder or build)
+    prices = PriceHub(
+        store, gateways, supervisor, max_hz=s.price_events_max_hz, silent_s=s.price_feed_silent_s
+    )
+    accounts = AccountRegistry(
+        store,
+        gateways,
+        prices,
+        bus,
+        supervisor,
+        AccountOptions(silent_reconcile_s=s.reconcile_silent_s, confirm_after_s=s.snapshot_confirm_s),
+        mark_interval_s=s.position_mark_interval_s,
+    )
+    orders = OrderManager(store, gateways, accounts, visibility_lag_s=s.order_visibility_lag_s)
+    positions = PositionManager(store, gateways, accounts, orders)
+    trailing = TrailingStopEngine(
+        store, gateways, accounts, orders, prices, bus, supervisor,
+        instance_id=instance_id, flush_interval_s=s.trailing_flush_interval_s,
+        resync_interval_s=s.engine_resync_interval_s, lease_s=s.trigger_lease_s,
+        visibility_lag_s=s.order_visibility_lag_s,
+    )  # fmt: skip
+    if s.fault_kill_after_trigger:
+        log.warning("FAULT_KILL_AFTER_TRIGGER is on: this process kills itself when a trailing stop fires")
+        trailing.on_sent = lambda stop: os.kill(os.getpid(), signal.SIGKILL)
+    rules = ConditionalRuleEngine(
+        store, accounts, orders, prices, bus, supervisor, resync_interval_s=s.engine_resync_interval_s,
+        cancel_deadline_s=s.rule_cancel_deadline_s, instance_id=instance_id or "",
+    )  # fmt: skip
+    active = ActiveUserManager(
+        store,
+        accounts,
+        supervisor,
+        user_rescan_s=s.user_rescan_interval_s,
+        symbol_rescan_s=s.symbol_rescan_interval_s,
+    )
+    services = Services(
+        settings=s, redis=redis, store=store, supervisor=supervisor, bus=bus, credentials=credentials,
+        markets=markets, gateways=gateways, prices=prices, accounts=accounts, order_manager=orders,
+        position_manager=positions, trailing=trailing, rules=rules, active_users=active,
+        track_accounts=track_accounts, base_urls=urls, token_grants=parse_tokens(s.api_tokens.get_secret_value()),
+    )  # fmt: skip
+    if adapters:
+        from .integrations.context import CommandServices
+        from .integrations.grid import GRIDAdapter
+        from .integrations.hyperrsi import HYPERRSIAdapter
+
+        commands = CommandServices.of(services)
+        services.hyperrsi = HYPERRSIAdapter(redis, commands, listen=track_accounts)
+        services.grid = GRIDAdapter(redis, commands)
+    return services
+
+
+async def build_service(settings: Settings | None = None) -> Services:
+    """The service process: the embedded Redis and simulators when configured, then the graph."""
+    s = settings or Settings()
+    embedded: EmbeddedServer | None = None
+    simulators: dict[str, SimServer] = {}
+    if s.uses_embedded_redis:
+        from .store.embedded import start_embedded
+
+        embedded = start_embedded(s.embedded_redis_port, s.embedded_redis)
+        url = embedded.url
+        log.info("embedded %s listening at %s", embedded.kind, url)
+    else:
+        url = s.redis_dsn()
+    redis = make_redis(
+        url,
+        health_check_interval=30,
+        socket_timeout=s.redis_socket_timeout_s,
+        socket_connect_timeout=s.redis_connect_timeout_s,
+    )
+    base_urls = {"okx": s.okx_base_url, "binance": s.binance_base_url}
+    try:
+        await redis.ping()
+        if s.runs_simulator:
+            simulators = {
+                "okx": await _start_sim("okx", s.sim_port),
+                "binance": await _start_sim("binance", s.sim_binance_port),
+            }
+            base_urls.update({name: sim.url for name, sim in simulators.items()})
+    except BaseException:
+        for sim in simulators.values():
+            await sim.stop()
+        await redis.aclose()
+        if embedded is not None:
+            embedded.stop()
+        raise
+    services = build_graph(s, redis, base_urls=base_urls)
+    services.embedded_redis = embedded
+    services.simulators = simulators
+    if simulators:
+        from .sim.server import DEMO_API_KEY, DEMO_PASSPHRASE, DEMO_SECRET
+
+        services.credentials.register_static(
+            s.demo_user, "okx", Credentials(DEMO_API_KEY, DEMO_SECRET, DEMO_PASSPHRASE)
+        )
+        services.credentials.register_static(s.demo_user, "binance", Credentials(DEMO_API_KEY, DEMO_SECRET))
+        log.info("embedded simulators: OKX at %s, Binance USD-M at %s (demo user %r)",
+                 simulators["okx"].url, simulators["binance"].url, s.demo_user)  # fmt: skip
+
+    async def close_infra() -> None:
+        for sim in services.simulators.values():
+            await sim.stop()
+        services.simulators = {}
+        await redis.aclose()
+        if services.embedded_redis is not None:
+            services.embedded_redis.stop()
+            services.embedded_redis = None
+
+    services.closers.append(close_infra)
+    return services
+
+
+async def _start_sim(venue: str, port: int) -> SimServer:
+    from .sim.server import SimServer
+
+    try:
+        return await SimServer(venue, port=port, demo=True).start()
+    except OSError as exc:
+        if port == 0:
+            raise
+        log.warning(
+            "port %d for the %s simulator is taken (%s): using a free port", port, venue, exc.strerror
+        )
+        return await SimServer(venue, port=0, demo=True).start()

@@ -1,0 +1,201 @@
+"""What feeds an account actor from the exchange, each a supervised task that only reads the gateway and
+posts messages: one pump per private stream, and the account's REST worker (snapshots and final-state
+lookups). Nothing here writes state; the actor alone does.
+
+The REST worker takes a snapshot at start, after a stream gap (reconnect), when the streams have been silent
+for `silent_s`, and promptly (`confirm_after_s`) when the actor asks for the second snapshot that confirms a
+miss. It notes the inbox's arrival number before its first REST call: the actor then knows which stream
+updates arrived while the snapshot was in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ... import metrics
+from ...aio import Backoff, cancel_requested
+from ...domain.models import Order
+from ...exchanges.base import (
+    AuthenticationFailed,
+    ExchangeGateway,
+    GatewayError,
+    OrderNotFound,
+    StreamDisconnected,
+)
+from .messages import Inbox, Message, OrderFinalState, Snapshot, SnapshotFailed, StreamGap
+
+log = logging.getLogger(__name__)
+RESUBSCRIBE_S = 0.5
+
+
+@dataclass
+class AccountHealth:
+    state: str = "starting"  # starting | healthy | reconnecting | degraded | error | stopped
+    last_error: str | None = None
+    last_reconcile_at: datetime | None = None
+    last_event_at: datetime | None = None
+    reconnects: int = 0
+    corrections: int = 0
+    updates_applied: int = 0
+    streams_down: set[str] = field(default_factory=set)
+    down_since: float | None = None  # monotonic time the first stream went down
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "healthy": self.state == "healthy",
+            "last_error": self.last_error,
+            "last_reconcile_at": self.last_reconcile_at.isoformat() if self.last_reconcile_at else None,
+            "last_event_at": self.last_event_at.isoformat() if self.last_event_at else None,
+            "reconnects": self.reconnects,
+            "corrections": self.corrections,
+            "updates_applied": self.updates_applied,
+        }
+
+    def failed(self, reason: str, auth: bool = False) -> None:
+        self.last_error = reason
+        self.state = "error" if auth else "reconnecting"
+
+
+def reason_of(exc: BaseException) -> str:
+    return exc.reason if isinstance(exc, GatewayError) else f"{type(exc).__name__}: {exc}"
+
+
+async def pump(
+    name: str,
+    watch: Callable[[], Awaitable[list[Any]]],
+    wrap: Callable[[list[Any]], Message],
+    inbox: Inbox,
+    health: AccountHealth,
+    rest: RestWorker,
+    exchange: str,
+) -> None:
+    """Read one private stream forever; post each batch. A drop posts a StreamGap (the actor asks for a
+    snapshot: updates during the gap are not replayed) and reconnects after a backoff."""
+    backoff = Backoff()
+    while True:
+        if cancel_requested():  # a library swallowed our cancel (Python 3.11): stop anyway
+            raise asyncio.CancelledError
+        try:
+            batch = await watch()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if cancel_requested():
+                raise asyncio.CancelledError from exc
+            if isinstance(exc, StreamDisconnected):
+                health.reconnects += 1
+                metrics.reconnects.labels(exchange=exchange).inc()
+            health.failed(reason_of(exc), isinstance(exc, AuthenticationFailed))
+            if name not in health.streams_down:
+                health.streams_down.add(name)
+                health.down_since = health.down_since or time.monotonic()
+                inbox.post(StreamGap(name, reason_of(exc)))
+            log.warning("stream %s: %s", name, reason_of(exc))
+            await backoff.sleep()
+            # resubscribing now: updates since the drop are not replayed, so a snapshot follows once the
+            # subscription is likely live again (a second one confirms anything it finds missing)
+            rest.request(RESUBSCRIBE_S)
+            continue
+        backoff.reset()
+        rest.note_activity()
+        if name in health.streams_down:
+            health.streams_down.discard(name)
+            if not health.streams_down:
+                health.down_since = None
+        if batch:
+            inbox.post(wrap(batch))
+
+
+class RestWorker:
+    """The account's REST side: snapshots when due, and lookups of orders the snapshots no longer list."""
+
+    def __init__(
+        self,
+        gateway: ExchangeGateway,
+        inbox: Inbox,
+        *,
+        silent_s: float = 30.0,
+        confirm_after_s: float = 1.0,
+    ) -> None:
+        self.gateway = gateway
+        self.inbox = inbox
+        self.silent_s = silent_s
+        self.confirm_after_s = confirm_after_s
+        self._due: float | None = time.monotonic()  # the first snapshot at once
+        self._lookups: asyncio.Queue[Order] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._last_activity = time.monotonic()
+
+    def request(self, after_s: float = 0.0) -> None:
+        due = time.monotonic() + after_s
+        self._due = due if self._due is None else min(self._due, due)
+        self._wake.set()
+
+    def confirm(self) -> None:
+        """A first miss: the second snapshot that confirms (or not) comes soon, not after silence."""
+        self.request(self.confirm_after_s)
+
+    def look_up(self, order: Order) -> None:
+        self._lookups.put_nowait(order)
+        self._wake.set()
+
+    def note_activity(self) -> None:
+        self._last_activity = time.monotonic()
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        while True:
+            await self._wait()
+            if not self._lookups.empty():
+                order = self._lookups.get_nowait()
+                try:
+                    await self._lookup(order)
+                    backoff.reset()
+                except GatewayError as exc:
+                    self._lookups.put_nowait(order)  # a network error is no answer: ask again later
+                    log.info("lookup of order %s failed: %s", order.order_id, reason_of(exc))
+                    await backoff.sleep()
+                continue
+            self._due = None
+            try:
+                await self._snapshot()
+                backoff.reset()
+            except GatewayError as exc:
+                auth = isinstance(exc, AuthenticationFailed)
+                self.inbox.post(SnapshotFailed(reason_of(exc), auth))
+                self.request(backoff.next())
+
+    async def _wait(self) -> None:
+        while self._lookups.empty():
+            now = time.monotonic()
+            silent_due = self._last_activity + self.silent_s
+            due = silent_due if self._due is None else min(self._due, silent_due)
+            if due <= now:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(due - now):
+                    await self._wake.wait()
+
+    async def _snapshot(self) -> None:
+        started = self.inbox.arrivals
+        hedged = await self.gateway.fetch_position_mode()
+        orders = await self.gateway.fetch_open_orders()
+        positions = await self.gateway.fetch_positions()
+        self._last_activity = time.monotonic()
+        self.inbox.post(Snapshot(orders, positions, hedged, started))
+
+    async def _lookup(self, order: Order) -> None:
+        try:
+            found = await self.gateway.fetch_order(order.symbol, order_id=order.order_id)
+        except OrderNotFound:
+            found = None  # (any other error is no answer: raised, asked again, never guessed)
+        self.inbox.post(OrderFinalState(order.order_id, found))

@@ -1,0 +1,50 @@
+"""Reading users' event streams (the live feed, replays): XREVRANGE/XREAD over `events:{user}`, and a
+Pub/Sub connection for price channels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from .keys import Channels, Keys
+
+
+class EventStreamRepository:
+    def __init__(self, redis: Redis, keys: Keys, channels: Channels) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.channels = channels
+
+    def stream_key(self, user_id: str) -> str:
+        return self.keys.event_stream(user_id)
+
+    async def last_id(self, user_id: str) -> str:
+        """The id of the user's newest event ("0-0" when there is none): a cursor for new events only."""
+        last: Any = await self.redis.xrevrange(self.keys.event_stream(user_id), count=1)
+        return str(last[0][0].decode()) if last else "0-0"
+
+    async def read(
+        self, cursors: dict[str, str], count: int = 500, block_ms: int = 1000
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """Entries after each stream's cursor: (stream key, entry id, event), oldest first per stream."""
+        result: Any = await self.redis.xread(dict(cursors), count=count, block=block_ms)  # type: ignore[arg-type]
+        out: list[tuple[str, str, dict[str, Any]]] = []
+        for key_raw, entries in result or []:
+            key = key_raw.decode() if isinstance(key_raw, bytes) else key_raw
+            for entry_id, fields in entries:
+                eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                out.append((key, eid, orjson.loads(fields[b"data"])))
+        return out
+
+    async def all_events(self, user_id: str) -> list[dict[str, Any]]:
+        entries: Any = await self.redis.xrange(self.keys.event_stream(user_id))
+        return [orjson.loads(f[b"data"]) for _, f in entries]
+
+    def pubsub(self) -> PubSub:
+        return self.redis.pubsub()
+
+    def price_channel(self, exchange: str, symbol: str) -> str:
+        return self.channels.prices(exchange, symbol)
