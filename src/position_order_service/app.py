@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
@@ -27,7 +26,7 @@ from .integrations.context import CommandServices
 from .integrations.grid import GRIDAdapter
 from .integrations.hyperrsi import HYPERRSIAdapter
 from .services.active_users import ActiveUserManager
-from .services.credentials import CredentialStore, fernet_from_setting
+from .services.credentials import CredentialCipher, CredentialStore, credential_cipher
 from .services.gateway_pool import GatewayPool
 from .services.orders import OrderManager
 from .services.positions import PositionManager
@@ -122,19 +121,29 @@ class AppContext:
     async def start(self) -> None:
         s = self.settings
         if s.uses_embedded_redis:
-            self.embedded_redis = start_embedded(s.embedded_redis_port, s.embedded_redis)
+            self.embedded_redis = await asyncio.to_thread(
+                start_embedded, s.embedded_redis_port, s.embedded_redis, s.data_dir
+            )
             url = self.embedded_redis.url
-            log.info("embedded %s listening at %s", self.embedded_redis.kind, url)
+            if self.embedded_redis.persistent:
+                log.info(
+                    "embedded %s listening at %s, persisting to %s (append-only file, fsync every second)",
+                    self.embedded_redis.kind,
+                    url,
+                    s.data_dir,
+                )
+            else:
+                log.info("embedded %s listening at %s (keeps nothing)", self.embedded_redis.kind, url)
         else:
             url = s.redis_dsn()
         self._redis = make_redis(url, health_check_interval=30)
         await self._redis.ping()
         store = self._parts["store"] = Store.create(
-            self._redis, prefix=s.key_prefix, dual_write=s.dual_schema_write
+            self._redis, prefix=s.key_prefix, dual_write=s.dual_schema_write, retention=s.stream_retention
         )
 
         self._parts["credentials"] = CredentialStore(
-            self._redis, store.keys, self._fernet(), allow_legacy_plaintext=s.allow_legacy_plaintext_keys
+            self._redis, store.keys, self._cipher(), allow_legacy_plaintext=s.allow_legacy_plaintext_keys
         )
         if s.runs_simulator:
             self.simulator = await _start_sim("okx", s.sim_port)
@@ -220,7 +229,7 @@ class AppContext:
             }
         )
         if s.history:
-            db = self._parts["history"] = await HistoryDB.open(s.database_url or None)
+            db = self._parts["history"] = await HistoryDB.open(s.history_url())
             writer = self._parts["history_writer"] = HistoryWriter(
                 self._redis, store.keys, db, track_active_users=True, discover_interval_s=5
             )
@@ -235,15 +244,8 @@ class AppContext:
                 metrics.consumer_lag.set(sum((await writer.lag()).values()))
             await asyncio.sleep(5)
 
-    def _fernet(self) -> Fernet:
-        key = self.settings.credentials_key.get_secret_value()
-        if key:
-            return fernet_from_setting(key)
-        log.warning(
-            "CREDENTIALS_KEY is not set: credentials stored now are encrypted with a key that dies with this "
-            "process; set CREDENTIALS_KEY to keep them across restarts"
-        )
-        return Fernet(Fernet.generate_key())
+    def _cipher(self) -> CredentialCipher:
+        return credential_cipher(self.settings.credentials_key.get_secret_value(), self.settings.data_dir)
 
     async def on_credentials_changed(self, user_id: str, exchange: str) -> None:
         """New or removed credentials: rebuild the user's gateway and tracker if they are tracked."""

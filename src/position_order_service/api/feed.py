@@ -2,7 +2,8 @@
 
 Client -> server (JSON):
   {"op": "subscribe", "user_id": "u1", "from_seq": 42}    user events (positions, orders, stops, rules, fills),
-                                                          replayed from seq 42 (omit: only new ones)
+                                                          replayed from seq 42 (0: from the oldest kept;
+                                                          omit: only new ones)
   {"op": "subscribe_prices", "exchange": "okx", "symbol": "BTC-USDT-SWAP"}
   {"op": "unsubscribe", "user_id": "u1"}
 Server -> client: {"type": "event", "user_id", "seq", "event": {...}}, {"type": "price", "event": {...}},
@@ -58,7 +59,8 @@ class _Session:
                 return
             from_seq = msg.get("from_seq")
             key = self.ctx.store.keys.event_stream(user_id)
-            if isinstance(from_seq, int) and from_seq >= 1:
+            if isinstance(from_seq, int) and not isinstance(from_seq, bool) and from_seq >= 0:
+                # 0 (and 1) = from the start of what the stream keeps (EVENT_STREAM_RETENTION)
                 cursor = f"{from_seq - 1}-1" if from_seq > 1 else "0-0"
             else:
                 last: Any = await self.ctx.redis.xrevrange(key, count=1)

@@ -15,8 +15,9 @@ from redis.exceptions import NoScriptError
 from .. import metrics
 from . import lua
 from .keys import Channels, Keys
+from .retention import DEFAULT_COUNT, StreamRetention
 
-STREAM_MAXLEN = 10_000
+STREAM_MAXLEN = DEFAULT_COUNT
 
 
 def event_body(fields: dict[str, Any]) -> str:
@@ -106,12 +107,19 @@ class LuaScript:
 
 class EventWriter:
     def __init__(
-        self, redis: Redis, keys: Keys, channels: Channels, stream_maxlen: int = STREAM_MAXLEN
+        self,
+        redis: Redis,
+        keys: Keys,
+        channels: Channels,
+        stream_maxlen: int = STREAM_MAXLEN,
+        retention: StreamRetention | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.channels = channels
         self.stream_maxlen = stream_maxlen
+        # EVENT_STREAM_RETENTION; without one, the count `stream_maxlen`
+        self.retention = retention or StreamRetention(max_len=stream_maxlen)
         self._apply = LuaScript(redis, lua.APPLY)
         self._pending: list[tuple[list[Write], asyncio.Future[list[WriteResult]]]] = []
         self._flush_scheduled = False
@@ -137,7 +145,7 @@ class EventWriter:
             w.event_type_new or w.event_type,
             w.event_type,
             "," + ",".join(w.new_again_statuses) + ",",
-            self.stream_maxlen,
+            self.keep_arg(),
             content_digest(w.set_fields),
             len(w.set_fields),
         ]
@@ -148,6 +156,10 @@ class EventWriter:
         args.append(len(w.ops))
         args += op_args
         return keys, args
+
+    def keep_arg(self) -> str:
+        """What every XADD keeps of the stream (the scripts' `xadd_kept` argument)."""
+        return self.retention.script_arg()
 
     async def apply(self, w: Write) -> WriteResult:
         return (await self.apply_many([w]))[0]
@@ -232,7 +244,7 @@ class EventWriter:
         metrics.count_events([event_type])
         seq = await self._emit(
             keys=[self.keys.event_seq(user_id), self.keys.event_stream(user_id)],
-            args=[channel, event_type, event_body(fields), self.stream_maxlen],
+            args=[channel, event_type, event_body(fields), self.keep_arg()],
         )
         return int(seq)
 
@@ -249,7 +261,7 @@ class EventWriter:
         """Emit unless `member` was already emitted under `guard_key`; returns the seq, 0 if a duplicate."""
         seq = await self._emit_once(
             keys=[self.keys.event_seq(user_id), self.keys.event_stream(user_id), guard_key],
-            args=[channel, event_type, event_body(fields), self.stream_maxlen, member, guard_ttl_s],
+            args=[channel, event_type, event_body(fields), self.keep_arg(), member, guard_ttl_s],
         )
         return int(seq)
 
@@ -279,7 +291,7 @@ class EventWriter:
             channel,
             event_type,
             event_body(event) if event is not None else "",
-            self.stream_maxlen,
+            self.keep_arg(),
             len(set_fields),
         ]
         for k, v in set_fields.items():
