@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from redis.asyncio import Redis
 
 from . import __version__, metrics
@@ -229,6 +230,9 @@ class AppContext:
             }
         )
         if s.history:
+            from .preflight import mask_url
+
+            log.info("history database: %s", mask_url(s.history_url()))
             db = self._parts["history"] = await HistoryDB.open(s.history_url())
             writer = self._parts["history_writer"] = HistoryWriter(
                 self._redis, store.keys, db, track_active_users=True, discover_interval_s=5
@@ -286,6 +290,38 @@ class AppContext:
             self.embedded_redis.stop()
             self.embedded_redis = None
         self._parts.clear()
+
+    async def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
+        """Readiness (GET /ready): Redis answers, the history writer runs, and every stream this instance
+        tracks is connected. Users who cannot be tracked at all (no credentials) are listed, not counted
+        against the instance: they are their operator's to fix, and restarting this one would not help."""
+        checks: dict[str, dict[str, Any]] = {}
+        try:
+            async with asyncio.timeout(2):
+                await self.redis.ping()
+            checks["redis"] = {"ok": True}
+        except Exception as exc:  # the probe reports, it never fails
+            checks["redis"] = {"ok": False, "detail": f"unreachable: {type(exc).__name__}"}
+        if not self.settings.history:
+            checks["history_writer"] = {"ok": True, "detail": "history is off (HISTORY=false)"}
+        else:
+            task = self._history_task
+            alive = task is not None and not task.done()
+            checks["history_writer"] = {"ok": alive} if alive else {"ok": False, "detail": "not running"}
+        health = self.tracking.health() if "tracking" in self._parts else []
+        down = [
+            f"{h['user_id']}/{h['exchange']}: {h['state']}"
+            for h in health
+            if h["state"] not in ("healthy", "error")
+        ]
+        untrackable = [f"{h['user_id']}/{h['exchange']}" for h in health if h["state"] == "error"]
+        streams: dict[str, Any] = {"ok": not down, "connected": sum(1 for h in health if h.get("healthy"))}
+        if down:
+            streams["detail"] = "not connected: " + ", ".join(down)
+        if untrackable:
+            streams["untrackable"] = untrackable
+        checks["streams"] = streams
+        return all(c["ok"] for c in checks.values()), checks
 
     async def status(self) -> dict[str, Any]:
         redis_ok = True
@@ -352,7 +388,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from .api.users import router as users_router
     from .integrations.legacy_api import router as legacy_router
 
-    app = FastAPI(
+    # /docs and /redoc from assets shipped in a package (fastapi-offline), not a CDN: they work offline
+    app = FastAPIOffline(
         title="position-order-service",
         version=__version__,
         description="Real-time positions and orders of many users on OKX and Binance USD-M, with events, "

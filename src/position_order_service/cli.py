@@ -23,12 +23,17 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def serve(host: str, port: int, reload: bool) -> int:
     import logging
 
-    from .config import Settings
     from .logging_setup import configure_logging
+    from .preflight import ConfigError, preflight
 
+    try:
+        settings = preflight()
+    except ConfigError as exc:
+        print(exc.line(), file=sys.stderr)
+        return 2
     configure_logging()
     log = logging.getLogger("position_order_service")
-    if not Settings().api_tokens.get_secret_value():
+    if not settings.api_tokens.get_secret_value():
         if host not in LOOPBACK:
             print(
                 f"refusing to serve on {host} without API_TOKENS: anyone who can reach it could trade. "

@@ -112,6 +112,18 @@ class Settings(BaseSettings):
     def _strip(cls, v: str) -> str:
         return v.strip()
 
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, v: str) -> str:
+        v = v.strip()
+        scheme = v.partition("://")[0].lower() if "://" in v else ""
+        if v and not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+            raise ValueError(
+                "only sqlite (sqlite+aiosqlite:///path/history.sqlite3) and postgresql "
+                "(postgresql://user:password@host/db) URLs are accepted"
+            )
+        return v
+
     @field_validator("event_stream_retention")
     @classmethod
     def _retention(cls, v: str) -> str:
