@@ -7,7 +7,6 @@ sections added later are covered too."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys

@@ -11,6 +11,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from .. import metrics
 from . import lua
@@ -18,6 +19,7 @@ from .keys import Channels, Keys
 from .retention import DEFAULT_COUNT, StreamRetention
 
 STREAM_MAXLEN = DEFAULT_COUNT
+SCRIPT_ATTEMPTS = 3
 
 
 def event_body(fields: dict[str, Any]) -> str:
@@ -185,28 +187,31 @@ class EventWriter:
         task.add_done_callback(self._flushes.discard)
 
     async def _execute_batch(self, batch: list[tuple[list[Write], Any]]) -> list[Any]:
-        """One pipeline for the batch; once more after reloading the script if Redis had lost it (a restart,
-        SCRIPT FLUSH; fakeredis even drops the connection). Re-running is safe: a write already applied is
-        unchanged the second time and emits nothing."""
-        attempts = 3  # the reload itself may meet a connection the server just closed
-        for attempt in range(1, attempts + 1):
-            try:
-                await self._apply.load()
-                pipe = self.redis.pipeline(transaction=False)
-                for writes, _ in batch:
-                    for w in writes:
-                        keys, args = self._apply_args(w)
-                        pipe.evalsha(self._apply.sha, len(keys), *keys, *args)
-                out: list[Any] = await pipe.execute(raise_on_error=False)
-            except (NoScriptError, RedisConnectionError):
-                self._apply.forget()
-                if attempt == attempts:
+        """One pipeline for the batch; again (tenacity, up to SCRIPT_ATTEMPTS) after reloading the script if
+        Redis had lost it (a restart, SCRIPT FLUSH; fakeredis even drops the connection). Re-running is safe:
+        a write already applied is unchanged the second time and emits nothing."""
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(SCRIPT_ATTEMPTS),
+            retry=retry_if_exception_type((NoScriptError, RedisConnectionError)),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    await self._apply.load()
+                    pipe = self.redis.pipeline(transaction=False)
+                    for writes, _ in batch:
+                        for w in writes:
+                            keys, args = self._apply_args(w)
+                            pipe.evalsha(self._apply.sha, len(keys), *keys, *args)
+                    out: list[Any] = await pipe.execute(raise_on_error=False)
+                except (NoScriptError, RedisConnectionError):
+                    self._apply.forget()  # the reload itself may meet a connection the server just closed
                     raise
-                continue
-            if attempt < attempts and any(isinstance(r, NoScriptError) for r in out):
-                self._apply.forget()
-                continue
-            return out
+                last = attempt.retry_state.attempt_number >= SCRIPT_ATTEMPTS
+                if not last and any(isinstance(r, NoScriptError) for r in out):
+                    self._apply.forget()
+                    raise NoScriptError("the APPLY script was lost: reloading it")
+                return out
         raise AssertionError("unreachable")
 
     async def _flush(self, batch: list[tuple[list[Write], asyncio.Future[list[WriteResult]]]]) -> None:
