@@ -52,7 +52,7 @@ def serve(host: str, port: int, reload: bool) -> int:
     else:
         from .app import create_app
 
-        _CleanStopServer(uvicorn.Config(create_app(), host=host, port=port, log_config=None)).run()
+        _CleanStopServer(uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)).run()
     return 0
 
 

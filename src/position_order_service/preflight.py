@@ -2,8 +2,8 @@
 (password masked) and the reason, and the process exits with code 2 (no traceback).
 
 Checked: the settings parse (types, ranges, API_TOKENS' rules); DATABASE_URL is a sqlite or postgresql URL;
-Redis (REDIS_URL / REDIS_HOST) answers a PING; PostgreSQL accepts a connection (reachable, credentials,
-database). The embedded Redis and the SQLite file need nothing from outside.
+Redis (REDIS_URL / REDIS_HOST) answers a PING, or the embedded Redis' port is free; PostgreSQL accepts a
+connection (reachable, credentials, database).
 """
 
 from __future__ import annotations
@@ -68,6 +68,23 @@ def check_static(settings: Settings) -> None:
         raise ConfigError("API_TOKENS", "***", str(exc)) from None
 
 
+def _check_embedded_port(settings: Settings) -> None:
+    from .store.embedded import port_is_free, wait_for_predecessor
+
+    port = settings.embedded_redis_port
+    if not settings.uses_embedded_redis or port == 0 or port_is_free(port):
+        return
+    wait_for_predecessor(
+        settings.data_dir, port
+    )  # our own redis-server, still writing its AOF after a kill -9
+    if not port_is_free(port):
+        raise ConfigError(
+            "EMBEDDED_REDIS_PORT",
+            str(port),
+            "the port is taken by another process: choose another port, or set REDIS_URL to use that server",
+        )
+
+
 async def _check_redis(settings: Settings) -> None:
     if settings.uses_embedded_redis:
         return
@@ -119,5 +136,6 @@ def preflight() -> Settings:
     """The settings, checked; raises ConfigError."""
     settings = load_settings()
     check_static(settings)
+    _check_embedded_port(settings)
     asyncio.run(check_services(settings))
     return settings

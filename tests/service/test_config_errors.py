@@ -60,6 +60,21 @@ def test_configuration_errors_are_one_line_and_exit_2(
     assert not (tmp_path / "garbage").exists()
 
 
+def test_a_taken_embedded_redis_port_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as other:  # another program listens there
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        proc = _run(tmp_path, EMBEDDED_REDIS_PORT=str(port))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith(f"configuration error: EMBEDDED_REDIS_PORT='{port}': the port is taken"), (
+        lines[0]
+    )
+
+
 def test_the_history_database_in_use_is_named_at_start(tmp_path: Path) -> None:
     require_server("Redis", "127.0.0.1", 6379)
     import httpx
