@@ -122,9 +122,9 @@ class AppContext:
     async def start(self) -> None:
         s = self.settings
         if s.uses_embedded_redis:
-            self.embedded_redis = await asyncio.to_thread(
-                start_embedded, s.embedded_redis_port, s.embedded_redis, s.data_dir
-            )
+            # started from the loop's own thread: the kernel's parent-death signal (PR_SET_PDEATHSIG) follows
+            # the thread that forked redis-server, and a pool thread may end before the process does
+            self.embedded_redis = start_embedded(s.embedded_redis_port, s.embedded_redis, s.data_dir)
             url = self.embedded_redis.url
             if self.embedded_redis.persistent:
                 log.info(
