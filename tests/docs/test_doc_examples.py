@@ -7,7 +7,10 @@ sections added later are covered too."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +25,7 @@ from position_order_service.store.embedded import free_port
 from ..e2e.conftest import Service, clean_env, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+BLOCK_TIMEOUT_S = 120
 RUNNABLE = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "shell": "bash"}
 FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")
 SKIP = re.compile(r"^<!--\s*doctest:\s*skip\s*\((?P<reason>[^)]+)\)\s*-->$")
@@ -131,10 +135,20 @@ def test_documented_example_runs(block: Block, service: Running, tmp_path: Path)
         script.write_text(code)
         runner.write_text(RUNNER)
         argv = [sys.executable, str(runner), str(script), block.name]
-    proc = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, (
-        f"{block.name} failed ({proc.returncode}):\n{code}\n--- stdout\n{proc.stdout[-3000:]}\n"
-        f"--- stderr\n{proc.stderr[-3000:]}"
+    # its own process group: whatever the example starts is ended with it (a `make run` left unmarked would
+    # otherwise keep a service running after the test)
+    proc = subprocess.Popen(argv, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=BLOCK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        out, err = "", f"timed out after {BLOCK_TIMEOUT_S} s"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 0 and not err.startswith("timed out"), (
+        f"{block.name} failed ({proc.returncode}):\n{code}\n--- stdout\n{out[-3000:]}\n--- stderr\n{err[-3000:]}"
     )
 
 
