@@ -219,6 +219,7 @@ class AppContext:
                 metrics.active_rules: lambda: len(rules.rules),
             }
         )
+        metrics.account_streams.set_source(tracking.health)
         if s.history:
             db = self._parts["history"] = await HistoryDB.open(s.database_url or None)
             writer = self._parts["history_writer"] = HistoryWriter(
@@ -252,6 +253,7 @@ class AppContext:
         await self.active_users.rescan_users()
 
     async def stop(self) -> None:
+        metrics.account_streams.set_source(None)
         if self._lag_task is not None:
             self._lag_task.cancel()
         if "history_writer" in self._parts:
@@ -358,6 +360,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    metrics.instrument(app)
     install_error_handlers(app)
     for router in (
         health_router,
