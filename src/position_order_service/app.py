@@ -343,6 +343,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await ctx.stop()
 
     from .api.commands import router as commands_router
+    from .api.dashboard import router as dashboard_router
     from .api.errors import install_error_handlers
     from .api.feed import router as feed_router
     from .api.health import router as health_router
@@ -371,6 +372,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         feed_router,
         history_router,
         legacy_router,
+        dashboard_router,
     ):
         app.include_router(router)
+    from .dashboard import install as install_dashboard
+
+    install_dashboard(app)
     return app

@@ -25,10 +25,15 @@ Client -> server (JSON):
   {"op": "auth", "token": "..."}                          see above
   {"op": "subscribe", "user_id": "u1", "from_seq": 42}    user events (positions, orders, stops, rules, fills),
                                                           replayed from seq 42 (omit: only new ones)
+  {"op": "subscribe", "user_id": "u1", "tail": 100}       the last 100 events (at most 1000), then new ones
   {"op": "subscribe_prices", "exchange": "okx", "symbol": "BTC-USDT-SWAP"}
+  {"op": "subscribe_accounts"}                            the overview of GET /api/v1/accounts and /service,
+                                                          pushed now and every ACCOUNTS_PUSH_INTERVAL_S (2 s)
+  {"op": "unsubscribe_accounts"}
   {"op": "unsubscribe", "user_id": "u1"}
 Server -> client: {"type": "event", "user_id", "seq", "event": {...}}, {"type": "price", "event": {...}},
-  {"type": "subscribed", ...}, {"type": "authenticated"}, {"type": "error", "message"}.
+  {"type": "accounts", "accounts": [...], "service": {...}}, {"type": "subscribed", ...},
+  {"type": "authenticated"}, {"type": "error", "message"}.
 User events are read from the user's stream, not Pub/Sub, so a client that reconnects resumes from its last seq
 with nothing lost.
 """
@@ -63,6 +68,7 @@ class _Session:
         self.wake = asyncio.Event()
         self.pubsub: Any = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.accounts_task: asyncio.Task[None] | None = None
 
     async def send(self, data: dict[str, Any]) -> None:
         async with self.send_lock:
@@ -78,10 +84,14 @@ class _Session:
             if not self.caller.may_act_for(user_id):
                 await self.send({"type": "error", "message": f"this token may not read user {user_id!r}"})
                 return
-            from_seq = msg.get("from_seq")
+            from_seq, tail = msg.get("from_seq"), msg.get("tail")
             key = self.ctx.store.keys.event_stream(user_id)
             if isinstance(from_seq, int) and from_seq >= 1:
                 cursor = f"{from_seq - 1}-1" if from_seq > 1 else "0-0"
+            elif isinstance(tail, int) and 1 <= tail <= MAX_TAIL:
+                recent: Any = await self.ctx.redis.xrevrange(key, count=tail)
+                oldest = int(recent[-1][0].decode().partition("-")[0]) if recent else 0
+                cursor = f"{oldest - 1}-1" if oldest > 1 else "0-0"  # (an empty stream: from its start)
             else:
                 last: Any = await self.ctx.redis.xrevrange(key, count=1)
                 cursor = last[0][0].decode() if last else "0-0"
@@ -106,8 +116,35 @@ class _Session:
             else:
                 await self.pubsub.subscribe(self.ctx.store.channels.prices(exchange, symbol))
             await self.send({"type": "subscribed", "exchange": exchange, "symbol": symbol})
+        elif op == "subscribe_accounts":
+            if self.accounts_task is None:
+                self.accounts_task = asyncio.create_task(self._accounts())
+                self.tasks.append(self.accounts_task)
+            await self.send({"type": "subscribed", "accounts": True})
+        elif op == "unsubscribe_accounts":
+            if self.accounts_task is not None:
+                self.accounts_task.cancel()
+                self.accounts_task = None
+            await self.send({"type": "unsubscribed", "accounts": True})
         else:
             await self.send({"type": "error", "message": f"unknown op {op!r}"})
+
+    async def _accounts(self) -> None:
+        """Push the overview (accounts the caller may read, service figures) now and then every few seconds:
+        stream health has no event of its own."""
+        from .dashboard import accounts_of, service_figures
+
+        while True:
+            accounts = await accounts_of(self.ctx, self.caller)
+            figures = await service_figures(self.ctx)
+            await self.send(
+                {
+                    "type": "accounts",
+                    "accounts": [a.model_dump(mode="json") for a in accounts],
+                    "service": figures.model_dump(mode="json"),
+                }
+            )
+            await asyncio.sleep(ACCOUNTS_PUSH_INTERVAL_S)
 
     async def _prices(self) -> None:
         while True:
@@ -140,6 +177,8 @@ class _Session:
 
 
 BEARER = "bearer"  # the subprotocol a client offers next to its token
+MAX_TAIL = 1000  # subscribe's "tail": at most this many recent events replayed
+ACCOUNTS_PUSH_INTERVAL_S = 2.0
 AUTH_TIMEOUT_S = 5.0  # how long an unauthenticated connection may wait before its auth message
 CLOSE_UNAUTHENTICATED = 4401  # 401 in the 4000-4999 range applications may use
 
