@@ -6,15 +6,18 @@ to 2 s; nothing else changes."""
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from playwright.sync_api import sync_playwright
 
 from position_order_service.store.embedded import free_port
 
+from ..browser.conftest import CHROMIUM, CHROMIUM_ARGS, screenshot
 from ..processes import Process, cleaned, service_env, start_service, start_simulator, wait_until
 from .support import ALERTS, require_tool
 from .test_grafana_dashboard import queries
@@ -78,6 +81,28 @@ def firing(prom: Process, name: str) -> list[dict[str, Any]]:
     return [a for a in alerts if a["labels"]["alertname"] == name and a["state"] == "firing"]
 
 
+def alerts_page_screenshot(url: str) -> None:
+    """Prometheus' own alerts page with the firing alert opened, for the README's Monitoring section."""
+    if not Path(CHROMIUM).exists():
+        return
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+        ctx = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 720},
+        )
+        try:
+            page = ctx.new_page()
+            page.goto(url)
+            page.get_by_text("AccountStreamDown").first.click()
+            page.get_by_text("exchange=").first.wait_for()
+            screenshot(page, "prometheus-alert-firing", doc_name="monitoring-alert.png")
+        finally:
+            ctx.close()
+
+
 def test_prometheus_scrapes_the_service_and_fires_when_a_stream_is_held_down(
     real_redis_url: str, tmp_path: Path
 ) -> None:
@@ -121,6 +146,7 @@ def test_prometheus_scrapes_the_service_and_fires_when_a_stream_is_held_down(
             assert alerts[0]["labels"]["exchange"] == "okx" and alerts[0]["labels"]["severity"] == "critical"
             assert (value(prom, 'account_stream_down_seconds{exchange="okx"}') or 0) > 2
             print(f"\nAccountStreamDown fired: {alerts[0]['annotations']['summary']}")
+            alerts_page_screenshot(f"{prom.url}/classic/alerts")
     finally:
         for p in reversed(procs):
             p.stop()
