@@ -188,18 +188,27 @@ class AccountStreams(Collector):
 account_streams = AccountStreams()
 REGISTRY.register(account_streams)
 
-# HTTP request metrics by route (templated path), built once per process: the library's default set would
-# otherwise be registered again (and silently dropped) for each app a process builds
-_HTTP_METRICS = http_metrics.default(
-    registry=REGISTRY, latency_lowr_buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-)
+# HTTP request metrics by route (templated path): http_requests_total{method,status,handler} and
+# http_request_duration_seconds{method,handler}, built once per process (the library would otherwise register
+# them again, and silently drop them, for each app a process builds). Only these two: the library's default
+# set also keeps request/response size summaries and a second latency histogram, each paid on every request.
+_HTTP_METRICS = [
+    m
+    for m in (
+        http_metrics.requests(registry=REGISTRY),
+        http_metrics.latency(
+            registry=REGISTRY, buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+        ),
+    )
+    if m is not None
+]
 
 
 def instrument(app: FastAPI) -> None:
     """Count and time every HTTP request of `app` (not /metrics itself) on this registry."""
     instrumentator = Instrumentator(registry=REGISTRY, excluded_handlers=["/metrics"])
-    if _HTTP_METRICS is not None:
-        instrumentator.add(_HTTP_METRICS)
+    for m in _HTTP_METRICS:
+        instrumentator.add(m)
     instrumentator.instrument(app)
 
 
