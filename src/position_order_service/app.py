@@ -1,5 +1,5 @@
-"""The FastAPI app: built around the service's object graph (bootstrap.py), which its lifespan starts and
-stops. Routers reach the graph as `request.app.state.ctx`."""
+"""The FastAPI app: built around the service's object graph (bootstrap.py), which its lifespan builds, starts
+and stops. Routers reach the graph as `request.app.state.ctx`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
-from . import __version__
+from . import __version__, metrics
 from .bootstrap import Services, build_service
 from .config import Settings
 
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.stop()
 
     from .api.commands import router as commands_router
+    from .api.dashboard import router as dashboard_router
     from .api.errors import install_error_handlers
     from .api.feed import router as feed_router
     from .api.health import router as health_router
@@ -46,13 +48,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from .api.users import router as users_router
     from .integrations.legacy_api import router as legacy_router
 
-    app = FastAPI(
+    # /docs and /redoc from assets shipped in a package (fastapi-offline), not a CDN: they work offline
+    app = FastAPIOffline(
         title="position-order-service",
         version=__version__,
         description="Real-time positions and orders of many users on OKX and Binance USD-M, with events, "
         "trailing stops and conditional cancellation.",
         lifespan=lifespan,
     )
+    metrics.instrument(app)
     install_error_handlers(app)
     for router in (
         health_router,
@@ -63,8 +67,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         feed_router,
         history_router,
         legacy_router,
+        dashboard_router,
     ):
         app.include_router(router)
+    from .dashboard import install as install_dashboard
+
+    install_dashboard(app)
     return app
 
 

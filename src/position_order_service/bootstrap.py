@@ -9,6 +9,7 @@ nothing else constructs a collaborator of its own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -18,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
 from . import __version__, metrics
@@ -29,7 +29,7 @@ from .exchanges.base import Credentials, ExchangeGateway
 from .exchanges.markets import MarketRegistry
 from .services.account import AccountOptions, AccountRegistry
 from .services.active_users import ActiveUserManager
-from .services.credentials import CredentialStore, fernet_from_setting
+from .services.credentials import CredentialCipher, CredentialStore, credential_cipher
 from .services.gateway_pool import GatewayBuilder, GatewayPool
 from .services.orders import OrderManager
 from .services.positions import PositionManager
@@ -38,7 +38,7 @@ from .services.rules import ConditionalRuleEngine
 from .services.trailing import TrailingStopEngine
 from .store import Store
 from .store.connection import make_redis
-from .supervisor import Supervisor
+from .supervisor import Job, Supervisor
 
 if TYPE_CHECKING:
     from .history import HistoryDB, HistoryWriter
@@ -84,6 +84,7 @@ class Services:
     started_at_utc: datetime = field(default_factory=lambda: datetime.now(UTC))
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _started: bool = False
+    _history_job: Job | None = None
 
     @property
     def simulator(self) -> SimServer | None:
@@ -120,19 +121,22 @@ class Services:
                 metrics.active_rules: lambda: len(self.rules.rules),
             }
         )
+        metrics.account_streams.set_source(self.accounts.health)
         if s.history:
             await self._start_history()
 
     async def _start_history(self) -> None:
         from .history import HistoryDB, HistoryWriter
+        from .preflight import mask_url
 
-        db = self.history = await HistoryDB.open(self.settings.database_url or None)
+        log.info("history database: %s", mask_url(self.settings.history_url()))
+        db = self.history = await HistoryDB.open(self.settings.history_url())
         writer = self.history_writer = HistoryWriter(
             self.redis, self.store.keys, db, track_active_users=True, discover_interval_s=5
         )
         for user_id in await self.active_users.active_user_ids():
             writer.add_user(user_id)
-        self.supervisor.spawn("history-writer", writer.run)
+        self._history_job = self.supervisor.spawn("history-writer", writer.run)
 
         async def lag() -> None:
             metrics.consumer_lag.set(sum((await writer.lag()).values()))
@@ -140,6 +144,8 @@ class Services:
         self.supervisor.every("history-lag", 5.0, lag, first_delay_s=0)
 
     async def stop(self) -> None:
+        if self._started and self.track_accounts:
+            metrics.account_streams.set_source(None)
         if self.history_writer is not None:
             self.history_writer.stop()
         for part in (self.hyperrsi, self.grid):
@@ -166,6 +172,37 @@ class Services:
         if self.accounts.get(user_id, exchange) is not None or (user_id, exchange) in self.accounts.failures:
             await self.accounts.stop(user_id, exchange)
         await self.active_users.rescan_users()
+
+    async def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
+        """Readiness (GET /ready): Redis answers, the history writer runs, and every stream this instance
+        tracks is connected. Users who cannot be tracked at all (no credentials) are listed, not counted
+        against the instance: they are their operator's to fix, and restarting this one would not help."""
+        checks: dict[str, dict[str, Any]] = {}
+        try:
+            async with asyncio.timeout(2):
+                await self.redis.ping()
+            checks["redis"] = {"ok": True}
+        except Exception as exc:  # the probe reports, it never fails
+            checks["redis"] = {"ok": False, "detail": f"unreachable: {type(exc).__name__}"}
+        if not self.settings.history:
+            checks["history_writer"] = {"ok": True, "detail": "history is off (HISTORY=false)"}
+        else:
+            alive = self._history_job is not None and not self._history_job.done()
+            checks["history_writer"] = {"ok": alive} if alive else {"ok": False, "detail": "not running"}
+        health = self.accounts.health()
+        down = [
+            f"{h['user_id']}/{h['exchange']}: {h['state']}"
+            for h in health
+            if h["state"] not in ("healthy", "error")
+        ]
+        untrackable = [f"{h['user_id']}/{h['exchange']}" for h in health if h["state"] == "error"]
+        streams: dict[str, Any] = {"ok": not down, "connected": sum(1 for h in health if h.get("healthy"))}
+        if down:
+            streams["detail"] = "not connected: " + ", ".join(down)
+        if untrackable:
+            streams["untrackable"] = untrackable
+        checks["streams"] = streams
+        return all(c["ok"] for c in checks.values()), checks
 
     async def status(self) -> dict[str, Any]:
         redis_ok = True
@@ -194,15 +231,9 @@ class Services:
         }
 
 
-def fernet_of(settings: Settings) -> Fernet:
-    key = settings.credentials_key.get_secret_value()
-    if key:
-        return fernet_from_setting(key)
-    log.warning(
-        "CREDENTIALS_KEY is not set: credentials stored now are encrypted with a key that dies with this "
-        "process; set CREDENTIALS_KEY to keep them across restarts"
-    )
-    return Fernet(Fernet.generate_key())
+def cipher_of(settings: Settings) -> CredentialCipher:
+    """CREDENTIALS_KEY's cipher (a Fernet key, a passphrase through scrypt, or DATA_DIR's key file)."""
+    return credential_cipher(settings.credentials_key.get_secret_value(), settings.data_dir)
 
 
 def build_graph(
@@ -213,18 +244,20 @@ def build_graph(
     base_urls: dict[str, str] | None = None,
     track_accounts: bool = True,
     instance_id: str | None = None,
-    fernet: Fernet | None = None,
+    cipher: CredentialCipher | None = None,
     adapters: bool = True,
 ) -> Services:
     """Build every part once. `gateway_builder` (tests) replaces the ccxt gateways over `base_urls`;
     `track_accounts=False` builds the command services of a bot process (no actors, no feeds started)."""
     s = settings
     urls = base_urls if base_urls is not None else {"okx": s.okx_base_url, "binance": s.binance_base_url}
-    store = Store.create(redis, prefix=s.key_prefix, dual_write=s.dual_schema_write)
+    store = Store.create(
+        redis, prefix=s.key_prefix, dual_write=s.dual_schema_write, retention=s.stream_retention
+    )
     supervisor = Supervisor("")
     bus = Bus(supervisor)
     credentials = CredentialStore(
-        store.credentials, fernet or fernet_of(s), allow_legacy_plaintext=s.allow_legacy_plaintext_keys
+        redis, store.keys, cipher or cipher_of(s), allow_legacy_plaintext=s.allow_legacy_plaintext_keys
     )
     markets = MarketRegistry()
 
@@ -295,9 +328,15 @@ async def build_service(settings: Settings | None = None) -> Services:
     if s.uses_embedded_redis:
         from .store.embedded import start_embedded
 
-        embedded = start_embedded(s.embedded_redis_port, s.embedded_redis)
+        # started from the loop's own thread: the kernel's parent-death signal (PR_SET_PDEATHSIG) follows
+        # the thread that forked redis-server, and a pool thread may end before the process does
+        embedded = start_embedded(s.embedded_redis_port, s.embedded_redis, s.data_dir)
         url = embedded.url
-        log.info("embedded %s listening at %s", embedded.kind, url)
+        if embedded.persistent:
+            log.info("embedded %s listening at %s, persisting to %s (append-only file, fsync every second)",
+                     embedded.kind, url, s.data_dir)  # fmt: skip
+        else:
+            log.info("embedded %s listening at %s (keeps nothing)", embedded.kind, url)
     else:
         url = s.redis_dsn()
     redis = make_redis(

@@ -1,16 +1,111 @@
-"""Fixtures of the end-to-end tests: simulator processes and a service factory (see support.py)."""
+"""Processes as an operator runs them: the simulator (`position-order-service sim`) and the service."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from .support import Service, Sim, delete_prefix, service_env
+from position_order_service.store.embedded import free_port
 
-ServiceFactory = Callable[..., Service]
+from .support import Service as ProcessService
+from .support import Sim, delete_prefix, service_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until(check: Any, within: float = 30.0, what: str = "condition", interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def sim_url() -> Iterator[str]:
+    """An OKX simulator process on a free port."""
+    port = free_port()
+    cli = str(Path(sys.executable).parent / "position-order-service")
+    proc = subprocess.Popen([cli, "sim", "--exchange", "okx", "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_ok(f"{url}/sim/state"), what="the simulator")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment minus every setting the service reads, plus `extra`."""
+    names = ("REDIS_", "OKX_", "BINANCE_", "API_", "CREDENTIALS_", "DATABASE_", "EMBEDDED_", "SIM", "DATA_DIR",
+             "KEY_PREFIX", "LOG_", "HISTORY", "EVENT_STREAM")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(names)}
+    env.update(extra)
+    return env
+
+
+class Service:
+    """`python main.py --port P` with its output in a file."""
+
+    def __init__(self, env: dict[str, str], port: int, log_path: Path, own_group: bool = False) -> None:
+        self.port = port
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        # own_group: a process group of its own, as a shell gives a foreground job (Ctrl+C signals the group)
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--port", str(port)], cwd=ROOT,
+                                     env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     process_group=0 if own_group else None)  # fmt: skip
+        self.url = f"http://127.0.0.1:{port}"
+
+    def wait_healthy(self, within: float = 60.0) -> Service:
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"service exited with {self.proc.returncode}: {self.output()[-3000:]}")
+            return http_ok(f"{self.url}/health")
+
+        wait_until(up, within=within, what="the service")
+        return self
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int, within: float = 30.0) -> int:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=within)
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._log.close()
+
+
+# -- the simulator and service processes of the account-actor tests (support.py) ---------------------------
+ServiceFactory = Callable[..., ProcessService]
 
 
 @pytest.fixture
@@ -29,12 +124,12 @@ async def binance(tmp_path: Path) -> AsyncIterator[Sim]:
 
 @pytest.fixture
 async def make_service(real_redis_url: str, tmp_path: Path) -> AsyncIterator[ServiceFactory]:
-    """make_service(okx=sim, binance=sim, redis_url=..., **env) -> a Service (not started yet)."""
-    made: list[Service] = []
+    """make_service(okx=sim, binance=sim, redis_url=..., **env) -> a service process (not started yet)."""
+    made: list[ProcessService] = []
 
     def factory(
         okx: Sim | None = None, binance: Sim | None = None, redis_url: str | None = None, **env: str
-    ) -> Service:
+    ) -> ProcessService:
         prefix = f"test:{uuid.uuid4().hex[:12]}:"
         url = redis_url or real_redis_url
         extra = dict(env)
@@ -42,7 +137,7 @@ async def make_service(real_redis_url: str, tmp_path: Path) -> AsyncIterator[Ser
             extra["OKX_BASE_URL"] = okx.url
         if binance is not None:
             extra["BINANCE_BASE_URL"] = binance.url
-        svc = Service(service_env(url, prefix, tmp_path, **extra), tmp_path, url, prefix)
+        svc = ProcessService(service_env(url, prefix, tmp_path, **extra), tmp_path, url, prefix)
         made.append(svc)
         return svc
 

@@ -351,12 +351,14 @@ class Service:
 
 
 def service_env(redis_url: str, prefix: str, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "OKX_", "BINANCE_", "API_"))}
+    names = ("REDIS_", "OKX_", "BINANCE_", "API_", "CREDENTIALS_", "DATABASE_", "EMBEDDED_", "SIM", "DATA_DIR",
+             "KEY_PREFIX", "LOG_", "HISTORY", "EVENT_STREAM")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(names)}
     env.update(
         {
             "REDIS_URL": redis_url, "KEY_PREFIX": prefix, "SIM": "off", "CREDENTIALS_KEY": "e2e-credentials-key",
             "HISTORY": "false", "LOG_LEVEL": "WARNING", "LOG_FORMAT": "text", "ENGINE_RESYNC_INTERVAL_S": "0.5",
-            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/h.sqlite3",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/h.sqlite3", "DATA_DIR": str(tmp_path / "data"),
         }
     )  # fmt: skip
     env.update(extra)

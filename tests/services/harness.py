@@ -20,7 +20,7 @@ from position_order_service.exchanges.factory import build_gateway
 from position_order_service.exchanges.markets import MarketRegistry
 from position_order_service.services.account import AccountActor, AccountRegistry
 from position_order_service.services.active_users import ActiveUserManager
-from position_order_service.services.credentials import CredentialStore
+from position_order_service.services.credentials import CredentialStore, FernetCipher
 from position_order_service.services.gateway_pool import GatewayPool
 from position_order_service.services.orders import OrderManager
 from position_order_service.services.positions import PositionManager
@@ -175,7 +175,7 @@ async def make_harness(
         store.redis,
         gateway_builder=build,
         instance_id=instance_id,
-        fernet=Fernet(Fernet.generate_key()),
+        cipher=FernetCipher(Fernet(Fernet.generate_key())),
         adapters=False,
     )
     await services.start()

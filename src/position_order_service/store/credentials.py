@@ -4,6 +4,7 @@ seed's plaintext `user:{id}:api:keys` hash, read only when a setting allows it."
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from .keys import Keys
 
@@ -27,6 +28,21 @@ class CredentialRepository:
 
     async def exists(self, user_id: str, exchange: str) -> bool:
         return bool(await self.redis.exists(self.keys.credentials(user_id, exchange)))
+
+    async def replace(self, user_id: str, exchange: str, old: bytes, new: bytes) -> bool:
+        """Set `new` only if the stored value is still `old` (a compare-and-set); True if replaced."""
+        key = self.keys.credentials(user_id, exchange)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key)
+                if await pipe.get(key) != old:
+                    return False
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.set(key, new)
+                await pipe.execute()
+            except WatchError:
+                return False
+        return True
 
     async def legacy_plaintext(self, user_id: str) -> dict[str, str]:
         raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys.legacy_api_keys(user_id))  # type: ignore[assignment]

@@ -26,6 +26,11 @@ class EventStreamRepository:
         last: Any = await self.redis.xrevrange(self.keys.event_stream(user_id), count=1)
         return str(last[0][0].decode()) if last else "0-0"
 
+    async def oldest_seq_of_last(self, user_id: str, count: int) -> int:
+        """The seq of the oldest of the user's last `count` events (0 when the stream is empty)."""
+        recent: Any = await self.redis.xrevrange(self.keys.event_stream(user_id), count=count)
+        return int(recent[-1][0].decode().partition("-")[0]) if recent else 0
+
     async def read(
         self, cursors: dict[str, str], count: int = 500, block_ms: int = 1000
     ) -> list[tuple[str, str, dict[str, Any]]]:

@@ -12,13 +12,16 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from .. import metrics
 from ..aio import spawn
 from . import lua
 from .keys import Channels, Keys
+from .retention import DEFAULT_COUNT, StreamRetention
 
-STREAM_MAXLEN = 10_000
+STREAM_MAXLEN = DEFAULT_COUNT
+SCRIPT_ATTEMPTS = 3
 
 
 def event_body(fields: dict[str, Any]) -> str:
@@ -119,12 +122,19 @@ class LuaScript:
 
 class EventWriter:
     def __init__(
-        self, redis: Redis, keys: Keys, channels: Channels, stream_maxlen: int = STREAM_MAXLEN
+        self,
+        redis: Redis,
+        keys: Keys,
+        channels: Channels,
+        stream_maxlen: int = STREAM_MAXLEN,
+        retention: StreamRetention | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.channels = channels
         self.stream_maxlen = stream_maxlen
+        # EVENT_STREAM_RETENTION; without one, the count `stream_maxlen`
+        self.retention = retention or StreamRetention(max_len=stream_maxlen)
         self._apply = LuaScript(redis, lua.APPLY)
         self._pending: list[tuple[list[Call], asyncio.Future[list[Any]]]] = []
         self._flush_scheduled = False
@@ -151,7 +161,7 @@ class EventWriter:
             w.event_type_new or w.event_type,
             w.event_type,
             "," + ",".join(w.new_again_statuses) + ",",
-            self.stream_maxlen,
+            self.keep_arg(),
             content_digest(w.set_fields, w.digest_exclude),
             len(w.set_fields),
         ]
@@ -162,6 +172,10 @@ class EventWriter:
         args.append(len(w.ops))
         args += op_args
         return Call(self._apply, keys, args)
+
+    def keep_arg(self) -> str:
+        """What every XADD keeps of the stream (the scripts' `xadd_kept` argument)."""
+        return self.retention.script_arg()
 
     async def apply(self, w: Write) -> WriteResult:
         return (await self.apply_many([w]))[0]
@@ -183,7 +197,7 @@ class EventWriter:
     ) -> Call:
         """A MARK script call (store/lua.py): fields = (current_price, unrealized_pnl, size it was valued at)."""
         keys = [key, self.keys.event_seq(user_id), self.keys.event_stream(user_id)]
-        return Call(self._mark, keys, [*fields, channel, event_body(event), self.stream_maxlen])
+        return Call(self._mark, keys, [*fields, channel, event_body(event), self.keep_arg()])
 
     async def submit(self, calls: list[Call]) -> list[Any]:
         """Group commit of script calls: each atomic on its own; all calls of one loop turn in one round trip.
@@ -206,31 +220,37 @@ class EventWriter:
         task.add_done_callback(self._flushes.discard)
 
     async def _execute_batch(self, batch: list[tuple[list[Call], Any]]) -> list[Any]:
-        """One pipeline for the batch; once more after reloading a script Redis had lost (a restart, SCRIPT
-        FLUSH; fakeredis even drops the connection). Re-running is safe: a write already applied is unchanged
-        the second time and emits nothing."""
+        """One pipeline for the batch; again (tenacity, up to SCRIPT_ATTEMPTS) after reloading a script Redis
+        had lost (a restart, SCRIPT FLUSH; fakeredis even drops the connection). Re-running is safe: a write
+        already applied is unchanged the second time and emits nothing."""
         scripts = {id(c.script): c.script for calls, _ in batch for c in calls}
-        attempts = 3  # the reload itself may meet a connection the server just closed
-        for attempt in range(1, attempts + 1):
-            try:
-                for script in scripts.values():
-                    await script.load()
-                pipe = self.redis.pipeline(transaction=False)
-                for calls, _ in batch:
-                    for c in calls:
-                        pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
-                out: list[Any] = await pipe.execute(raise_on_error=False)
-            except (NoScriptError, RedisConnectionError):
-                for script in scripts.values():
-                    script.forget()
-                if attempt == attempts:
+
+        def forget() -> None:
+            for script in scripts.values():
+                script.forget()
+
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(SCRIPT_ATTEMPTS),
+            retry=retry_if_exception_type((NoScriptError, RedisConnectionError)),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    for script in scripts.values():
+                        await script.load()
+                    pipe = self.redis.pipeline(transaction=False)
+                    for calls, _ in batch:
+                        for c in calls:
+                            pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
+                    out: list[Any] = await pipe.execute(raise_on_error=False)
+                except (NoScriptError, RedisConnectionError):
+                    forget()  # the reload itself may meet a connection the server just closed
                     raise
-                continue
-            if attempt < attempts and any(isinstance(r, NoScriptError) for r in out):
-                for script in scripts.values():
-                    script.forget()
-                continue
-            return out
+                last = attempt.retry_state.attempt_number >= SCRIPT_ATTEMPTS
+                if not last and any(isinstance(r, NoScriptError) for r in out):
+                    forget()
+                    raise NoScriptError("a script was lost: reloading it")
+                return out
         raise AssertionError("unreachable")
 
     async def _flush(self, batch: list[tuple[list[Call], asyncio.Future[list[Any]]]]) -> None:
@@ -263,7 +283,7 @@ class EventWriter:
         metrics.count_events([event_type])
         seq = await self._emit(
             keys=[self.keys.event_seq(user_id), self.keys.event_stream(user_id)],
-            args=[channel, event_type, event_body(fields), self.stream_maxlen],
+            args=[channel, event_type, event_body(fields), self.keep_arg()],
         )
         return int(seq)
 
@@ -284,7 +304,7 @@ class EventWriter:
             channel,
             event_type,
             event_body(fields),
-            self.stream_maxlen,
+            self.keep_arg(),
             member,
             guard_ttl_s,
             now_ms,
@@ -332,7 +352,7 @@ class EventWriter:
             channel,
             event_type,
             event_body(event) if event is not None else "",
-            self.stream_maxlen,
+            self.keep_arg(),
             len(set_fields),
         ]
         for k, v in set_fields.items():

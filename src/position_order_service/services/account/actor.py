@@ -331,6 +331,7 @@ class AccountActor:
         for f, seq in zip(fills, seqs, strict=True):
             if int(seq):
                 self.health.updates_applied += 1
+                metrics.observe_since(metrics.fill_to_event, f.timestamp)
                 self.bus.publish(FillRecorded(self.user_id, f))
 
     async def _reload_order(self, order: Order) -> None:
