@@ -88,11 +88,14 @@ async def test_a_capped_hedge_close_shows_the_exchange_s_size_not_the_requested_
 ) -> None:
     """On OKX a reduce-only hedge close larger than the position is capped by the exchange; the API showed
     the requested size (from our reply) until a snapshot put the exchange's back."""
+    await okx.require_faults("ws_reorder")
     creds = await okx.account("k1", mode="long_short")
     await okx.price("BTC-USDT-SWAP", "60000")
     svc = await make_service(okx=okx).start()
     await svc.onboard("u1", "okx", creds)
     await _order(svc, "okx", "BTC-USDT-SWAP", "buy", "0.2", position_side="long")
+    # the exchange's report of the close comes after the reply (as it may): held back up to a second
+    await okx.faults(ws_reorder={"rate": 1.0, "channels": ["orders"], "window": 3})
     close = await _order(svc, "okx", "BTC-USDT-SWAP", "sell", "0.3", position_side="long", reduce_only=True)
     oid = close["exchange_order_id"]
 

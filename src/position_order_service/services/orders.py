@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")  # what OKX and Binance both accept
 IN_FLIGHT_WAIT_S = 10.0
-UNANSWERED_GRACE_S = 5.0  # past the visibility lag, how long an exchange that does not answer is asked
+UNANSWERED_GRACE_S = 2.0  # an exchange that does not answer is asked for twice its visibility lag, plus this
 CANCEL_CONFIRM_S = 1.0  # the account's stream normally confirms a cancel within this; else ask over REST
 
 
@@ -225,7 +225,7 @@ class OrderManager:
         placed only when the exchange says it has no such order `visibility_lag_s` or more after the send."""
         cid = request.client_order_id
         backoff = Backoff(wait_exponential_jitter(multiplier=0.1, max=1.0, jitter=0.1))
-        deadline = sent_at + self.visibility_lag_s + UNANSWERED_GRACE_S
+        deadline = sent_at + 2 * self.visibility_lag_s + UNANSWERED_GRACE_S
         while True:
             seen = self.accounts.order_by_client_id(cmd.user_id, cmd.exchange, cid)
             if seen is not None:
