@@ -273,3 +273,12 @@ def test_any_interleaving_of_stream_and_snapshots_converges_on_the_exchange(scri
     for key in {k for k, _ in events}:
         seq = [e for k, e in events if k == key]
         assert all(a != b or a == "position.updated" for a, b in itertools.pairwise(seq)), seq
+
+
+def test_finished_orders_are_remembered_up_to_a_bound_and_read_back_when_needed() -> None:
+    book = AccountBook("u1", "okx", finished_kept=3)
+    events: list[tuple[str, str]] = []
+    for i in range(6):
+        run(book, book.fold_orders([order(str(i), OrderStatus.FILLED, "0.03", i + 1)], i + 1, {}), events)
+    assert len(book.finished) == 3 and book.order("0") is None and book.order("5") is not None
+    assert book.unknown(["0", "5"]) == ["0"]  # the actor reads the stored record of "0" before folding

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, TextIO
+from typing import TextIO
 
 import orjson
 from redis.asyncio import Redis
@@ -30,6 +30,7 @@ from ..store.codec import CorruptRecord
 from ..store.grid import GRID_CODEC
 from ..store.keys import Keys
 from ..store.legacy import GRID_FIELDS, HYPERRSI_EXCHANGE, grid_fields, hyperrsi_fields
+from ..store.reader import KeyReader
 from ..store.repositories import POSITION_CODEC
 
 KEY = "(key)"  # the field of a difference about a whole key (present on one side only)
@@ -121,13 +122,6 @@ def same(legacy: str | None, new: str | None) -> bool:
     return False
 
 
-def _text(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {
-        (k.decode() if isinstance(k, bytes) else str(k)): (v.decode() if isinstance(v, bytes) else str(v))
-        for k, v in raw.items()
-    }
-
-
 def _compare(
     legacy_key: str,
     legacy: Mapping[str, str],
@@ -143,57 +137,32 @@ def _compare(
     ]
 
 
-async def _scan(redis: Redis, pattern: str) -> list[str]:
-    return sorted(
-        [
-            k.decode() if isinstance(k, bytes) else str(k)
-            async for k in redis.scan_iter(match=pattern, count=500)
-        ]
-    )
-
-
-async def _hashes(redis: Redis, keys: list[str]) -> list[dict[str, str] | None]:
-    """Each key's hash (None when it is absent or not a hash)."""
-    if not keys:
-        return []
-    pipe = redis.pipeline(transaction=False)
-    for k in keys:
-        pipe.type(k)
-    types = [t.decode() if isinstance(t, bytes) else str(t) for t in await pipe.execute()]
-    pipe = redis.pipeline(transaction=False)
-    for k, t in zip(keys, types, strict=True):
-        if t == "hash":
-            pipe.hgetall(k)
-    raws = iter(await pipe.execute())
-    return [_text(next(raws)) if t == "hash" else None for t in types]
-
-
 # -- HYPERRSI -----------------------------------------------------------------------------------------------
-async def _hyperrsi(redis: Redis, keys: Keys, user_id: str | None, report: ConsistencyReport) -> None:
+async def _hyperrsi(redis: KeyReader, keys: Keys, user_id: str | None, report: ConsistencyReport) -> None:
     ex = HYPERRSI_EXCHANGE
     legacy: dict[tuple[str, str, str], str] = {}
-    for k in await _scan(redis, keys.legacy_hyperrsi_position(user_id or "*", "*", "*")):
+    for k in await redis.scan(keys.legacy_hyperrsi_position(user_id or "*", "*", "*")):
         parsed = keys.parse_legacy_hyperrsi_position(k)
         if parsed is not None and parsed[2] in _SIDES and (user_id is None or parsed[0] == user_id):
             legacy[parsed] = k
     users = {user_id} if user_id is not None else set()
     if user_id is None:
-        for k in await _scan(redis, keys.position_index("*", ex)):
+        for k in await redis.scan(keys.position_index("*", ex)):
             index = keys.parse_position_index(k)
             if index is not None and index[1] == ex:
                 users.add(index[0])
         users |= {uid for uid, _, _ in legacy}
     open_new: set[tuple[str, str, str]] = set()
     for uid in sorted(users):
-        for m in await redis.smembers(keys.position_index(uid, ex)):
-            symbol, side = keys.split_position_index_member(m.decode() if isinstance(m, bytes) else m)
+        for m in await redis.members(keys.position_index(uid, ex)):
+            symbol, side = keys.split_position_index_member(m)
             open_new.add((uid, symbol, side))
     pairs = sorted(set(legacy) | open_new)
     report.hyperrsi_positions += len(pairs)
     legacy_keys = [legacy.get(p) or keys.legacy_hyperrsi_position(*p) for p in pairs]
     new_keys = [keys.position(uid, ex, symbol, side) for uid, symbol, side in pairs]
-    legacy_raw = await _hashes(redis, legacy_keys)
-    new_raw = await _hashes(redis, new_keys)
+    legacy_raw = await redis.hashes(legacy_keys)
+    new_raw = await redis.hashes(new_keys)
     for lk, nk, lr, nr in zip(legacy_keys, new_keys, legacy_raw, new_raw, strict=True):
         if not nr:
             report.differences.append(Difference(lk, KEY, "present", None, nk))
@@ -217,29 +186,27 @@ async def _hyperrsi(redis: Redis, keys: Keys, user_id: str | None, report: Consi
 # -- GRID ---------------------------------------------------------------------------------------------------
 
 
-async def _grid(redis: Redis, keys: Keys, user_id: str | None, report: ConsistencyReport) -> None:
+async def _grid(redis: KeyReader, keys: Keys, user_id: str | None, report: ConsistencyReport) -> None:
     legacy: dict[tuple[str, str, str, int], str] = {}
-    for k in await _scan(redis, keys.legacy_grid_level_pattern(user_id)):
+    for k in await redis.scan(keys.legacy_grid_level_pattern(user_id)):
         parsed = keys.parse_legacy_grid_level(k)
         if parsed is not None and (user_id is None or parsed[0] == user_id):
             legacy[parsed] = k
     open_new: set[tuple[str, str, str, int]] = set()
-    for k in await _scan(redis, keys.grid_index(user_id or "*", "*")):
+    for k in await redis.scan(keys.grid_index(user_id or "*", "*")):
         index = keys.parse_grid_index(k)
         if index is None or (user_id is not None and index[0] != user_id):
             continue
         uid, ex = index
-        for member in await redis.smembers(k):
-            symbol, level = keys.split_grid_index_member(
-                member.decode() if isinstance(member, bytes) else member
-            )
+        for member in await redis.members(k):
+            symbol, level = keys.split_grid_index_member(member)
             open_new.add((uid, ex, symbol, level))
     items = sorted(set(legacy) | open_new)
     report.grid_levels += len(items)
     legacy_keys = [legacy.get(i) or keys.legacy_grid_level(i[1], i[0], i[2], i[3]) for i in items]
     new_keys = [keys.grid_level(*i) for i in items]
-    legacy_raw = await _hashes(redis, legacy_keys)
-    new_raw = await _hashes(redis, new_keys)
+    legacy_raw = await redis.hashes(legacy_keys)
+    new_raw = await redis.hashes(new_keys)
     for lk, nk, lr, nr in zip(legacy_keys, new_keys, legacy_raw, new_raw, strict=True):
         if not nr:
             report.differences.append(Difference(lk, KEY, "present", None, nk))
@@ -262,8 +229,9 @@ async def _grid(redis: Redis, keys: Keys, user_id: str | None, report: Consisten
 async def check_consistency(redis: Redis, keys: Keys, user_id: str | None = None) -> ConsistencyReport:
     """Every difference between the legacy keys and the new schema (of one user, or of everyone)."""
     report = ConsistencyReport()
-    await _hyperrsi(redis, keys, user_id, report)
-    await _grid(redis, keys, user_id, report)
+    reader = KeyReader(redis)
+    await _hyperrsi(reader, keys, user_id, report)
+    await _grid(reader, keys, user_id, report)
     return report
 
 
@@ -286,7 +254,7 @@ def run_check(user_id: str | None = None, settings: Settings | None = None, out:
     async def run() -> ConsistencyReport:
         redis = Redis.from_url(s.redis_dsn())
         try:
-            await redis.ping()
+            await KeyReader(redis).ping()
             return await check_consistency(redis, Keys(prefix=s.key_prefix), user_id)
         finally:
             await redis.aclose()

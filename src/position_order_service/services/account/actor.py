@@ -234,13 +234,11 @@ class AccountActor:
         if plan.confirm_snapshot:
             self.rest.confirm()
         self.health.last_reconcile_at = datetime.now(UTC)
-        if not self.health.streams_down:
-            self.health.state = "healthy"
-            if not self.book.reconciled:  # a stream dropped after this snapshot started: wait for the next
-                self.rest.request()
-            else:
-                self.reconciled.set()
-                self.bus.publish(AccountReconciled(self.user_id, self.exchange, datetime.now(UTC), first))
+        # the account matches the exchange as of this snapshot: triggers may act on it. A stream still down
+        # says "reconnecting"; its pump asks for the next snapshot once it has subscribed again.
+        self.health.state = "reconnecting" if self.health.streams_down else "healthy"
+        self.reconciled.set()
+        self.bus.publish(AccountReconciled(self.user_id, self.exchange, datetime.now(UTC), first))
 
     async def _outcome(self, arrival: int, out: CommandOutcome) -> None:
         view: Order | None = None

@@ -101,17 +101,23 @@ async def pump(
             log.warning("stream %s: %s", name, reason_of(exc))
             await backoff.sleep()
             # resubscribing now: updates since the drop are not replayed, so a snapshot follows once the
-            # subscription is likely live again (a second one confirms anything it finds missing)
+            # subscription is likely live again (a second one confirms anything it finds missing). A quiet
+            # stream says nothing when it is back: it counts as up from here, until it fails again.
             rest.request(RESUBSCRIBE_S)
+            _up(health, name)
             continue
         backoff.reset()
         rest.note_activity()
-        if name in health.streams_down:
-            health.streams_down.discard(name)
-            if not health.streams_down:
-                health.down_since = None
+        _up(health, name)
         if batch:
             inbox.post(wrap(batch))
+
+
+def _up(health: AccountHealth, name: str) -> None:
+    if name in health.streams_down:
+        health.streams_down.discard(name)
+        if not health.streams_down:
+            health.down_since = None
 
 
 class RestWorker:
