@@ -18,7 +18,6 @@ tasks, never inside an account's turn. Extremes are persisted at most every `flu
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -31,31 +30,28 @@ from typing import Any
 from .. import metrics
 from ..aio import Backoff
 from ..bus import Bus
-from ..domain.enums import OrderType, PositionSide
+from ..domain.enums import PositionSide
 from ..domain.market import PriceTick
 from ..domain.messages import OrderChanged, PositionClosed
-from ..domain.models import Order
 from ..domain.symbols import InvalidSymbol, native_symbol
 from ..domain.trailing import PriceSource, StopMode, StopState, TrailingStop, observed_price
 from ..domain.trailing_book import BookChange, TrailingBook
-from ..exchanges.base import ExchangeUnavailable, GatewayError
+from ..exchanges.base import GatewayError
 from ..store import Store
 from ..supervisor import Supervisor, run_jobs
 from .account.ports import Accounts
-from .commands import CommandError, Conflict, NotFound, OutcomeUnknown
+from .commands import CommandError, Conflict, NotFound
 from .gateways import GatewayProvider
-from .orders import OrderCommand, OrderManager
+from .orders import OrderManager
 from .prices import PriceHub
+from .trailing_exec import StopExecutor
 from .trailing_native import NativeStops
 
 log = logging.getLogger(__name__)
 
 BookKey = tuple[str, str, PriceSource, PositionSide]
 LEASE_MS = 30_000
-RECONCILED_WAIT_S = 5.0  # a fired stop waits this long for its account's snapshot, then asks the exchange
-FILL_WAIT_S = 2.0  # an executed stop records what its close order filled: the account shows it within this
 _ALWAYS = {PositionSide.LONG: Decimal(0), PositionSide.SHORT: Decimal("Infinity")}
-TRANSIENT = (ExchangeUnavailable, OutcomeUnknown, TimeoutError, ConnectionError, OSError)
 
 
 class TrailingStopEngine:
@@ -90,9 +86,9 @@ class TrailingStopEngine:
         self.books: dict[BookKey, TrailingBook] = {}
         self.firing: dict[str, tuple[Decimal, float]] = {}  # fired by the book, trigger not recorded yet
         self._dirty: set[BookKey] = set()
-        self._executing: set[str] = set()
         self._by_slot: dict[tuple[str, str, str, str], str] = {}  # (user, exchange, symbol, side) -> stop id
         self.native = NativeStops(self, visibility_lag_s)
+        self.executor = StopExecutor(self)
         self._unlisten: Callable[[], None] | None = None
         self.tick_to_send_s: list[float] = []  # latency samples: tick seen -> close order about to be sent
         self.on_sent: Callable[[TrailingStop], None] | None = None
@@ -139,9 +135,11 @@ class TrailingStopEngine:
                 self._forget(self.stops[sid])
         for stop in live.values():
             if stop.state is StopState.TRIGGERED:
-                if stop.id not in self._executing:  # a trigger whose execution was cut off, here or elsewhere
+                if not self.executor.executing(
+                    stop.id
+                ):  # a trigger whose execution was cut off, here or elsewhere
                     self._remember(stop)
-                    self._job(f"execute:{stop.id}", lambda s=stop: self._execute(s))  # type: ignore[misc]
+                    self._job(f"execute:{stop.id}", lambda s=stop: self.executor.execute(s))  # type: ignore[misc]
                 continue
             if stop.state is StopState.PLACING:
                 self._remember(stop)
@@ -318,7 +316,7 @@ class TrailingStopEngine:
                 continue
             self.firing.pop(stop_id, None)
             if triggered is not None:
-                await self._execute(triggered, seen)
+                await self.executor.execute(triggered, seen)
             else:  # lost the race: re-read; if still ours to fire (a flush bumped nothing), the book re-fires
                 fresh = self.stops.get(stop_id)
                 if fresh is not None and fresh.state is StopState.ACTIVE and fresh.mode is StopMode.EMULATED:
@@ -328,146 +326,6 @@ class TrailingStopEngine:
     def books_extreme(self, stop: TrailingStop) -> Decimal | None:
         book = self.books.get(self._book_key(stop))
         return book.extreme_of(stop.id) if book else None
-
-    async def _live_size(self, stop: TrailingStop) -> tuple[Decimal, bool]:
-        """The live position size (the order is capped at it) and whether the account is in hedge mode: from
-        the account once it has reconciled, else from the exchange."""
-        user, exchange = stop.user_id, stop.exchange.value
-        if await self.accounts.wait_reconciled(user, exchange, RECONCILED_WAIT_S):
-            p = self.accounts.position(user, exchange, stop.symbol, stop.side.value)
-            return (p.size if p is not None else Decimal(0)), bool(self.accounts.hedged(user, exchange))
-        gateway = await self.gateways.for_user(user, exchange)
-        hedged = await gateway.fetch_position_mode()
-        for p in await gateway.fetch_positions([stop.symbol]):
-            if p.side is stop.side and p.size > 0:
-                return p.size, hedged
-        return Decimal(0), hedged
-
-    async def _execute(self, stop: TrailingStop, seen: float | None = None) -> None:
-        """Send the close order of a triggered stop, exactly once; transient failures are retried."""
-        if stop.id in self._executing:
-            return
-        self._executing.add(stop.id)
-        backoff = Backoff()
-        try:
-            while True:
-                try:
-                    await self._execute_once(stop, seen)
-                    return
-                except TRANSIENT as exc:
-                    metrics.trigger_retries.labels(kind="stop_execute").inc()
-                    log.warning("trailing stop %s: close order not placed yet (%s): retrying", stop.id, exc,
-                                extra={"user_id": stop.user_id})  # fmt: skip
-                except Exception as exc:  # e.g. Redis away: the stop stays `triggered`; try again
-                    metrics.trigger_retries.labels(kind="stop_execute").inc()
-                    log.warning("trailing stop %s could not be executed yet: %s", stop.id, exc,
-                                extra={"user_id": stop.user_id})  # fmt: skip
-                seen = None  # from now on, ask whether the order left before sending it
-                await backoff.sleep()
-                with contextlib.suppress(Exception):
-                    fresh = await self.store.trailing_stops.get(*stop.key_parts())
-                    if fresh is None or fresh.id != stop.id or fresh.state is not StopState.TRIGGERED:
-                        return
-                    stop = fresh
-        finally:
-            self._executing.discard(stop.id)
-
-    async def _execute_once(self, stop: TrailingStop, seen: float | None) -> None:
-        assert stop.close_client_order_id is not None
-        now_ms = int(time.time() * 1000)
-        if stop.owner != self.instance_id and (stop.lease_until_ms or 0) > now_ms:
-            return  # its owner is (still) on it
-        if stop.owner != self.instance_id:
-            taken = await self.transition(
-                stop, None, owner=self.instance_id, lease_until_ms=now_ms + self.lease_ms
-            )
-            if taken is None:
-                return
-            stop = taken
-        user, exchange = stop.user_id, stop.exchange.value
-        cid = stop.close_client_order_id
-        assert cid is not None
-        if seen is None:
-            # a trigger recorded earlier (a crash, another instance, a retry): the order may have left already
-            existing = self.accounts.order_by_client_id(user, exchange, cid)
-            if existing is None:
-                gateway = await self.gateways.for_user(user, exchange)
-                existing = await gateway.fetch_order(stop.symbol, client_order_id=cid)
-            if existing is not None:  # sent before: do not send again
-                await self._executed(stop, existing)
-                return
-            await self.store.intents.delete(user, exchange, cid)  # a stale intent of a send that never left
-        # else: this process won the trigger just now, and the client id is new: nothing can exist yet
-        size, hedged = await self._live_size(stop)
-        qty = size if stop.size is None else min(stop.size, size)
-        if qty <= 0:
-            await self.transition(
-                stop, "trailing_stop.failed", state=StopState.FAILED, error="no open position"
-            )
-            return
-        if seen is not None:
-            elapsed = time.perf_counter() - seen
-            self.tick_to_send_s.append(elapsed)
-            if len(self.tick_to_send_s) > 10_000:
-                del self.tick_to_send_s[:5_000]
-            metrics.tick_to_trigger.observe(elapsed)
-        if self.on_sent is not None:
-            self.on_sent(stop)
-        try:
-            order = await self.orders.place(
-                OrderCommand(
-                    user_id=user,
-                    exchange=exchange,
-                    symbol=stop.symbol,
-                    side=stop.side.exit_order_side,
-                    order_type=OrderType.MARKET,
-                    quantity=qty,
-                    reduce_only=True,
-                    position_side=stop.side if hedged else None,
-                    client_order_id=cid,
-                    metadata={"purpose": "trailing_stop", "trailing_stop_id": stop.id},
-                )
-            )
-        except TRANSIENT:
-            raise
-        except (GatewayError, CommandError) as exc:  # the exchange refused: a final answer
-            reason = exc.reason if isinstance(exc, GatewayError) else exc.message
-            await self.transition(stop, "trailing_stop.failed", state=StopState.FAILED, error=reason)
-            return
-        await self._executed(stop, order)
-
-    async def _executed(self, stop: TrailingStop, order: Order) -> None:
-        """The close order is placed: recorded with what it filled (the account shows a market order's fill
-        within moments; a lookup stands in when it does not)."""
-        order = await self._filled(stop, order)
-        await self.transition(
-            stop,
-            "trailing_stop.executed",
-            state=StopState.EXECUTED,
-            close_order_id=order.order_id,
-            filled_size=order.filled_qty,
-            owner=None,
-            lease_until_ms=None,
-        )
-
-    async def _filled(self, stop: TrailingStop, order: Order) -> Order:
-        if order.status.is_terminal or stop.mode is StopMode.NATIVE:
-            return order
-        user, exchange = stop.user_id, stop.exchange.value
-        deadline = time.monotonic() + FILL_WAIT_S
-        while time.monotonic() < deadline:
-            view = self.accounts.order(user, exchange, order.order_id)
-            if view is not None and view.status.is_terminal:
-                return view
-            if not self.accounts.tracked(user, exchange):
-                break
-            await asyncio.sleep(0.02)
-        with contextlib.suppress(GatewayError):
-            gateway = await self.gateways.for_user(user, exchange)
-            found = await gateway.fetch_order(stop.symbol, order_id=order.order_id)
-            if found is not None:
-                return await self.orders.record_report(user, exchange, found)
-        return order
 
     # -- reacting to the account (the bus) ---------------------------------------------------------------
     async def _on_order(self, event: OrderChanged) -> None:

@@ -55,7 +55,7 @@ class NativeStops:
     # -- creating ---------------------------------------------------------------------------------------
     async def create(self, stop: TrailingStop, expected: int | None) -> TrailingStop:
         engine = self.engine
-        live, hedged = await engine._live_size(stop)
+        live, hedged = await engine.executor.live_size(stop)
         size = stop.size
         if size is None:
             if live <= 0:
@@ -163,7 +163,7 @@ class NativeStops:
                 or stop
             )
         if order.status is OrderStatus.FILLED:
-            await engine._executed(stop, order)
+            await engine.executor.executed(stop, order)
         elif order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
             await engine.transition(
                 stop, "trailing_stop.cancelled", state=StopState.CANCELLED, error="exchange order cancelled"
