@@ -206,3 +206,43 @@ async def test_binance_positions_closed_while_the_service_was_down_are_closed_af
         ("BTCUSDT", "short", "0.002"),
         ("SOLUSDT", "150", "1"),
     )
+
+
+async def test_a_binance_one_way_flip_stays_flipped_while_other_positions_move(
+    binance: Sim, make_service: ServiceFactory
+) -> None:
+    """One-way flips on Binance: a long closed, then a short opened on the same symbol. The positions stream
+    keeps every slot's latest state and the service re-reads it on each push: the old flat long (a stream row
+    without a time of its own) must never close the new short."""
+    creds = await binance.account("k1")
+    for symbol, price in (("BTCUSDT", "60000"), ("ETHUSDT", "3000")):
+        await binance.price(symbol, price)
+    svc = await make_service(binance=binance).start()
+    await svc.onboard("u1", "binance", creds)
+    other = await venue_client(binance, creds)
+    try:
+        await place(other, "BTCUSDT", "buy", "0.002")
+        await eventually(lambda: svc.position("u1", "binance", "BTCUSDT", "long"), what="the long")
+        await place(other, "BTCUSDT", "sell", "0.002", reduce_only=True)
+        await eventually(lambda: _not_listed(svc, "binance", "BTCUSDT"), what="the long closed")
+        await place(other, "BTCUSDT", "sell", "0.003")
+        await eventually(lambda: svc.position("u1", "binance", "BTCUSDT", "short"), what="the short")
+        for _ in range(2):  # more pushes: each one re-reads every slot's latest state
+            await place(other, "ETHUSDT", "buy", "0.05")
+        await eventually(lambda: svc.position("u1", "binance", "ETHUSDT", "long"), what="the ETH long")
+        short = await svc.position("u1", "binance", "BTCUSDT", "short")
+        assert short is not None and Decimal(short["size"]) == Decimal("0.003")
+        await place(other, "BTCUSDT", "buy", "0.003", reduce_only=True)  # the short closed too
+        await eventually(lambda: _not_listed(svc, "binance", "BTCUSDT"), what="the short closed")
+        for _ in range(2):
+            await place(other, "ETHUSDT", "buy", "0.05")
+    finally:
+        await other.close()
+    await eventually(lambda: _eth_size(svc, Decimal("0.2")), what="the ETH adds")
+    assert await _not_listed(svc, "binance", "BTCUSDT")  # no stale short comes back
+    assert await binance.position_qty("k1", "BTCUSDT", "net") == 0
+
+
+async def _eth_size(svc: Service, size: Decimal) -> bool:
+    p = await svc.position("u1", "binance", "ETHUSDT", "long")
+    return p is not None and Decimal(p["size"]) == size

@@ -289,7 +289,11 @@ class CcxtGateway:
                 else:
                     lev = dec(pos.get("leverage"))
                     known = int(lev) if lev else self._leverage.get(market.symbol)
-                    parsed = bn.parse_position(info, market, self.user_id, side, known)
+                    raw = info
+                    if not info.get("updateTime") and not info.get("T") and pos.get("timestamp"):
+                        # a stream row carries no time of its own: its message's (E) is the exchange's version
+                        raw = {**info, "T": pos["timestamp"]}
+                    parsed = bn.parse_position(raw, market, self.user_id, side, known)
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("skipping a position payload that does not parse (%s): %s", exc, _brief(info))
                 continue
