@@ -119,6 +119,11 @@ class ExchangeGateway(Protocol):
 
     async def watch_ticker(self, symbol: str) -> PriceTick: ...
 
+    async def streams_ready(self, within_s: float) -> bool:
+        """True once the private streams' connections are open (their watches subscribe on them), waiting up
+        to `within_s`: a snapshot taken after that misses no update (the stream shows what follows it)."""
+        ...
+
     async def watch_mark_price(self, symbol: str) -> PriceTick:
         """Wait for the next mark price of `symbol` (OKX mark-price channel, Binance markPrice stream): a tick
         whose `mark` is set (its `last` repeats the mark; the ticker stream is the source of last prices)."""

@@ -7,8 +7,10 @@ URL-prefix lookup, so -2019 would surface as a plain ExchangeError otherwise).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -109,18 +111,58 @@ def make_client(
         client.options["hedged"] = True
     for k, v in (extra or {}).items():
         client.options[k] = v
-    _remember_resolutions(client)
+    _instrument_clients(client, pacer_for(exchange, base_url))
     return client
 
 
 RECENT = 8  # resolutions remembered per message hash
 
 
-def _remember_resolutions(exchange: Any) -> None:
-    """ccxt resolves a watch's future with each message and drops the value of a message that arrives while
-    no future waits (the watcher has not re-armed yet: two pushes read in one loop turn). Every WebSocket
-    client of this exchange remembers its last resolutions per message hash (`recent`), so a watcher that
-    wakes up reads the newest value, not the first of a burst."""
+# An exchange refuses WebSocket connection attempts over its per-IP rate (OKX: 3 per second, Binance USD-M:
+# 300 per 5 minutes; HTTP 429): (attempts, window in seconds) kept by every client of a venue address, with a
+# little margin for the time an attempt takes to reach the exchange.
+WS_CONNECT_LIMITS = {Exchange.OKX: (3, 1.1), Exchange.BINANCE: (300, 310.0)}
+
+
+class ConnectPacer:
+    """At most `limit` connection attempts in any `window_s`: the private and business sockets of many
+    accounts and the public feeds, all starting at once after a restart, are spread so the exchange admits
+    them all, not refused and retried one backoff after another."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+
+    async def wait(self) -> None:
+        while True:
+            now = time.monotonic()
+            while self._times and now - self._times[0] >= self.window_s:
+                self._times.popleft()
+            if len(self._times) < self.limit:
+                self._times.append(now)
+                return
+            await asyncio.sleep(self.window_s - (now - self._times[0]) + 0.01)
+
+
+_PACERS: dict[tuple[str, str], ConnectPacer] = {}
+
+
+def pacer_for(exchange: Exchange, base_url: str) -> ConnectPacer | None:
+    limit = WS_CONNECT_LIMITS.get(exchange)
+    if limit is None:
+        return None
+    return _PACERS.setdefault((exchange.value, base_url.rstrip("/")), ConnectPacer(*limit))
+
+
+def _instrument_clients(exchange: Any, pacer: ConnectPacer | None) -> None:
+    """Every WebSocket client this exchange object makes:
+    - remembers its last price resolutions per message hash (`recent`: tickers and mark prices, where only the
+      newest matters). ccxt resolves a watch's future with each message and drops the value of a message that
+      arrives while no future waits (the watcher has not re-armed yet: two pushes read in one loop turn), so a
+      price watcher that wakes up reads the newest value, not the first of a burst. (Positions read ccxt's
+      position cache instead; orders and trades are kept by ccxt's own caches.)
+    - waits for the venue's connection pacer before each connection attempt (after ccxt's own backoff)."""
     make = exchange.client
 
     def client(url: str) -> Any:
@@ -135,6 +177,16 @@ def _remember_resolutions(exchange: Any) -> None:
                 return resolve(result, message_hash)
 
             ws.resolve = remembering
+            if pacer is not None:
+                open_ = ws.open
+
+                async def paced_open(session: Any, backoff_delay: float = 0) -> Any:
+                    if backoff_delay:
+                        await asyncio.sleep(backoff_delay)
+                    await pacer.wait()
+                    return await open_(session, 0)
+
+                ws.open = paced_open
         return ws
 
     exchange.client = client

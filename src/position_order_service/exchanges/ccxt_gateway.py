@@ -578,6 +578,19 @@ class CcxtGateway:
         except Exception as exc:
             raise map_ccxt_error(exc, stream=True, secrets=self._secrets) from exc
 
+    async def streams_ready(self, within_s: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while loop.time() < deadline:
+            clients = list((getattr(self._client, "clients", None) or {}).values())
+            private = [c for c in clients if not _public_url(str(getattr(c, "url", "")))]
+            if private and all(
+                getattr(c, "isConnected", False) and not getattr(c, "connecting", False) for c in private
+            ):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
     async def watch_orders(self) -> list[Order]:
         client = await self._private_stream_ready()
         if self.exchange is Exchange.OKX:
@@ -746,6 +759,11 @@ def _on_grid(req: OrderRequest, market: MarketInfo) -> OrderRequest:
             else req.activation_price
         ),
     )
+
+
+def _public_url(url: str) -> bool:
+    """A market-data socket (OKX /ws/v5/public; a Binance stream of symbol@channel names)."""
+    return url.endswith("/public") or "@" in url
 
 
 def _is_ticker(exchange: Exchange, raw: Any) -> bool:

@@ -660,6 +660,9 @@ class PaperGateway:
         t = tick_to_domain(event.ticker, self.exchange)
         return [PriceTick(t.exchange, t.symbol, t.mark or t.last, None, None, t.mark, t.timestamp)]
 
+    async def streams_ready(self, within_s: float) -> bool:
+        return True  # in process: a watch is subscribed the moment it is called
+
     async def watch_mark_price(self, symbol: str) -> PriceTick:
         m = self.market(symbol)
         ticks = await self._watch(f"mark:{m.symbol}", self._convert_mark, m.symbol)

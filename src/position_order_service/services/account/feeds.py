@@ -33,6 +33,7 @@ from .messages import Inbox, Message, OrderFinalState, Snapshot, SnapshotFailed,
 
 log = logging.getLogger(__name__)
 RESUBSCRIBE_S = 0.5
+STREAMS_READY_S = 5.0  # the first snapshot waits this long at most for the private streams' connections
 
 
 @dataclass
@@ -135,7 +136,8 @@ class RestWorker:
         self.inbox = inbox
         self.silent_s = silent_s
         self.confirm_after_s = confirm_after_s
-        self._due: float | None = time.monotonic()  # the first snapshot at once
+        self._due: float | None = time.monotonic()  # the first snapshot at once (once the streams are up)
+        self._first = True
         self._lookups: asyncio.Queue[Order] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._last_activity = time.monotonic()
@@ -192,6 +194,11 @@ class RestWorker:
                     await self._wake.wait()
 
     async def _snapshot(self) -> None:
+        if (
+            self._first
+        ):  # subscribe first, then the snapshot: an update between the two is seen by one of them
+            self._first = False
+            await self.gateway.streams_ready(STREAMS_READY_S)
         started = self.inbox.arrivals
         hedged = await self.gateway.fetch_position_mode()
         orders = await self.gateway.fetch_open_orders()
