@@ -26,7 +26,7 @@ from .auth import Caller, caller_from
 from .deps import CallerDep, Ctx
 
 if TYPE_CHECKING:
-    from ..app import AppContext
+    from ..bootstrap import Services as AppContext
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"])
 

@@ -111,7 +111,6 @@ def make_client(
         client.options["hedged"] = True
     for k, v in (extra or {}).items():
         client.options[k] = v
-    _instrument_clients(client, pacer_for(exchange, base_url))
     return client
 
 
@@ -155,7 +154,7 @@ def pacer_for(exchange: Exchange, base_url: str) -> ConnectPacer | None:
     return _PACERS.setdefault((exchange.value, base_url.rstrip("/")), ConnectPacer(*limit))
 
 
-def _instrument_clients(exchange: Any, pacer: ConnectPacer | None) -> None:
+def instrument_clients(exchange: Any, pacer: ConnectPacer | None) -> None:
     """Every WebSocket client this exchange object makes:
     - remembers its last price resolutions per message hash (`recent`: tickers and mark prices, where only the
       newest matters). ccxt resolves a watch's future with each message and drops the value of a message that

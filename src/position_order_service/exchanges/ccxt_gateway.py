@@ -152,6 +152,9 @@ class CcxtGateway:
                 client.exceptions = {**client.exceptions, **_binance_linear_exceptions()}
         if self._table is not None:
             self._table.attach(client)
+        from .ccxt_factory import instrument_clients, pacer_for
+
+        instrument_clients(client, pacer_for(self.exchange, self._base_url))
         return client
 
     async def load_markets(self) -> dict[str, MarketInfo]:
