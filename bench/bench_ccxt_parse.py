@@ -25,10 +25,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import ccxt.pro as ccxtpro
-
-from position_order_service.domain.market import MarketInfo
 from position_order_service.exchanges.ccxt import binance as bn
 from position_order_service.exchanges.ccxt import okx
+
+from position_order_service.domain.market import MarketInfo
 
 OKX_INSTRUMENT = {
     "instId": "BTC-USDT-SWAP", "instType": "SWAP", "uly": "BTC-USDT", "instFamily": "BTC-USDT",

@@ -25,7 +25,7 @@ from position_order_service.exchanges.base import (
     OrderNotFound,
     StreamDisconnected,
 )
-from position_order_service.exchanges.ccxt_gateway import CcxtGateway
+from position_order_service.exchanges.factory import gateway_class
 
 from .conftest import CCXT_VARIANTS, Harness, order_req
 
@@ -80,7 +80,9 @@ async def test_hundred_users_share_one_market_table(venue: Harness) -> None:
     assert venue.server is not None
     sym = venue.symbol
     gws = [
-        CcxtGateway(venue.exchange, f"u{i}", Credentials(f"k{i}", "s", "p"), venue.server.url, venue.registry)
+        gateway_class(venue.exchange)(
+            f"u{i}", Credentials(f"k{i}", "s", "p"), venue.server.url, venue.registry
+        )
         for i in range(100)
     ]
     try:

@@ -59,9 +59,11 @@ from .base import (
     OrderNotFound,
     StreamDisconnected,
 )
-from .ccxt import okx as okx_payloads
-from .ccxt.common import ZERO, build_order, clean, fmt, ms_to_dt, utc_now, venue_client_order_id
+from .binance.params import CLIENT_IDS as BINANCE_CLIENT_IDS
+from .common import ZERO, ClientIdRule, build_order, clean, fmt, ms_to_dt, utc_now
 from .markets import MarketTable
+from .okx import parse as okx_payloads
+from .okx.params import CLIENT_IDS as OKX_CLIENT_IDS
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +264,19 @@ def fill_to_domain(f: Fill, m: MarketInfo, exchange: Exchange) -> FillReport:
     )
 
 
+def mark_to_domain(t: Ticker, exchange: Exchange) -> PriceTick:
+    """The engine's mark price as a mark-price tick (last and mark both the mark, as the venues' channels)."""
+    return PriceTick(
+        exchange=exchange.value,
+        symbol=t.inst_id,
+        last=t.mark,
+        bid=None,
+        ask=None,
+        mark=t.mark,
+        timestamp=_dt(t.ts),
+    )
+
+
 def tick_to_domain(t: Ticker, exchange: Exchange) -> PriceTick:
     return PriceTick(
         exchange=exchange.value,
@@ -272,6 +287,12 @@ def tick_to_domain(t: Ticker, exchange: Exchange) -> PriceTick:
         mark=t.mark,
         timestamp=_dt(t.ts),
     )
+
+
+_CLIENT_IDS: dict[Exchange, ClientIdRule] = {
+    Exchange.OKX: OKX_CLIENT_IDS,
+    Exchange.BINANCE: BINANCE_CLIENT_IDS,
+}
 
 
 # ---------------------------------------------------------------- event routing and streams
@@ -386,6 +407,7 @@ class PaperGateway:
         self.engine = engine
         self.user_id = user_id
         self._api_key = api_key
+        self._client_ids = _CLIENT_IDS[self.exchange]  # the venue's own rule, so ids match its ccxt gateway
         self._table = MarketTable(
             self.exchange, f"paper:{id(engine)}", [market_from_instrument(i) for i in engine.instruments()]
         )
@@ -473,7 +495,7 @@ class PaperGateway:
                 f"quantity {request.quantity} is below the minimum {m.min_size} {m.base} of {m.symbol}"
             )
         sz = clean(m.to_contracts(qty))
-        cid = venue_client_order_id(self.exchange, request.client_order_id)
+        cid = self._client_ids.apply(request.client_order_id)
         ps = self._position_side(request)
         pos_side = None if ps is None else ps.value
         side = request.side.value
@@ -527,7 +549,7 @@ class PaperGateway:
             raise ValueError("order_id or client_order_id is required")
         key = self._key()
         m = self.market(symbol)
-        cid = None if client_order_id is None else venue_client_order_id(self.exchange, client_order_id)
+        cid = None if client_order_id is None else self._client_ids.apply(client_order_id)
         try:
             o = self._call(self.engine.get_order, key, order_id=order_id, client_order_id=cid)
             if o.inst_id == m.symbol:
@@ -652,6 +674,14 @@ class PaperGateway:
     async def watch_ticker(self, symbol: str) -> PriceTick:
         m = self.market(symbol)
         ticks = await self._watch(f"ticker:{m.symbol}", self._convert_ticker, m.symbol)
+        return ticks[-1]
+
+    def _convert_mark(self, event: Event) -> list[PriceTick]:
+        return [mark_to_domain(event.ticker, self.exchange)] if type(event) is TickerEvent else []
+
+    async def watch_mark_price(self, symbol: str) -> PriceTick:
+        m = self.market(symbol)
+        ticks = await self._watch(f"mark:{m.symbol}", self._convert_mark, m.symbol)
         return ticks[-1]
 
     def simulate_disconnect(self, reason: str = "simulated disconnect") -> None:
