@@ -99,6 +99,7 @@ class Feed(Generic[T]):
         self._conflate = conflate
         self._grace_s = grace_s
         self._queue: list[T | _Failure] = []
+        self._failures = 0  # failures queued and not yet reported
         self._wakeup = asyncio.Event()
         for sub in self._subs:
             sub.attach(self)
@@ -116,25 +117,27 @@ class Feed(Generic[T]):
     def fail(self, error: BaseException, source: Subscription) -> None:
         in_flight = [t for s in self._subs if s is not source and (t := s.task) is not None]
         self._queue.append(_Failure(error, in_flight))
+        self._failures += 1
         self._wakeup.set()
 
     async def next(self) -> list[T]:
         """Everything received since the last call (waits for at least one item); raises a subscription's
         failure after the items that arrived before it."""
         while True:
+            if not self._failures:  # (re)arm: the first call, and every call after a failure was reported
+                for sub in self._subs:
+                    sub.ensure_running()
             if self._queue:
                 head = self._queue[0]
                 if isinstance(head, _Failure):
                     raise await self._take_failure(head)
-                for i, entry in enumerate(self._queue):
-                    if isinstance(entry, _Failure):
-                        out, self._queue = self._queue[:i], self._queue[i:]
-                        return out  # type: ignore[return-value]
-                out, self._queue = self._queue, []
-                self._wakeup.clear()
+                if not self._failures:
+                    out, self._queue = self._queue, []
+                    self._wakeup.clear()
+                    return out  # type: ignore[return-value]
+                i = next(i for i, x in enumerate(self._queue) if isinstance(x, _Failure))
+                out, self._queue = self._queue[:i], self._queue[i:]
                 return out  # type: ignore[return-value]
-            for sub in self._subs:  # (re)arm: first call, or the call after a failure was reported
-                sub.ensure_running()
             self._wakeup.clear()
             await self._wakeup.wait()
 
@@ -144,6 +147,7 @@ class Feed(Generic[T]):
             await asyncio.wait(pending, timeout=self._grace_s)
         # every failure queued by now is covered by this report (the consumer reconciles after it)
         self._queue = [x for x in self._queue if not isinstance(x, _Failure)]
+        self._failures = 0
         if not self._queue:
             self._wakeup.clear()
         return head.error

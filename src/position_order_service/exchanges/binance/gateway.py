@@ -145,7 +145,7 @@ class BinanceGateway(CcxtGateway):
         event_time: datetime | None,
     ) -> Position | None:
         known = int(leverage) if leverage else self._leverage.get(market.symbol)
-        return parse.parse_position(info, market, self.user_id, side, known)
+        return parse.parse_position(info, market, self.user_id, side, known, event_time)
 
     def is_net_position(self, info: dict[str, Any]) -> bool:
         return (info.get("ps") or info.get("positionSide")) == "BOTH"

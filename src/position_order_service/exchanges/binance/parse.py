@@ -11,6 +11,7 @@ fraction. Commissions (``n``) are positive when paid.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -261,9 +262,11 @@ def parse_position(
     user_id: str,
     flat_side: str | None = None,
     leverage: int | None = None,
+    event_time: datetime | None = None,
 ) -> Position | None:
     """A position row (REST positionRisk, or an ACCOUNT_UPDATE ``P`` entry). One-way mode (``BOTH``)
-    signs the amount; a flat one-way position takes ``flat_side`` (what ccxt says it was)."""
+    signs the amount; a flat one-way position takes ``flat_side`` (what ccxt says it was). An ACCOUNT_UPDATE
+    entry has no time of its own: ``event_time`` (the event's ``E``) versions it, never our clock."""
     amt = dec(_str(raw, "pa", "positionAmt")) or ZERO
     side = pos_side(_str(raw, "ps", "positionSide")) or side_from_signed(amt)
     if side is None:
@@ -275,7 +278,7 @@ def parse_position(
     lev_int = int(lev) if lev else (leverage or 1)
     mt = str(_str(raw, "mt", "marginType") or "cross").lower()
     margin = MarginMode.ISOLATED if mt == "isolated" else MarginMode.CROSS
-    updated = ms_to_dt(raw.get("updateTime")) or ms_to_dt(raw.get("T")) or utc_now()
+    updated = ms_to_dt(raw.get("updateTime")) or ms_to_dt(raw.get("T")) or event_time or utc_now()
     is_open = size > 0
     return Position(
         user_id=user_id,

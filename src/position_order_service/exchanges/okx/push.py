@@ -6,8 +6,7 @@ decodes with orjson) and is turned into domain objects here without going throug
 - ``orders``: every entry is an Order; an entry with a ``tradeId`` is also a FillReport (that is what
   ccxt's watch_my_trades is built from);
 - ``orders-algo`` (on /business): Orders;
-- ``positions``: Positions (a flat one-way position is reported for the short and the long side, as ccxt
-  does, and the gateway keeps only the side it last saw open);
+- ``positions``: Positions (a flat one-way position closes the side the gateway last saw open, or both);
 - ``tickers`` and ``mark-price`` (public): PriceTicks of the subscribed instrument.
 Each entry goes through the same parser as a REST answer (:mod:`.parse`), so both paths agree by construction
 on the fields; the equivalence tests check the routing against ccxt's own on recorded and generated frames.
@@ -77,20 +76,16 @@ def _orders(gw: OkxGateway, with_fills: bool, message: dict[str, Any]) -> None:
     gw.emit("fills", fills)
 
 
-def _reported_sides(raw: dict[str, Any]) -> list[str | None]:
-    """The side(s) a position entry states, as ccxt reads them: posSide in hedge mode; in net mode the sign
-    of ``pos``, and a flat net position as both sides (short first)."""
+def _reported_side(raw: dict[str, Any]) -> str | None:
+    """The side a position entry states: posSide in hedge mode, the sign of ``pos`` in net mode; None for a
+    flat net position (the gateway closes the side it last saw open, or both)."""
     pos_side = raw.get("posSide")
     if pos_side != "net":
-        return [pos_side if pos_side in ("long", "short") else None]
+        return pos_side if pos_side in ("long", "short") else None
     pos = dec(raw.get("pos"))
-    if pos is None:
-        return [None]
-    if pos > 0:
-        return ["long"]
-    if pos < 0:
-        return ["short"]
-    return ["short", "long"]
+    if not pos:
+        return None
+    return "long" if pos > 0 else "short"
 
 
 def _positions(gw: OkxGateway, message: dict[str, Any]) -> None:
@@ -101,8 +96,7 @@ def _positions(gw: OkxGateway, message: dict[str, Any]) -> None:
         market = gw.market_of(raw.get("instId"))
         if market is None:
             continue
-        for side in _reported_sides(raw):
-            out.extend(gw.positions_of(raw, market, side))
+        out.extend(gw.positions_of(raw, market, _reported_side(raw)))
     gw.emit("positions", out)
 
 
