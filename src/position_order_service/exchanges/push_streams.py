@@ -79,6 +79,7 @@ class Subscription:
                 for feed in self._feeds:
                     feed.fail(exc, self)
                 return
+            await asyncio.sleep(0)  # never spin, whatever ccxt hands back
 
     async def close(self) -> None:
         self._closed = True
