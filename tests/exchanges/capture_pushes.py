@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -69,12 +70,13 @@ async def _drain(watch: Callable[[], Awaitable[Any]]) -> None:
             await watch()
 
 
+_client_ids = itertools.count(1)
+
+
 def _req(symbol: str, side: OrderSide, kind: OrderType, qty: str, **kw: Any) -> OrderRequest:
-    _req.n += 1  # type: ignore[attr-defined]
-    return OrderRequest(symbol, side, kind, Decimal(qty), f"cap{_req.n}", **kw)  # type: ignore[attr-defined]
+    return OrderRequest(symbol, side, kind, Decimal(qty), f"cap{next(_client_ids)}", **kw)
 
 
-_req.n = 0  # type: ignore[attr-defined]
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 
 

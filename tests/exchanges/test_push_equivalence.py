@@ -95,7 +95,7 @@ async def test_a_binance_position_push_is_timed_by_the_exchange_not_our_clock() 
 # One pair of gateways serves every example of a test (connecting them per example would cost a second each);
 # both gateways see the same frames, so whatever state they keep between frames stays the same on both sides.
 SHARED_PAIR = settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -17,7 +17,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from ...domain.models import Position
-from ..ccxt_base import FeedKind, feed_key
+from ..ccxt_venue import FeedKind, feed_key
 from ..common import dec, ms_to_dt
 from ..push_streams import PushHandler, Watch
 

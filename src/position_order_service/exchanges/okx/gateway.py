@@ -20,7 +20,8 @@ from ...domain.enums import Exchange, PositionSide
 from ...domain.market import FillReport, MarketInfo, OrderRequest, PriceTick
 from ...domain.models import Order, Position
 from ..base import GatewayError
-from ..ccxt_base import CcxtGateway, FeedKind
+from ..ccxt_base import CcxtGateway
+from ..ccxt_venue import FeedKind
 from ..push_streams import PushHandler, Watch
 from . import client as okx_client
 from . import parse, push

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...domain.market import FillReport
 from ...domain.models import Order, Position
-from ..ccxt_base import FeedKind, feed_key
+from ..ccxt_venue import FeedKind, feed_key
 from ..common import dec
 from ..push_streams import PushHandler, Watch
 
