@@ -140,16 +140,18 @@ class Recorder:
 
     def order_pushes(self, venue: str) -> list[dict[str, Any]]:
         """Order updates as (client order id, state) dicts, one per data entry, in arrival order."""
-        out: list[dict[str, Any]] = []
-        for m in self.messages:
-            if not isinstance(m, dict):
-                continue
-            if venue == "okx" and m.get("arg", {}).get("channel") == "orders" and "data" in m:
-                out += [{"cid": d["clOrdId"], "state": d["state"], "raw": d} for d in m["data"]]
-            elif venue == "binance" and m.get("e") == "ORDER_TRADE_UPDATE":
-                o = m["o"]
-                out.append({"cid": o["c"], "state": o["X"], "raw": m})
-        return out
+        return [p for m in self.messages for p in self.order_pushes_of(m, venue)]
+
+    @staticmethod
+    def order_pushes_of(m: Any, venue: str) -> list[dict[str, Any]]:
+        if not isinstance(m, dict):
+            return []
+        if venue == "okx" and m.get("arg", {}).get("channel") == "orders" and "data" in m:
+            return [{"cid": d["clOrdId"], "state": d["state"], "raw": d} for d in m["data"]]
+        if venue == "binance" and m.get("e") == "ORDER_TRADE_UPDATE":
+            o = m["o"]
+            return [{"cid": o["c"], "state": o["X"], "raw": m}]
+        return []
 
 
 async def wait_until(check: Callable[[], bool], timeout: float = WAIT, what: str = "condition") -> None:

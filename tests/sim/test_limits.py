@@ -170,3 +170,25 @@ def test_sim_command_turns_limits_off_with_no_limits() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+async def test_okx_request_limit_raw_frames_and_upgrade_status() -> None:
+    server = await SimServer("okx").start()
+    try:
+        await _limits(server, {"okx_ws_requests_per_conn_per_hour": 2, "okx_ws_connects_per_s": 1})
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(server.url + "/ws/v5/public") as ws:
+                for inst in ("BTC-USDT-SWAP", "ETH-USDT-SWAP", "BTC-USDT-SWAP", "ETH-USDT-SWAP"):
+                    await ws.send_json({"op": "subscribe", "args": [{"channel": "tickers", "instId": inst}]})
+                frames = [msg.json() async for msg in ws if msg.type is aiohttp.WSMsgType.TEXT]
+                assert [f.get("event") for f in frames] == ["subscribe", "subscribe", "error"]
+                assert frames[-1]["code"] == "60014" and frames[-1]["msg"] == "Requests too frequent."
+                assert ws.closed
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:  # a second attempt within 1 s
+                await http.ws_connect(server.url + "/ws/v5/public")
+            assert refused.value.status == 429
+        limits = await _limits(server)
+        assert limits["closed_for_requests"] == {"okx": 1}  # the 4th request is ignored, not counted again
+        assert limits["refused_connections"] == {"okx": 1}
+    finally:
+        await server.stop()

@@ -72,7 +72,7 @@ async def test_watch_mark_price_sees_the_engine_mark_and_its_changes(sim: SimSer
         assert time.monotonic() - changed_at < 3, "the new mark never came"
         await asyncio.wait_for(client.watch_mark_price(SYMBOL), 3)
     arrived = rec.times[[_mark_of(sim, m) for m in rec.messages].index("60011.5")]
-    assert arrived - changed_at < 0.5  # pushed on change, not on the next interval
+    assert arrived - changed_at < 0.8  # pushed on change (OKX's idle interval is 10 s)
 
 
 async def test_an_unchanged_mark_is_pushed_on_an_interval(

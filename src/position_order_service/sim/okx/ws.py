@@ -175,6 +175,7 @@ class Conn:
     overflowed: bool = False
     shaper: PushShaper[tuple[Sub, dict[str, Any]]] | None = None
     budget: RequestBudget | None = None
+    closing: bool = False  # closed for too many requests: what the client still sends is ignored
 
     def _put(self, item: _Item) -> None:
         try:
@@ -189,6 +190,7 @@ class Conn:
         self._put(text)
 
     def close_after_queued(self) -> None:
+        self.closing = True
         self._put(None)
 
     def push(self, payload: dict[str, Any], sub: Sub | None = None) -> None:
@@ -448,6 +450,8 @@ class Hub:
     # ------------------------------------------------------------------ client messages
 
     def handle_text(self, conn: Conn, text: str) -> None:
+        if conn.closing:
+            return
         if text == "ping":
             conn.push_text("pong")
             return
