@@ -4,10 +4,14 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8020
 
-.PHONY: venv run test lint typecheck unit bench clean
+.PHONY: venv test-tools run test lint typecheck unit bench clean
 
 venv:
 	@PYTHON="$(PYTHON)" ./scripts/bootstrap.sh
+
+# Debian's chromium and prometheus (promtool) for the browser and monitoring tests, when missing
+test-tools:
+	@./scripts/bootstrap.sh --test-tools
 
 run: venv
 	$(BIN)/position-order-service serve --host $(HOST) --port $(PORT)
@@ -19,7 +23,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy --strict src
 
-unit: venv
+unit: venv test-tools
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck unit

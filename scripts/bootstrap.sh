@@ -4,6 +4,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
+
+# `bootstrap.sh --test-tools` (make test): the Debian programs the browser and monitoring tests drive, installed
+# when missing: chromium (headless, for Playwright) and prometheus (the server and promtool). Needs root or
+# password-less sudo; without them the tests say what is missing (skipped outside CI, failed in CI).
+if [ "${1:-}" = "--test-tools" ]; then
+  missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
+  [ ${#missing[@]} -eq 0 ] && exit 0
+  if [ "$(id -u)" = 0 ]; then sudo=(); elif sudo -n true 2>/dev/null; then sudo=(sudo -n); else
+    echo ">> ${missing[*]} not installed and no root: the browser/Prometheus tests will be skipped" >&2
+    exit 0
+  fi
+  echo ">> installing Debian packages for the browser and Prometheus tests: ${missing[*]}" >&2
+  if ! { "${sudo[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq \
+      "${missing[@]}" >/dev/null; }; then
+    echo ">> could not install ${missing[*]}: the browser/Prometheus tests will say so" >&2
+  fi
+  exit 0
+fi
 STAMP="$VENV/.bootstrap-stamp"
 
 works() { # prints the interpreter's absolute path if it really runs and is >= 3.11

@@ -219,6 +219,7 @@ class AppContext:
                 metrics.active_rules: lambda: len(rules.rules),
             }
         )
+        metrics.account_streams.set_source(tracking.health)
         if s.history:
             db = self._parts["history"] = await HistoryDB.open(s.database_url or None)
             writer = self._parts["history_writer"] = HistoryWriter(
@@ -252,6 +253,7 @@ class AppContext:
         await self.active_users.rescan_users()
 
     async def stop(self) -> None:
+        metrics.account_streams.set_source(None)
         if self._lag_task is not None:
             self._lag_task.cancel()
         if "history_writer" in self._parts:
@@ -341,6 +343,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await ctx.stop()
 
     from .api.commands import router as commands_router
+    from .api.dashboard import router as dashboard_router
     from .api.errors import install_error_handlers
     from .api.feed import router as feed_router
     from .api.health import router as health_router
@@ -358,6 +361,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    metrics.instrument(app)
     install_error_handlers(app)
     for router in (
         health_router,
@@ -368,6 +372,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         feed_router,
         history_router,
         legacy_router,
+        dashboard_router,
     ):
         app.include_router(router)
+    from .dashboard import install as install_dashboard
+
+    install_dashboard(app)
     return app

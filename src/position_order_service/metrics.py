@@ -1,15 +1,42 @@
-"""Prometheus metrics (GET /metrics). One set per process; the app sets the gauges' sources at start."""
+"""Prometheus metrics (GET /metrics). One set per process; the app sets the gauges' sources at start.
+
+Names are a contract with deploy/prometheus/alerts.yml and deploy/grafana/position-order-service.json (the
+tests check that every expression there names a metric served here). Besides the service's own metrics the
+registry carries the standard process_* / python_* collectors and the HTTP request metrics of
+prometheus-fastapi-instrumentator (http_requests_total, http_request_duration_seconds by route).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator import metrics as http_metrics
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# the standard process_*, python_info and python_gc_* series (the same collectors prometheus_client registers
+# on its default registry)
+for _standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    REGISTRY.register(_standard)
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # the migration guide's three
@@ -40,9 +67,11 @@ reconnects = Counter("stream_reconnects_total", "Exchange stream reconnects", ["
 corrections = Counter(
     "reconciliation_corrections_total", "Changes found by REST snapshots", ["exchange"], registry=REGISTRY
 )
+# buckets above 0.1 s: without them a p99 over the 100 ms target reads as exactly 0.1 and the alert on it
+# (deploy/prometheus/alerts.yml, TickToOrderSlow) could never fire
 tick_to_trigger = Histogram(
     "trailing_tick_to_order_seconds", "Price tick seen -> trailing stop's close order sent", registry=REGISTRY,
-    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )  # fmt: skip
 tracked_users = Gauge("tracked_users", "Users tracked (user x exchange streams)", registry=REGISTRY)
 active_stops = Gauge("active_trailing_stops", "Live trailing stops held by this instance", registry=REGISTRY)
@@ -52,6 +81,135 @@ active_rules = Gauge(
 consumer_lag = Gauge(
     "stream_consumer_lag", "Events the history writer has not applied yet", registry=REGISTRY
 )
+fill_to_event = Histogram(
+    "fill_to_event_seconds", "Exchange fill time -> its event written (includes the exchange's delivery)",
+    registry=REGISTRY, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)  # fmt: skip
+trailing_stop_outcomes = Counter(
+    "trailing_stop_outcomes_total",
+    "Trailing stops finished, by outcome (executed|failed|cancelled)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+rule_outcomes = Counter(
+    "rule_outcomes_total", "Conditional rules finished, by outcome (executed|failed)", ["outcome"],
+    registry=REGISTRY,
+)  # fmt: skip
+task_failures = Counter(
+    "task_failures_total", "Background task failures (restarted by the supervisor)", ["task"], registry=REGISTRY
+)  # fmt: skip
+redis_up = Gauge(
+    "redis_up", "1 when the service's Redis answered a PING at the last scrape of /metrics, else 0",
+    registry=REGISTRY,
+)  # fmt: skip
+
+# outcome series exist from the start at 0: an alert on increase() then sees the first failure too
+_OUTCOMES: dict[str, Any] = {}
+for _outcome in ("executed", "failed", "cancelled"):
+    _OUTCOMES[f"trailing_stop.{_outcome}"] = trailing_stop_outcomes.labels(outcome=_outcome)
+for _outcome in ("executed", "failed"):
+    _OUTCOMES[f"conditional.{_outcome}"] = rule_outcomes.labels(outcome=_outcome)
+
+
+def count_outcome(event_type: str) -> None:
+    """Count a stop's or rule's final transition, by the event type it was saved with."""
+    child = _OUTCOMES.get(event_type)
+    if child is not None:
+        child.inc()
+
+
+def observe_since(histogram: Histogram, since: datetime) -> None:
+    """Observe the seconds from `since` (an exchange's time) to now; never negative (clock skew)."""
+    histogram.observe(max(0.0, (datetime.now(UTC) - since).total_seconds()))
+
+
+class AccountStreams(Collector):
+    """`accounts_tracked{exchange}` and `account_stream_down_seconds{exchange}` from the trackers' health.
+
+    The source is a callable returning one mapping per tracked account with `user_id`, `exchange` and
+    `healthy` (TrackingService.health()). An account's outage is timed from the first time it is seen
+    unhealthy (each scrape and each dashboard read samples it) until it is seen healthy again, so the figure
+    is a lower bound, short by at most one sampling interval. The gauge is the longest current outage of any
+    account on the exchange, 0 when all are connected.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._source: Callable[[], Iterable[Mapping[str, Any]]] | None = None
+        self._down_since: dict[tuple[str, str], float] = {}
+
+    def set_source(self, source: Callable[[], Iterable[Mapping[str, Any]]] | None) -> None:
+        self._source = source
+        self._down_since.clear()
+
+    def sample(self) -> dict[tuple[str, str], float]:
+        """Seconds each tracked account's stream has been down (0 = connected), keyed by (user, exchange)."""
+        if self._source is None:
+            return {}
+        now = self._clock()
+        out: dict[tuple[str, str], float] = {}
+        for h in self._source():
+            key = (str(h["user_id"]), str(h["exchange"]))
+            if h.get("healthy"):
+                self._down_since.pop(key, None)
+                out[key] = 0.0
+            else:
+                out[key] = now - self._down_since.setdefault(key, now)
+        for gone in self._down_since.keys() - out.keys():
+            del self._down_since[gone]
+        return out
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families({})
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families(self.sample())
+
+    @staticmethod
+    def _families(accounts: dict[tuple[str, str], float]) -> Iterator[Metric]:
+        tracked = GaugeMetricFamily(
+            "accounts_tracked", "Accounts (user x exchange) tracked", labels=["exchange"]
+        )
+        down = GaugeMetricFamily(
+            "account_stream_down_seconds",
+            "Longest current outage of any tracked account's private stream on the exchange (0 = all up)",
+            labels=["exchange"],
+        )
+        per_exchange: dict[str, list[float]] = {}
+        for (_, exchange), seconds in accounts.items():
+            per_exchange.setdefault(exchange, []).append(seconds)
+        for exchange, outages in sorted(per_exchange.items()):
+            tracked.add_metric([exchange], len(outages))
+            down.add_metric([exchange], max(outages))
+        yield tracked
+        yield down
+
+
+account_streams = AccountStreams()
+REGISTRY.register(account_streams)
+
+# HTTP request metrics by route (templated path): http_requests_total{method,status,handler} and
+# http_request_duration_seconds{method,handler}, built once per process (the library would otherwise register
+# them again, and silently drop them, for each app a process builds). Only these two: the library's default
+# set also keeps request/response size summaries and a second latency histogram, each paid on every request.
+_HTTP_METRICS = [
+    m
+    for m in (
+        http_metrics.requests(registry=REGISTRY),
+        http_metrics.latency(
+            registry=REGISTRY, buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+        ),
+    )
+    if m is not None
+]
+
+
+def instrument(app: FastAPI) -> None:
+    """Count and time every HTTP request of `app` (not /metrics itself) on this registry."""
+    instrumentator = Instrumentator(registry=REGISTRY, excluded_handlers=["/metrics"])
+    for m in _HTTP_METRICS:
+        instrumentator.add(m)
+    instrumentator.instrument(app)
 
 
 def set_gauge_sources(sources: dict[Gauge, Callable[[], float]]) -> None:

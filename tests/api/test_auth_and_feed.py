@@ -139,9 +139,10 @@ def test_live_feed_replays_from_a_seq_and_streams_new_events(
                 prices.append(Decimal(msg["event"].get("price") or 0))
             assert Decimal(49000) in prices
             assert seqs == list(range(last_seq + 1, last_seq + 1 + len(seqs)))  # no gap, nothing repeated
+        # accepted, then closed with 4401 (a refusal in the handshake would be an HTTP 403 to a browser)
         with (
             pytest.raises(WebSocketDisconnect) as closed,
-            client.websocket_connect("/api/v1/ws?token=nope-nope-nope"),
+            client.websocket_connect("/api/v1/ws?token=nope-nope-nope") as refused,
         ):
-            pass
-        assert closed.value.code == 4401
+            refused.receive_json()
+        assert closed.value.code == 4401 and closed.value.reason == "invalid token"

@@ -1,14 +1,41 @@
 """A live feed for clients: WebSocket /api/v1/ws.
 
+Authentication (only when API_TOKENS is set; without it every connection is admin, as the HTTP API is).
+A client presents its bearer token in one of four ways, checked in this order:
+  1. the `Authorization: Bearer <token>` header of the handshake (bots, server-side clients);
+  2. the `Sec-WebSocket-Protocol` header: the client offers the two protocols `["bearer", "<token>"]` and the
+     server selects `bearer` (browsers cannot set headers on a WebSocket; the token never enters a URL);
+  3. `?token=<token>` in the URL (old clients only: URLs end up in logs and histories);
+  4. none of these: the first message, `{"op": "auth", "token": "<token>"}`, within AUTH_TIMEOUT_S (5 s) of
+     the accept, answered with `{"type": "authenticated"}`.
+The server always accepts the handshake first (and selects `bearer` whenever it is offered), so a refusal
+arrives as a WebSocket close code with a reason, never as an HTTP status a browser cannot read:
+
+  close code  reason                                   when
+  4401        "invalid token"                          a token was presented (any way) and is not configured
+  4401        "no token: ..."                          nothing presented and no auth message in time, or the
+                                                       first message was not {"op": "auth", "token": ...}
+A token that may not read a user (API_TOKENS grants it other users) keeps its connection: that subscribe is
+answered with {"type": "error", "message": "this token may not read user 'bob'"}. An auth message in an
+authenticated session is answered with {"type": "error", "message": "already authenticated"} (no switching
+tokens mid-session). The HTTP routes answer the same cases with 401 and `WWW-Authenticate: Bearer` (missing or
+wrong token) and 403 (a token that may not act for the user).
+
 Client -> server (JSON):
+  {"op": "auth", "token": "..."}                          see above
   {"op": "subscribe", "user_id": "u1", "from_seq": 42}    user events (positions, orders, stops, rules, fills),
                                                           replayed from seq 42 (omit: only new ones)
+  {"op": "subscribe", "user_id": "u1", "tail": 100}       the last 100 events (at most 1000), then new ones
   {"op": "subscribe_prices", "exchange": "okx", "symbol": "BTC-USDT-SWAP"}
+  {"op": "subscribe_accounts"}                            the overview of GET /api/v1/accounts and /service,
+                                                          pushed now and every ACCOUNTS_PUSH_INTERVAL_S (2 s)
+  {"op": "unsubscribe_accounts"}
   {"op": "unsubscribe", "user_id": "u1"}
 Server -> client: {"type": "event", "user_id", "seq", "event": {...}}, {"type": "price", "event": {...}},
-  {"type": "subscribed", ...}, {"type": "error", "message"}.
+  {"type": "accounts", "accounts": [...], "service": {...}}, {"type": "subscribed", ...},
+  {"type": "authenticated"}, {"type": "error", "message"}.
 User events are read from the user's stream, not Pub/Sub, so a client that reconnects resumes from its last seq
-with nothing lost. Auth: `Authorization: Bearer <token>` or `?token=` (tokens may act only for their users).
+with nothing lost.
 """
 
 from __future__ import annotations
@@ -21,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from .auth import Caller, caller_from
+from .auth import ADMIN, Caller, TokenGrant, caller_for_token
 
 if TYPE_CHECKING:
     from ..app import AppContext
@@ -41,6 +68,7 @@ class _Session:
         self.wake = asyncio.Event()
         self.pubsub: Any = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.accounts_task: asyncio.Task[None] | None = None
 
     async def send(self, data: dict[str, Any]) -> None:
         async with self.send_lock:
@@ -56,10 +84,14 @@ class _Session:
             if not self.caller.may_act_for(user_id):
                 await self.send({"type": "error", "message": f"this token may not read user {user_id!r}"})
                 return
-            from_seq = msg.get("from_seq")
+            from_seq, tail = msg.get("from_seq"), msg.get("tail")
             key = self.ctx.store.keys.event_stream(user_id)
             if isinstance(from_seq, int) and from_seq >= 1:
                 cursor = f"{from_seq - 1}-1" if from_seq > 1 else "0-0"
+            elif isinstance(tail, int) and 1 <= tail <= MAX_TAIL:
+                recent: Any = await self.ctx.redis.xrevrange(key, count=tail)
+                oldest = int(recent[-1][0].decode().partition("-")[0]) if recent else 0
+                cursor = f"{oldest - 1}-1" if oldest > 1 else "0-0"  # (an empty stream: from its start)
             else:
                 last: Any = await self.ctx.redis.xrevrange(key, count=1)
                 cursor = last[0][0].decode() if last else "0-0"
@@ -84,8 +116,35 @@ class _Session:
             else:
                 await self.pubsub.subscribe(self.ctx.store.channels.prices(exchange, symbol))
             await self.send({"type": "subscribed", "exchange": exchange, "symbol": symbol})
+        elif op == "subscribe_accounts":
+            if self.accounts_task is None:
+                self.accounts_task = asyncio.create_task(self._accounts())
+                self.tasks.append(self.accounts_task)
+            await self.send({"type": "subscribed", "accounts": True})
+        elif op == "unsubscribe_accounts":
+            if self.accounts_task is not None:
+                self.accounts_task.cancel()
+                self.accounts_task = None
+            await self.send({"type": "unsubscribed", "accounts": True})
         else:
             await self.send({"type": "error", "message": f"unknown op {op!r}"})
+
+    async def _accounts(self) -> None:
+        """Push the overview (accounts the caller may read, service figures) now and then every few seconds:
+        stream health has no event of its own."""
+        from .dashboard import accounts_of, service_figures
+
+        while True:
+            accounts = await accounts_of(self.ctx, self.caller)
+            figures = await service_figures(self.ctx)
+            await self.send(
+                {
+                    "type": "accounts",
+                    "accounts": [a.model_dump(mode="json") for a in accounts],
+                    "service": figures.model_dump(mode="json"),
+                }
+            )
+            await asyncio.sleep(ACCOUNTS_PUSH_INTERVAL_S)
 
     async def _prices(self) -> None:
         while True:
@@ -117,31 +176,34 @@ class _Session:
                     )
 
 
+BEARER = "bearer"  # the subprotocol a client offers next to its token
+MAX_TAIL = 1000  # subscribe's "tail": at most this many recent events replayed
+ACCOUNTS_PUSH_INTERVAL_S = 2.0
+AUTH_TIMEOUT_S = 5.0  # how long an unauthenticated connection may wait before its auth message
+CLOSE_UNAUTHENTICATED = 4401  # 401 in the 4000-4999 range applications may use
+
+
 @router.websocket("/api/v1/ws")
 async def feed(ws: WebSocket) -> None:
     ctx: AppContext = ws.app.state.ctx
-    try:
-        token = ws.query_params.get("token")
-        headers = dict(ws.headers)
-        if token and "authorization" not in headers:
-            headers["authorization"] = f"Bearer {token}"
-        caller = caller_from(_HeaderView(headers), ctx.token_grants)  # type: ignore[arg-type]
-    except Exception:
-        await ws.close(code=4401, reason="unauthorized")
+    offered: list[str] = list(ws.scope.get("subprotocols") or [])
+    await ws.accept(subprotocol=BEARER if BEARER in offered else None)
+    caller = await _authenticate(ws, ctx.token_grants, offered)
+    if caller is None:
         return
-    await ws.accept()
     session = _Session(ws, ctx, caller)
     session.tasks.append(asyncio.create_task(session.pump()))
     try:
         while True:
-            raw = await ws.receive_text()
-            try:
-                msg = orjson.loads(raw)
-            except orjson.JSONDecodeError:
+            msg = await _receive_object(ws)
+            if msg is None:
                 await session.send({"type": "error", "message": "messages must be JSON objects"})
                 continue
-            if not isinstance(msg, dict):
-                await session.send({"type": "error", "message": "messages must be JSON objects"})
+            if msg.get("op") == "auth":
+                if ctx.token_grants:
+                    await session.send({"type": "error", "message": "already authenticated"})
+                else:
+                    await session.send({"type": "authenticated"})
                 continue
             await session.handle(msg)
     except WebSocketDisconnect:
@@ -157,8 +219,61 @@ async def feed(ws: WebSocket) -> None:
                 await session.pubsub.aclose()
 
 
-class _HeaderView:
-    """Just enough of a Request for caller_from: `.headers.get`."""
+def _handshake_token(ws: WebSocket, offered: list[str]) -> str | None:
+    """The token presented with the handshake (header, subprotocol or query), "" for a malformed header,
+    None when none was presented."""
+    header = ws.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        return token.strip() if scheme.lower() == BEARER else ""
+    if BEARER in offered:
+        others = [p for p in offered if p != BEARER]
+        return others[0] if others else ""
+    return ws.query_params.get("token")
 
-    def __init__(self, headers: dict[str, str]) -> None:
-        self.headers = headers
+
+async def _authenticate(ws: WebSocket, grants: list[TokenGrant], offered: list[str]) -> Caller | None:
+    """The caller of an accepted connection, or None once the connection has been closed with 4401."""
+    presented = _handshake_token(ws, offered)
+    if not grants:
+        return ADMIN
+    by_message = presented is None
+    if presented is None:
+        try:
+            async with asyncio.timeout(AUTH_TIMEOUT_S):
+                msg = await _receive_object(ws)
+        except TimeoutError:
+            await _refuse(ws, f"no token: send {{op: auth, token}} within {AUTH_TIMEOUT_S:g} s")
+            return None
+        except WebSocketDisconnect:
+            return None
+        token = msg.get("token") if msg is not None and msg.get("op") == "auth" else None
+        if not isinstance(token, str):
+            await _refuse(ws, "no token: the first message must be {op: auth, token}")
+            return None
+        presented = token
+    caller = caller_for_token(presented, grants) if presented else None
+    if caller is None:
+        await _refuse(ws, "invalid token")
+        return None
+    if by_message:
+        await ws.send_text('{"type":"authenticated"}')
+    return caller
+
+
+async def _refuse(ws: WebSocket, reason: str) -> None:
+    with contextlib.suppress(Exception):  # the client may already be gone
+        await ws.close(code=CLOSE_UNAUTHENTICATED, reason=reason)
+
+
+async def _receive_object(ws: WebSocket) -> dict[str, Any] | None:
+    """The next message as a JSON object; None for anything else. Raises WebSocketDisconnect."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    raw = message.get("text") if message.get("text") is not None else message.get("bytes")
+    try:
+        msg = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        return None
+    return msg if isinstance(msg, dict) else None

@@ -26,7 +26,10 @@ async def status(request: Request) -> dict[str, Any]:
 
 
 @router.get("/metrics", tags=["service"], summary="Prometheus metrics")
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(request: Request) -> Response:
     from .. import metrics
+    from ..store.connection import reachable
 
+    ctx: AppContext = request.app.state.ctx
+    metrics.redis_up.set(1 if await reachable(ctx.redis) else 0)  # a scrape is the probe
     return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

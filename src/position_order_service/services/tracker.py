@@ -442,6 +442,7 @@ class UserTracker:
             )
             if seq:
                 self.health.updates_applied += 1
+                metrics.observe_since(metrics.fill_to_event, f.timestamp)
 
     # -- prices and symbols -----------------------------------------------------------------------------
     def symbols_in_play(self) -> set[str]:

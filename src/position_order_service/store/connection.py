@@ -8,6 +8,7 @@ instead, but pays an asyncio timeout on every command. A plain pool with a high 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import hiredis
@@ -36,3 +37,12 @@ def make_redis(url: str, max_connections: int = DEFAULT_MAX_CONNECTIONS, **kwarg
         pool_kwargs["connection_class"] = HiredisPackedConnection
     pool = ConnectionPool.from_url(url, **pool_kwargs)
     return Redis(connection_pool=pool)
+
+
+async def reachable(redis: Redis, within_s: float = 1.0) -> bool:
+    """True when Redis answers a PING within `within_s` (health figures; never raises)."""
+    try:
+        async with asyncio.timeout(within_s):
+            return bool(await redis.ping())
+    except Exception:  # unreachable, timed out, refused: all mean "no"
+        return False

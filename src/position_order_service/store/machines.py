@@ -11,6 +11,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from .. import metrics
 from ..domain.events import envelope
 from ..domain.rules import ConditionalRule
 from ..domain.rules import event_fields as rule_fields
@@ -73,6 +74,8 @@ class TrailingStopRepository:
             event_type or "",
             event,
         )
+        if done and event_type:
+            metrics.count_outcome(event_type)  # executed | failed | cancelled
         return done
 
     async def raise_extremes(self, moves: Sequence[TrailingStop]) -> int:
@@ -163,6 +166,8 @@ class RuleRepository:
             event_type or "",
             event,
         )
+        if done and event_type:
+            metrics.count_outcome(event_type)  # executed | failed
         return done
 
     async def get(self, user_id: str, rule_id: str) -> ConditionalRule | None:

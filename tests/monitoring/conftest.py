@@ -1,0 +1,3 @@
+from ..api.conftest import api
+
+__all__ = ["api"]
