@@ -14,8 +14,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptography.fernet import Fernet
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from redis.asyncio import Redis
 
 from . import __version__, metrics
@@ -27,7 +27,7 @@ from .integrations.context import CommandServices
 from .integrations.grid import GRIDAdapter
 from .integrations.hyperrsi import HYPERRSIAdapter
 from .services.active_users import ActiveUserManager
-from .services.credentials import CredentialStore, fernet_from_setting
+from .services.credentials import CredentialCipher, CredentialStore, credential_cipher
 from .services.gateway_pool import GatewayPool
 from .services.orders import OrderManager
 from .services.positions import PositionManager
@@ -122,19 +122,29 @@ class AppContext:
     async def start(self) -> None:
         s = self.settings
         if s.uses_embedded_redis:
-            self.embedded_redis = start_embedded(s.embedded_redis_port, s.embedded_redis)
+            # started from the loop's own thread: the kernel's parent-death signal (PR_SET_PDEATHSIG) follows
+            # the thread that forked redis-server, and a pool thread may end before the process does
+            self.embedded_redis = start_embedded(s.embedded_redis_port, s.embedded_redis, s.data_dir)
             url = self.embedded_redis.url
-            log.info("embedded %s listening at %s", self.embedded_redis.kind, url)
+            if self.embedded_redis.persistent:
+                log.info(
+                    "embedded %s listening at %s, persisting to %s (append-only file, fsync every second)",
+                    self.embedded_redis.kind,
+                    url,
+                    s.data_dir,
+                )
+            else:
+                log.info("embedded %s listening at %s (keeps nothing)", self.embedded_redis.kind, url)
         else:
             url = s.redis_dsn()
         self._redis = make_redis(url, health_check_interval=30)
         await self._redis.ping()
         store = self._parts["store"] = Store.create(
-            self._redis, prefix=s.key_prefix, dual_write=s.dual_schema_write
+            self._redis, prefix=s.key_prefix, dual_write=s.dual_schema_write, retention=s.stream_retention
         )
 
         self._parts["credentials"] = CredentialStore(
-            self._redis, store.keys, self._fernet(), allow_legacy_plaintext=s.allow_legacy_plaintext_keys
+            self._redis, store.keys, self._cipher(), allow_legacy_plaintext=s.allow_legacy_plaintext_keys
         )
         if s.runs_simulator:
             self.simulator = await _start_sim("okx", s.sim_port)
@@ -221,7 +231,10 @@ class AppContext:
         )
         metrics.account_streams.set_source(tracking.health)
         if s.history:
-            db = self._parts["history"] = await HistoryDB.open(s.database_url or None)
+            from .preflight import mask_url
+
+            log.info("history database: %s", mask_url(s.history_url()))
+            db = self._parts["history"] = await HistoryDB.open(s.history_url())
             writer = self._parts["history_writer"] = HistoryWriter(
                 self._redis, store.keys, db, track_active_users=True, discover_interval_s=5
             )
@@ -236,15 +249,8 @@ class AppContext:
                 metrics.consumer_lag.set(sum((await writer.lag()).values()))
             await asyncio.sleep(5)
 
-    def _fernet(self) -> Fernet:
-        key = self.settings.credentials_key.get_secret_value()
-        if key:
-            return fernet_from_setting(key)
-        log.warning(
-            "CREDENTIALS_KEY is not set: credentials stored now are encrypted with a key that dies with this "
-            "process; set CREDENTIALS_KEY to keep them across restarts"
-        )
-        return Fernet(Fernet.generate_key())
+    def _cipher(self) -> CredentialCipher:
+        return credential_cipher(self.settings.credentials_key.get_secret_value(), self.settings.data_dir)
 
     async def on_credentials_changed(self, user_id: str, exchange: str) -> None:
         """New or removed credentials: rebuild the user's gateway and tracker if they are tracked."""
@@ -286,6 +292,38 @@ class AppContext:
             self.embedded_redis.stop()
             self.embedded_redis = None
         self._parts.clear()
+
+    async def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
+        """Readiness (GET /ready): Redis answers, the history writer runs, and every stream this instance
+        tracks is connected. Users who cannot be tracked at all (no credentials) are listed, not counted
+        against the instance: they are their operator's to fix, and restarting this one would not help."""
+        checks: dict[str, dict[str, Any]] = {}
+        try:
+            async with asyncio.timeout(2):
+                await self.redis.ping()
+            checks["redis"] = {"ok": True}
+        except Exception as exc:  # the probe reports, it never fails
+            checks["redis"] = {"ok": False, "detail": f"unreachable: {type(exc).__name__}"}
+        if not self.settings.history:
+            checks["history_writer"] = {"ok": True, "detail": "history is off (HISTORY=false)"}
+        else:
+            task = self._history_task
+            alive = task is not None and not task.done()
+            checks["history_writer"] = {"ok": alive} if alive else {"ok": False, "detail": "not running"}
+        health = self.tracking.health() if "tracking" in self._parts else []
+        down = [
+            f"{h['user_id']}/{h['exchange']}: {h['state']}"
+            for h in health
+            if h["state"] not in ("healthy", "error")
+        ]
+        untrackable = [f"{h['user_id']}/{h['exchange']}" for h in health if h["state"] == "error"]
+        streams: dict[str, Any] = {"ok": not down, "connected": sum(1 for h in health if h.get("healthy"))}
+        if down:
+            streams["detail"] = "not connected: " + ", ".join(down)
+        if untrackable:
+            streams["untrackable"] = untrackable
+        checks["streams"] = streams
+        return all(c["ok"] for c in checks.values()), checks
 
     async def status(self) -> dict[str, Any]:
         redis_ok = True
@@ -353,7 +391,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from .api.users import router as users_router
     from .integrations.legacy_api import router as legacy_router
 
-    app = FastAPI(
+    # /docs and /redoc from assets shipped in a package (fastapi-offline), not a CDN: they work offline
+    app = FastAPIOffline(
         title="position-order-service",
         version=__version__,
         description="Real-time positions and orders of many users on OKX and Binance USD-M, with events, "

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from typing import Any
+
+import uvicorn
 
 
 def _add_serve_args(p: argparse.ArgumentParser) -> None:
@@ -19,14 +23,17 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def serve(host: str, port: int, reload: bool) -> int:
     import logging
 
-    import uvicorn
-
-    from .config import Settings
     from .logging_setup import configure_logging
+    from .preflight import ConfigError, preflight
 
+    try:
+        settings = preflight()
+    except ConfigError as exc:
+        print(exc.line(), file=sys.stderr)
+        return 2
     configure_logging()
     log = logging.getLogger("position_order_service")
-    if not Settings().api_tokens.get_secret_value():
+    if not settings.api_tokens.get_secret_value():
         if host not in LOOPBACK:
             print(
                 f"refusing to serve on {host} without API_TOKENS: anyone who can reach it could trade. "
@@ -36,12 +43,37 @@ def serve(host: str, port: int, reload: bool) -> int:
             return 2
         log.warning("no API_TOKENS configured: serving on loopback %s only, without authentication", host)
     if reload:
-        uvicorn.run("position_order_service.app:create_app", factory=True, host=host, port=port, reload=True)
+        # the reloader's worker is a new process: it configures logging itself (reload_app), through the same
+        # scrubbing handler; uvicorn's own log config (which prints query strings) stays off
+        uvicorn.run(
+            "position_order_service.cli:reload_app", factory=True, host=host, port=port, reload=True,
+            log_config=None,
+        )  # fmt: skip
     else:
         from .app import create_app
 
-        uvicorn.run(create_app(), host=host, port=port, log_config=None)
+        _CleanStopServer(uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)).run()
     return 0
+
+
+def reload_app() -> Any:
+    """The app factory of `--reload`'s worker process."""
+    from .app import create_app
+    from .logging_setup import configure_logging
+
+    configure_logging()
+    return create_app()
+
+
+class _CleanStopServer(uvicorn.Server):
+    """uvicorn re-raises the SIGTERM/SIGINT it handled once the server has stopped, so the process dies by the
+    signal (SIGINT: a KeyboardInterrupt traceback). A stop that completed its shutdown is a clean exit: 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,10 +6,14 @@ exchange simulator, SQLite history. Real Redis, PostgreSQL and exchanges are con
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from .store.retention import StreamRetention
 
 
 class Settings(BaseSettings):
@@ -24,6 +28,15 @@ class Settings(BaseSettings):
     embedded_redis_port: int = Field(6399, ge=0, le=65535, description="0 = any free port")
     embedded_redis: Literal["auto", "redis-server", "fakeredis"] = "auto"
     key_prefix: str = Field("", description="prefix of every Redis key and channel (tests, shared servers)")
+    data_dir: Path = Field(
+        Path("./var"),
+        description="where the service keeps its files: the embedded Redis' append-only file, the generated "
+        "credentials key, the SQLite history",
+    )
+    event_stream_retention: str = Field(
+        "10000",
+        description="how much of each user's event stream is kept: a count (10000) or an age (6h, 2d, 30m)",
+    )
 
     # -- exchanges --------------------------------------------------------------------------------------
     okx_base_url: str = Field("", description="empty = the real OKX; e.g. http://127.0.0.1:8090 for the sim")
@@ -80,7 +93,7 @@ class Settings(BaseSettings):
     # -- history ---------------------------------------------------------------------------------------
     database_url: str = Field(
         "",
-        description="SQL history: empty = SQLite file ./var/history.sqlite3; postgresql://... for PostgreSQL",
+        description="SQL history: empty = SQLite file DATA_DIR/history.sqlite3; postgresql://... for PostgreSQL",
     )
     history: bool = Field(True, description="write the durable history of orders, fills and positions")
 
@@ -98,6 +111,36 @@ class Settings(BaseSettings):
     @classmethod
     def _strip(cls, v: str) -> str:
         return v.strip()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, v: str) -> str:
+        v = v.strip()
+        scheme = v.partition("://")[0].lower() if "://" in v else ""
+        if v and not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+            raise ValueError(
+                "only sqlite (sqlite+aiosqlite:///path/history.sqlite3) and postgresql "
+                "(postgresql://user:password@host/db) URLs are accepted"
+            )
+        return v
+
+    @field_validator("event_stream_retention")
+    @classmethod
+    def _retention(cls, v: str) -> str:
+        from .store.retention import StreamRetention
+
+        StreamRetention.parse(v)  # raises ValueError naming what is wrong
+        return v.strip()
+
+    @property
+    def stream_retention(self) -> StreamRetention:
+        from .store.retention import StreamRetention
+
+        return StreamRetention.parse(self.event_stream_retention)
+
+    def history_url(self) -> str:
+        """DATABASE_URL, or the SQLite file in DATA_DIR."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'history.sqlite3'}"
 
     @property
     def uses_embedded_redis(self) -> bool:

@@ -79,6 +79,8 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 )
 def test_no_server_errors(case: Any) -> None:
     response = case.call(timeout=30)
+    if case.path == "/ready" and response.status_code == 503:
+        return  # readiness answers 503 by design while a stream (re)connects
     assert response.status_code < 500, (
         f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}"
     )

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 
-from ..domain.models import Order
 from ..services.orders import OrderCommand
 from .auth import check_user
 from .deps import AuthorizedUser, CallerDep, Ctx
@@ -20,6 +19,7 @@ from .schemas import (
     ErrorBody,
     OpenPositionRequest,
     OpenPositionResponse,
+    OrderOut,
 )
 from .schemas import ExchangeName as ExchangePath
 
@@ -44,7 +44,7 @@ IdempotencyKey = Annotated[
     status_code=201,
     response_model=None,
     summary="Create an order",
-    responses={201: {"model": Order, "description": "the order as placed"}, **ERRORS},
+    responses={201: {"model": OrderOut, "description": "the order as placed"}, **ERRORS},
 )
 async def create_order(
     ctx: Ctx, caller: CallerDep, body: CreateOrderRequest, idempotency_key: IdempotencyKey = None
@@ -89,7 +89,12 @@ async def cancel_order(ctx: Ctx, caller: CallerDep, body: CancelOrderRequest) ->
     return CancelOrderResponse(cancelled=True, order=order)
 
 
-@router.get("/orders/{user_id}/{exchange}/{order_id}", summary="One order", responses=ERRORS)
+@router.get(
+    "/orders/{user_id}/{exchange}/{order_id}",
+    summary="One order",
+    response_model=None,
+    responses={200: {"model": OrderOut}, **ERRORS},
+)
 async def get_order(
     ctx: Ctx, user_id: AuthorizedUser, exchange: ExchangePath, order_id: str
 ) -> dict[str, object]:

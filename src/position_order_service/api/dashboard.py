@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .. import __version__, metrics
 from ..store.connection import reachable
@@ -32,6 +32,11 @@ router = APIRouter(prefix="/api/v1", tags=["dashboard"])
 
 
 class SessionInfo(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"token_required": True, "authenticated": True, "users": ["alice"], "detail": None}]
+        }
+    )
     token_required: bool = Field(description="API_TOKENS is set: every route needs a bearer token")
     authenticated: bool = Field(description="the request may use the API (a valid token, or none needed)")
     users: list[str] | None = Field(description="users the token may act for; null = every user")
@@ -56,11 +61,44 @@ class AccountSummary(BaseModel):
 
 
 class AccountsResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "count": 1,
+                    "accounts": [
+                        {
+                            "user_id": "user123",
+                            "exchange": "okx",
+                            "state": "healthy",
+                            "connected": True,
+                            "down_seconds": 0.0,
+                            "last_error": None,
+                            "last_event_at": "2026-11-21T09:30:02+00:00",
+                            "seconds_since_last_message": 0.8,
+                            "last_reconcile_at": "2026-11-21T09:30:00+00:00",
+                            "reconnects": 0,
+                            "positions": 1,
+                            "open_orders": 2,
+                            "trailing_stops": 1,
+                            "rules": 1,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
     count: int
     accounts: list[AccountSummary]
 
 
 class ServiceFigures(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"version": "0.1.0", "uptime_s": 1800.5, "redis_reachable": True, "events_total": 5230,
+                          "events_per_s": 3.2, "history_writer_lag": 0, "accounts": 2, "accounts_connected": 2}]
+        }
+    )  # fmt: skip
     version: str
     uptime_s: float
     redis_reachable: bool

@@ -32,7 +32,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CommandError)
     async def command_refused(request: Request, exc: CommandError) -> JSONResponse:
-        loc = ["body", exc.field] if exc.field else ["body"]
+        loc = _location(request, exc.field)
+        if loc is None:
+            # a request without a body (GET an unknown order) is never told its body is at fault: the message
+            # alone, as the other 404s say it
+            return JSONResponse({"detail": exc.message}, status_code=exc.status)
         return JSONResponse({"detail": [{"loc": loc, "msg": exc.message}]}, status_code=exc.status)
 
     @app.exception_handler(InvalidSymbol)
@@ -46,3 +50,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CredentialsUnavailable)
     async def no_credentials(request: Request, exc: CredentialsUnavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+
+def _location(request: Request, field: str | None) -> list[str] | None:
+    """Where the faulty field is: the path, the query, or the body (only a request that has one)."""
+    if field and field in request.path_params:
+        return ["path", field]
+    if field and field in request.query_params:
+        return ["query", field]
+    if request.method in ("POST", "PUT", "PATCH"):
+        return ["body", field] if field else ["body"]
+    return None

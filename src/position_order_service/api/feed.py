@@ -24,7 +24,8 @@ wrong token) and 403 (a token that may not act for the user).
 Client -> server (JSON):
   {"op": "auth", "token": "..."}                          see above
   {"op": "subscribe", "user_id": "u1", "from_seq": 42}    user events (positions, orders, stops, rules, fills),
-                                                          replayed from seq 42 (omit: only new ones)
+                                                          replayed from seq 42 (0: from the oldest event the
+                                                          stream keeps; omit: only new ones)
   {"op": "subscribe", "user_id": "u1", "tail": 100}       the last 100 events (at most 1000), then new ones
   {"op": "subscribe_prices", "exchange": "okx", "symbol": "BTC-USDT-SWAP"}
   {"op": "subscribe_accounts"}                            the overview of GET /api/v1/accounts and /service,
@@ -86,7 +87,8 @@ class _Session:
                 return
             from_seq, tail = msg.get("from_seq"), msg.get("tail")
             key = self.ctx.store.keys.event_stream(user_id)
-            if isinstance(from_seq, int) and from_seq >= 1:
+            if isinstance(from_seq, int) and not isinstance(from_seq, bool) and from_seq >= 0:
+                # 0 (and 1) = from the start of what the stream keeps (EVENT_STREAM_RETENTION)
                 cursor = f"{from_seq - 1}-1" if from_seq > 1 else "0-0"
             elif isinstance(tail, int) and 1 <= tail <= MAX_TAIL:
                 recent: Any = await self.ctx.redis.xrevrange(key, count=tail)

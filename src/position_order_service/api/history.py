@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from ..domain.enums import Exchange, OrderStatus, PositionStatus
 from ..history import queries
@@ -127,17 +127,47 @@ class PositionItem(BaseModel):
     closed_at: datetime | None
 
 
+_T = "2026-11-21T09:30:00+00:00"
+_ORDER_ITEM: dict[str, Any] = {
+    "id": 17, "user_id": "user123", "exchange": "okx", "order_id": "2215487316451", "client_order_id": "bot1entry42",
+    "symbol": "BTC-USDT-SWAP", "side": "buy", "order_type": "limit", "quantity": "0.1", "price": "59000",
+    "trigger_price": None, "filled_qty": "0.1", "avg_fill_price": "59000", "status": "filled", "reduce_only": False,
+    "position_side": None, "grid_level": None, "last_event_type": "order.filled", "created_at": _T,
+    "updated_at": _T, "closed_at": _T,
+}  # fmt: skip
+_FILL_ITEM: dict[str, Any] = {
+    "id": 5, "user_id": "user123", "exchange": "okx", "trade_id": "88412", "order_id": "2215487316451",
+    "client_order_id": "bot1entry42", "symbol": "BTC-USDT-SWAP", "side": "buy", "price": "59000", "size": "0.1",
+    "fee": "2.95", "fee_currency": "USDT", "liquidity": "maker", "position_side": None, "ts": _T,
+}  # fmt: skip
+_POSITION_ITEM: dict[str, Any] = {
+    "id": 3, "user_id": "user123", "exchange": "okx", "position_id": "okx:user123:BTC-USDT-SWAP:long",
+    "lifetime": 0, "symbol": "BTC-USDT-SWAP", "side": "long", "status": "closed", "size": "0", "max_size": "0.1",
+    "entry_price": "59000", "exit_price": "61000", "current_price": "61000", "leverage": 10, "grid_level": None,
+    "realized_pnl": "200", "unrealized_pnl": "0", "fees": "5.9", "funding": "0", "last_event_type": "position.closed",
+    "opened_at": _T, "updated_at": _T, "closed_at": _T,
+}  # fmt: skip
+_CURSOR = "eyJ0cyI6IjIwMjYtMTEtMjFUMDk6MzA6MDArMDA6MDAiLCJpZCI6MTd9"
+
+
 class OrderPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_ORDER_ITEM], "next_cursor": _CURSOR}]}
+    )
     items: list[OrderItem]
     next_cursor: str | None
 
 
 class FillPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_FILL_ITEM], "next_cursor": None}]})
     items: list[FillItem]
     next_cursor: str | None
 
 
 class PositionPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_POSITION_ITEM], "next_cursor": None}]}
+    )
     items: list[PositionItem]
     next_cursor: str | None
 
@@ -150,6 +180,13 @@ class DailyPnLItem(BaseModel):
 
 
 class PnLReport(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"items": [{"date": "2026-11-21", "realized_pnl": "200", "fees": "5.9", "net": "194.1"}]}
+            ]
+        }
+    )
     items: list[DailyPnLItem]
 
 

@@ -12,7 +12,16 @@ from ..domain.trailing import TrailingStop
 from ..services.commands import NotFound
 from .auth import check_user
 from .deps import AuthorizedUser, CallerDep, Ctx, json_response
-from .schemas import CreateRuleRequest, CreateTrailingStopRequest, ErrorBody
+from .schemas import (
+    CreatedRuleResponse,
+    CreateRuleRequest,
+    CreateTrailingStopRequest,
+    ErrorBody,
+    RuleOut,
+    RulesResponse,
+    TrailingStopOut,
+    TrailingStopsResponse,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["trailing stops and rules"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -34,7 +43,13 @@ def _invalid(exc: ValidationError) -> HTTPException:
     return HTTPException(422, errs)
 
 
-@router.post("/trailing-stops", status_code=201, summary="Create a trailing stop", responses=ERRORS)
+@router.post(
+    "/trailing-stops",
+    status_code=201,
+    summary="Create a trailing stop",
+    response_model=None,
+    responses={201: {"model": TrailingStopOut, "description": "the stop as stored"}, **ERRORS},
+)
 async def create_trailing_stop(ctx: Ctx, caller: CallerDep, body: CreateTrailingStopRequest) -> Response:
     check_user(caller, body.user_id)
     try:
@@ -45,7 +60,12 @@ async def create_trailing_stop(ctx: Ctx, caller: CallerDep, body: CreateTrailing
     return json_response(stop_json(created), 201)
 
 
-@router.get("/trailing-stops/{user_id}", summary="A user's trailing stops (live and recently finished)")
+@router.get(
+    "/trailing-stops/{user_id}",
+    summary="A user's trailing stops (live and recently finished)",
+    response_model=None,
+    responses={200: {"model": TrailingStopsResponse}, **ERRORS},
+)
 async def list_trailing_stops(
     ctx: Ctx,
     user_id: AuthorizedUser,
@@ -64,7 +84,10 @@ async def list_trailing_stops(
 
 
 @router.delete(
-    "/trailing-stops/{user_id}/{symbol}/{side}", summary="Cancel a trailing stop", responses=ERRORS
+    "/trailing-stops/{user_id}/{symbol}/{side}",
+    summary="Cancel a trailing stop",
+    response_model=None,
+    responses={200: {"model": TrailingStopOut, "description": "the stop, cancelled"}, **ERRORS},
 )
 async def delete_trailing_stop(
     ctx: Ctx,
@@ -86,7 +109,11 @@ async def delete_trailing_stop(
 
 
 @router.post(
-    "/conditional-rules", status_code=201, summary="Create a conditional-cancellation rule", responses=ERRORS
+    "/conditional-rules",
+    status_code=201,
+    summary="Create a conditional-cancellation rule",
+    response_model=None,
+    responses={201: {"model": CreatedRuleResponse}, **ERRORS},
 )
 async def create_rule(ctx: Ctx, caller: CallerDep, body: CreateRuleRequest) -> Response:
     check_user(caller, body.user_id)
@@ -102,7 +129,12 @@ async def create_rule(ctx: Ctx, caller: CallerDep, body: CreateRuleRequest) -> R
     return json_response(out, 201)
 
 
-@router.get("/conditional-rules/{user_id}", summary="A user's conditional rules")
+@router.get(
+    "/conditional-rules/{user_id}",
+    summary="A user's conditional rules",
+    response_model=None,
+    responses={200: {"model": RulesResponse}, **ERRORS},
+)
 async def list_rules(ctx: Ctx, user_id: AuthorizedUser) -> Response:
     rules = await ctx.store.rules.list_user(user_id)
     return json_response(
@@ -111,7 +143,10 @@ async def list_rules(ctx: Ctx, user_id: AuthorizedUser) -> Response:
 
 
 @router.delete(
-    "/conditional-rules/{user_id}/{rule_id}", summary="Delete a conditional rule", responses=ERRORS
+    "/conditional-rules/{user_id}/{rule_id}",
+    summary="Delete a conditional rule",
+    response_model=None,
+    responses={200: {"model": RuleOut, "description": "the rule, deleted"}, **ERRORS},
 )
 async def delete_rule(ctx: Ctx, user_id: AuthorizedUser, rule_id: str) -> Response:
     rule = await ctx.rules.delete(user_id, rule_id)

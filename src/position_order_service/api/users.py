@@ -9,7 +9,15 @@ from fastapi import APIRouter, HTTPException, Response
 from ..domain.enums import Exchange
 from ..exchanges.base import Credentials
 from .deps import AuthorizedUser, CallerDep, Ctx, json_response
-from .schemas import SUPPORTED, ActivateRequest, ActivateResponse, CredentialsRequest, ErrorBody
+from .schemas import (
+    SUPPORTED,
+    ActivateRequest,
+    ActivateResponse,
+    ActiveUsersResponse,
+    CredentialsRequest,
+    DeactivateResponse,
+    ErrorBody,
+)
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 ERRORS: dict[int | str, dict[str, Any]] = {403: {"model": ErrorBody}, 422: {"model": ErrorBody}}
@@ -24,18 +32,28 @@ ERRORS: dict[int | str, dict[str, Any]] = {403: {"model": ErrorBody}, 422: {"mod
 async def activate(ctx: Ctx, user_id: AuthorizedUser, body: ActivateRequest) -> ActivateResponse:
     await ctx.active_users.activate(user_id, body.exchanges)
     health = [h for h in ctx.tracking.health() if h["user_id"] == user_id]
-    return ActivateResponse(user_id=user_id, exchanges=body.exchanges, tracking=health)
+    return ActivateResponse.model_validate(
+        {"user_id": user_id, "exchanges": body.exchanges, "tracking": health}
+    )
 
 
 @router.post(
-    "/{user_id}/deactivate", summary="Stop tracking a user (sticks until activated again)", responses=ERRORS
+    "/{user_id}/deactivate",
+    summary="Stop tracking a user (sticks until activated again)",
+    response_model=DeactivateResponse,
+    responses=ERRORS,
 )
-async def deactivate(ctx: Ctx, user_id: AuthorizedUser) -> dict[str, object]:
+async def deactivate(ctx: Ctx, user_id: AuthorizedUser) -> DeactivateResponse:
     was_active = await ctx.active_users.deactivate(user_id)
-    return {"user_id": user_id, "deactivated": True, "was_active": was_active}
+    return DeactivateResponse(user_id=user_id, deactivated=True, was_active=was_active)
 
 
-@router.get("/active", summary="Users the service tracks")
+@router.get(
+    "/active",
+    summary="Users the service tracks",
+    response_model=None,
+    responses={200: {"model": ActiveUsersResponse}},
+)
 async def active(ctx: Ctx, caller: CallerDep) -> Response:
     users = [u for u in await ctx.active_users.list_active() if caller.may_act_for(str(u["user_id"]))]
     return json_response({"count": len(users), "users": users})

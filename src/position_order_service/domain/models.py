@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
 
 from pydantic import (
@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     computed_field,
     model_validator,
 )
@@ -66,7 +67,24 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-Money = Annotated[Decimal, BeforeValidator(_to_decimal), AfterValidator(_finite)]
+def plain(value: Decimal) -> str:
+    """A decimal as a plain string, never exponent notation ("0E+1" -> "0", "1E+5" -> "100000")."""
+    if value == 0:
+        value = abs(value)  # -0 -> 0
+    return format(value, "f")
+
+
+PERCENT = Decimal("0.01")
+
+
+def percent(value: Decimal) -> Decimal:
+    """Percentages carry 2 decimals on the wire (33.33, 100.00)."""
+    return value.quantize(PERCENT, rounding=ROUND_HALF_EVEN)
+
+
+# every Decimal of the model serialises to JSON as a plain string
+PlainDecimal = Annotated[Decimal, PlainSerializer(plain, return_type=str, when_used="json")]
+Money = Annotated[PlainDecimal, BeforeValidator(_to_decimal), AfterValidator(_finite)]
 NonNegative = Annotated[Money, Field(ge=0)]
 Positive = Annotated[Money, Field(gt=0)]
 UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
@@ -97,7 +115,7 @@ class PnLInfo(_Model):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def net(self) -> Decimal:
+    def net(self) -> PlainDecimal:
         return self.realized + self.unrealized - self.fees
 
 
@@ -138,17 +156,17 @@ class Position(_Model):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def notional_value(self) -> Decimal:
+    def notional_value(self) -> PlainDecimal:
         return self.size * (self.current_price if self.current_price is not None else self.entry_price)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def pnl_percentage(self) -> Decimal:
-        """Unrealized PnL as a percentage of the margin put up (entry notional / leverage)."""
+    def pnl_percentage(self) -> PlainDecimal:
+        """Unrealized PnL as a percentage of the margin put up (entry notional / leverage), 2 decimals."""
         margin = self.size * self.entry_price / Decimal(self.leverage)
         if margin == 0:
-            return Decimal("0")
-        return self.pnl.unrealized / margin * Decimal(100)
+            return percent(Decimal("0"))
+        return percent(self.pnl.unrealized / margin * Decimal(100))
 
 
 class Order(_Model):
@@ -210,10 +228,11 @@ class Order(_Model):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def remaining_qty(self) -> Decimal:
+    def remaining_qty(self) -> PlainDecimal:
         return self.quantity - self.filled_qty
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def fill_percentage(self) -> Decimal:
-        return self.filled_qty / self.quantity * Decimal(100)
+    def fill_percentage(self) -> PlainDecimal:
+        """Filled share of the quantity in percent, 2 decimals."""
+        return percent(self.filled_qty / self.quantity * Decimal(100))

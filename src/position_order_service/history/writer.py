@@ -41,6 +41,7 @@ from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
 from ..aio import cancel_requested
 from ..store.keys import Keys
@@ -424,31 +425,53 @@ class HistoryWriter:
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Consume until `stop()`. Errors (database or Redis down) are logged and retried with backoff."""
+        """Consume until `stop()`. A failed pass (database or Redis down) is logged and retried with
+        exponential backoff (tenacity), cut short by `stop()`; the offsets stay where the last commit left
+        them, so nothing is lost or applied twice."""
         self._stop.clear()
-        backoff = 0.1
         consumed = 0
         while not self._stop.is_set():
             if cancel_requested():  # a library swallowed our cancel (asyncpg, Python 3.11): stop anyway
                 raise asyncio.CancelledError
+            retrying = AsyncRetrying(
+                retry=retry_if_exception(self._retryable),
+                wait=wait_exponential(multiplier=0.1, max=self.retry_max_s),
+                stop=lambda _: self._stop.is_set(),
+                sleep=self._pause,
+                before_sleep=self._log_failure,
+                reraise=True,
+            )
             try:
-                # block on Redis only when the last pass had drained everything
-                block = self.block_ms if consumed < self.batch_size // 2 else None
-                consumed = await self.run_once(block_ms=block)
-                backoff = 0.1
+                async for attempt in retrying:
+                    with attempt:
+                        # block on Redis only when the last pass had drained everything
+                        block = self.block_ms if consumed < self.batch_size // 2 else None
+                        consumed = await self.run_once(block_ms=block)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if cancel_requested():
                     raise asyncio.CancelledError from exc
-                self.stats.errors += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("history writer pass failed (retry in %.1fs): %s", backoff, self.stats.last_error)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(backoff):
-                        await self._stop.wait()
-                backoff = min(backoff * 2, self.retry_max_s)
-                consumed = 0
+                if not self._stop.is_set():
+                    raise
+                return  # stopped while failing: the next start catches up from the stored offsets
+
+    def _retryable(self, exc: BaseException) -> bool:
+        if cancel_requested() or not isinstance(exc, Exception):
+            return False
+        self.stats.errors += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        return True
+
+    def _log_failure(self, state: RetryCallState) -> None:
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        log.warning("history writer pass failed (retry in %.1fs): %s", wait, self.stats.last_error)
+
+    async def _pause(self, seconds: float) -> None:
+        """The backoff's sleep, over as soon as the writer is asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
 
     def stop(self) -> None:
         self._stop.set()

@@ -24,7 +24,22 @@ DISABLED = "shared manager disabled (USE_SHARED_MANAGER=false)"
 class LegacyOpenPositionRequest(BaseModel):
     """HYPERRSI's OpenPositionRequest. Unknown fields of older bot versions are ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "test",
+                    "symbol": "BTC-USDT-SWAP",
+                    "direction": "long",
+                    "size": 0.1,
+                    "leverage": 10,
+                    "stop_loss": 55000,
+                    "take_profit": [62000],
+                }
+            ]
+        },
+    )
 
     user_id: str = Field(min_length=1, max_length=128, description="the bot's user id (OKX uid)")
     symbol: str = Field(min_length=1, max_length=64, examples=["BTC-USDT-SWAP"])
@@ -42,6 +57,24 @@ class LegacyOpenPositionRequest(BaseModel):
 
 class PositionResponse(BaseModel):
     """HYPERRSI's PositionResponse, unchanged (numbers as floats, as the bot reads them)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "symbol": "BTC-USDT-SWAP",
+                    "side": "long",
+                    "size": 0.1,
+                    "entry_price": 59000.0,
+                    "leverage": 10.0,
+                    "sl_price": 55000.0,
+                    "tp_prices": [62000.0],
+                    "order_id": "2215487316451",
+                    "last_filled_price": 59000.0,
+                }
+            ]
+        }
+    )
 
     symbol: str
     side: str

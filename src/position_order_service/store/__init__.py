@@ -11,6 +11,7 @@ from .intents import IntentRepository
 from .keys import Channels, Keys
 from .machines import RuleRepository, TrailingStopRepository
 from .repositories import OrderRepository, PositionRepository
+from .retention import StreamRetention
 from .writer import EventWriter
 
 
@@ -28,11 +29,16 @@ class Store:
 
     @classmethod
     def create(
-        cls, redis: Redis, prefix: str = "", cluster_tags: bool = False, dual_write: bool = False
+        cls,
+        redis: Redis,
+        prefix: str = "",
+        cluster_tags: bool = False,
+        dual_write: bool = False,
+        retention: StreamRetention | None = None,
     ) -> Store:
         keys = Keys(prefix=prefix, cluster_tags=cluster_tags)
         channels = Channels(prefix=prefix)
-        writer = EventWriter(redis, keys, channels)
+        writer = EventWriter(redis, keys, channels, retention=retention)
         return cls(
             redis=redis,
             keys=keys,

@@ -1,5 +1,37 @@
 """Lua scripts: each writes state, its indexes and its event in ONE atomic Redis step (DESIGN invariant 3)."""
 
+# XADD_KEPT: every script that appends to a stream goes through this function (prepended to its source), so the
+# retention (EVENT_STREAM_RETENTION, store/retention.py) applies to every XADD. `keep` is "<count>" (MAXLEN ~)
+# or "age:<now ms>:<age ms>": the entry carries its time in field `t`, and up to 64 entries older than the age
+# (or without `t`) are trimmed, oldest first, with XTRIM MINID.
+XADD_KEPT = r"""
+local function xadd_kept(stream, seq, payload, keep)
+  if string.sub(keep, 1, 4) ~= 'age:' then
+    redis.call('XADD', stream, 'MAXLEN', '~', keep, seq .. '-1', 'data', payload)
+    return
+  end
+  local sep = string.find(keep, ':', 5, true)
+  local now = tonumber(string.sub(keep, 5, sep - 1))
+  local cutoff = now - tonumber(string.sub(keep, sep + 1))
+  redis.call('XADD', stream, seq .. '-1', 'data', payload, 't', now)
+  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 64)
+  local last_old = nil
+  for _, entry in ipairs(oldest) do
+    local fields = entry[2]
+    local t = nil
+    for j = 1, #fields, 2 do
+      if fields[j] == 't' then t = tonumber(fields[j + 1]) end
+    end
+    if t ~= nil and t >= cutoff then break end
+    last_old = entry[1]
+  end
+  if last_old then
+    local old_seq = tonumber(string.sub(last_old, 1, string.find(last_old, '-', 1, true) - 1))
+    redis.call('XTRIM', stream, 'MINID', (old_seq + 1) .. '-0')
+  end
+end
+"""
+
 # APPLY: upsert one hash, maintain indexes, and emit the event (PUBLISH + XADD with the next per-user seq).
 #
 # KEYS[1] state hash   KEYS[2] per-user seq counter   KEYS[3] per-user event stream   KEYS[4..] index keys
@@ -13,7 +45,9 @@
 #       (arg = the value, list capped at 1000) | del | expire (of the state hash; arg seconds) | persist |
 #       hset_mirror (arg = field/value pairs joined by \x1f: replaces a legacy mirror hash) | del.
 # Returns {code, seq, event_type}: code 1 applied, 0 unchanged (nothing written), -1 stale (behind what is stored).
-APPLY = r"""
+APPLY = (
+    XADD_KEPT
+    + r"""
 local key = KEYS[1]
 local ts = ARGV[1]
 local progress = tonumber(ARGV[2]) or 0
@@ -75,20 +109,24 @@ if (not exists) or (prev_status and string.find(ARGV[7], ',' .. prev_status .. '
 end
 local seq = redis.call('INCR', KEYS[2])
 local payload = '{"seq":' .. seq .. ',"event_type":"' .. etype .. '",' .. body
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], seq .. '-1', 'data', payload)
+xadd_kept(KEYS[3], seq, payload, ARGV[8])
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], payload) end
 return {1, seq, etype}
 """
+)
 
 # EMIT: append an event that comes with no state change of its own (e.g. a command's failure).
-# KEYS[1] seq counter  KEYS[2] stream   ARGV 1 channel  2 event type  3 body (JSON without "{")  4 MAXLEN
-EMIT = r"""
+# KEYS[1] seq counter  KEYS[2] stream   ARGV 1 channel  2 event type  3 body (JSON without "{")  4 retention
+EMIT = (
+    XADD_KEPT
+    + r"""
 local seq = redis.call('INCR', KEYS[1])
 local payload = '{"seq":' .. seq .. ',"event_type":"' .. ARGV[2] .. '",' .. ARGV[3]
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', 'data', payload)
+xadd_kept(KEYS[2], seq, payload, ARGV[4])
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], payload) end
 return seq
 """
+)
 
 # CREATE: write a hash only if the key does not exist yet (intent records, idempotency keys).
 # KEYS[1] hash   ARGV 1 ttl seconds, then field/value pairs. Returns 1 created, 0 existed.
@@ -100,24 +138,29 @@ return 1
 """
 
 # EMIT_ONCE: like EMIT, guarded by a set member (fills are deduplicated by trade id).
-# KEYS[1] seq  KEYS[2] stream  KEYS[3] guard set   ARGV 1 channel 2 type 3 body 4 MAXLEN 5 member 6 guard ttl
-EMIT_ONCE = r"""
+# KEYS[1] seq  KEYS[2] stream  KEYS[3] guard set   ARGV 1 channel 2 type 3 body 4 retention 5 member 6 guard ttl
+EMIT_ONCE = (
+    XADD_KEPT
+    + r"""
 if redis.call('SADD', KEYS[3], ARGV[5]) == 0 then return 0 end
 redis.call('EXPIRE', KEYS[3], tonumber(ARGV[6]))
 local seq = redis.call('INCR', KEYS[1])
 local payload = '{"seq":' .. seq .. ',"event_type":"' .. ARGV[2] .. '",' .. ARGV[3]
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', 'data', payload)
+xadd_kept(KEYS[2], seq, payload, ARGV[4])
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], payload) end
 return seq
 """
+)
 
 # TRANSITION: compare-and-set of a state machine hash (trailing stops, rules) plus its event, atomically.
 # KEYS[1] hash  KEYS[2] seq  KEYS[3] stream  KEYS[4..] index keys
 # ARGV 1 expected version ("" = the hash must not exist)  2 channel  3 event type  4 body ("" = none)
-#      5 MAXLEN  6 n pairs, pairs  then m fields to delete, fields  then k ops "op key_index arg"
+#      5 retention  6 n pairs, pairs  then m fields to delete, fields  then k ops "op key_index arg"
 #      (sadd | srem | expire (of the hash; arg seconds) | persist)
 # Returns {1, seq} on success, {0, current version or -1} when the expectation failed.
-TRANSITION = r"""
+TRANSITION = (
+    XADD_KEPT
+    + r"""
 local key = KEYS[1]
 local cur = redis.call('HGET', key, 'version')
 if ARGV[1] == '' then
@@ -144,15 +187,18 @@ end
 if ARGV[4] == '' then return {1, 0} end
 local seq = redis.call('INCR', KEYS[2])
 local payload = '{"seq":' .. seq .. ',"event_type":"' .. ARGV[3] .. '",' .. ARGV[4]
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], seq .. '-1', 'data', payload)
+xadd_kept(KEYS[3], seq, payload, ARGV[5])
 if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], payload) end
 return {1, seq}
 """
+)
 
 # RAISE_EXTREME: move an active trailing stop's extreme in the trader's favour only (never a version bump,
 # so it never conflicts with a state transition), and emit trailing_stop.updated.
-# KEYS[1] hash  KEYS[2] seq  KEYS[3] stream   ARGV 1 side 2 extreme 3 updated_at 4 channel 5 body 6 MAXLEN
-RAISE_EXTREME = r"""
+# KEYS[1] hash  KEYS[2] seq  KEYS[3] stream   ARGV 1 side 2 extreme 3 updated_at 4 channel 5 body 6 retention
+RAISE_EXTREME = (
+    XADD_KEPT
+    + r"""
 if redis.call('HGET', KEYS[1], 'state') ~= 'active' then return 0 end
 local cur = tonumber(redis.call('HGET', KEYS[1], 'extreme_price'))
 local new = tonumber(ARGV[2])
@@ -160,10 +206,11 @@ if cur and ((ARGV[1] == 'long' and new <= cur) or (ARGV[1] == 'short' and new >=
 redis.call('HSET', KEYS[1], 'extreme_price', ARGV[2], 'updated_at', ARGV[3])
 local seq = redis.call('INCR', KEYS[2])
 local payload = '{"seq":' .. seq .. ',"event_type":"trailing_stop.updated",' .. ARGV[5]
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], seq .. '-1', 'data', payload)
+xadd_kept(KEYS[3], seq, payload, ARGV[6])
 redis.call('PUBLISH', ARGV[4], payload)
 return seq
 """
+)
 
 # LIST_INDEXED: the hashes an index set points to, in one round trip (the read API's hot path).
 # KEYS[1] index set   ARGV 1 key prefix of the hashes (prefix .. member)   2 member prefix filter ("" = all)

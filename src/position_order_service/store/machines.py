@@ -97,7 +97,7 @@ class TrailingStopRepository:
                 stop.updated_at.isoformat(),
                 self.channels.trailing_stops(stop.user_id),
                 body,
-                self.writer.stream_maxlen,
+                self.writer.keep_arg(),
             )
         await self._raise.load()
         return sum(1 for r in await pipe.execute() if r)

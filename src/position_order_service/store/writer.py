@@ -11,12 +11,15 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from .. import metrics
 from . import lua
 from .keys import Channels, Keys
+from .retention import DEFAULT_COUNT, StreamRetention
 
-STREAM_MAXLEN = 10_000
+STREAM_MAXLEN = DEFAULT_COUNT
+SCRIPT_ATTEMPTS = 3
 
 
 def event_body(fields: dict[str, Any]) -> str:
@@ -106,12 +109,19 @@ class LuaScript:
 
 class EventWriter:
     def __init__(
-        self, redis: Redis, keys: Keys, channels: Channels, stream_maxlen: int = STREAM_MAXLEN
+        self,
+        redis: Redis,
+        keys: Keys,
+        channels: Channels,
+        stream_maxlen: int = STREAM_MAXLEN,
+        retention: StreamRetention | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.channels = channels
         self.stream_maxlen = stream_maxlen
+        # EVENT_STREAM_RETENTION; without one, the count `stream_maxlen`
+        self.retention = retention or StreamRetention(max_len=stream_maxlen)
         self._apply = LuaScript(redis, lua.APPLY)
         self._pending: list[tuple[list[Write], asyncio.Future[list[WriteResult]]]] = []
         self._flush_scheduled = False
@@ -137,7 +147,7 @@ class EventWriter:
             w.event_type_new or w.event_type,
             w.event_type,
             "," + ",".join(w.new_again_statuses) + ",",
-            self.stream_maxlen,
+            self.keep_arg(),
             content_digest(w.set_fields),
             len(w.set_fields),
         ]
@@ -148,6 +158,10 @@ class EventWriter:
         args.append(len(w.ops))
         args += op_args
         return keys, args
+
+    def keep_arg(self) -> str:
+        """What every XADD keeps of the stream (the scripts' `xadd_kept` argument)."""
+        return self.retention.script_arg()
 
     async def apply(self, w: Write) -> WriteResult:
         return (await self.apply_many([w]))[0]
@@ -173,28 +187,31 @@ class EventWriter:
         task.add_done_callback(self._flushes.discard)
 
     async def _execute_batch(self, batch: list[tuple[list[Write], Any]]) -> list[Any]:
-        """One pipeline for the batch; once more after reloading the script if Redis had lost it (a restart,
-        SCRIPT FLUSH; fakeredis even drops the connection). Re-running is safe: a write already applied is
-        unchanged the second time and emits nothing."""
-        attempts = 3  # the reload itself may meet a connection the server just closed
-        for attempt in range(1, attempts + 1):
-            try:
-                await self._apply.load()
-                pipe = self.redis.pipeline(transaction=False)
-                for writes, _ in batch:
-                    for w in writes:
-                        keys, args = self._apply_args(w)
-                        pipe.evalsha(self._apply.sha, len(keys), *keys, *args)
-                out: list[Any] = await pipe.execute(raise_on_error=False)
-            except (NoScriptError, RedisConnectionError):
-                self._apply.forget()
-                if attempt == attempts:
+        """One pipeline for the batch; again (tenacity, up to SCRIPT_ATTEMPTS) after reloading the script if
+        Redis had lost it (a restart, SCRIPT FLUSH; fakeredis even drops the connection). Re-running is safe:
+        a write already applied is unchanged the second time and emits nothing."""
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(SCRIPT_ATTEMPTS),
+            retry=retry_if_exception_type((NoScriptError, RedisConnectionError)),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    await self._apply.load()
+                    pipe = self.redis.pipeline(transaction=False)
+                    for writes, _ in batch:
+                        for w in writes:
+                            keys, args = self._apply_args(w)
+                            pipe.evalsha(self._apply.sha, len(keys), *keys, *args)
+                    out: list[Any] = await pipe.execute(raise_on_error=False)
+                except (NoScriptError, RedisConnectionError):
+                    self._apply.forget()  # the reload itself may meet a connection the server just closed
                     raise
-                continue
-            if attempt < attempts and any(isinstance(r, NoScriptError) for r in out):
-                self._apply.forget()
-                continue
-            return out
+                last = attempt.retry_state.attempt_number >= SCRIPT_ATTEMPTS
+                if not last and any(isinstance(r, NoScriptError) for r in out):
+                    self._apply.forget()
+                    raise NoScriptError("the APPLY script was lost: reloading it")
+                return out
         raise AssertionError("unreachable")
 
     async def _flush(self, batch: list[tuple[list[Write], asyncio.Future[list[WriteResult]]]]) -> None:
@@ -232,7 +249,7 @@ class EventWriter:
         metrics.count_events([event_type])
         seq = await self._emit(
             keys=[self.keys.event_seq(user_id), self.keys.event_stream(user_id)],
-            args=[channel, event_type, event_body(fields), self.stream_maxlen],
+            args=[channel, event_type, event_body(fields), self.keep_arg()],
         )
         return int(seq)
 
@@ -249,7 +266,7 @@ class EventWriter:
         """Emit unless `member` was already emitted under `guard_key`; returns the seq, 0 if a duplicate."""
         seq = await self._emit_once(
             keys=[self.keys.event_seq(user_id), self.keys.event_stream(user_id), guard_key],
-            args=[channel, event_type, event_body(fields), self.stream_maxlen, member, guard_ttl_s],
+            args=[channel, event_type, event_body(fields), self.keep_arg(), member, guard_ttl_s],
         )
         return int(seq)
 
@@ -279,7 +296,7 @@ class EventWriter:
             channel,
             event_type,
             event_body(event) if event is not None else "",
-            self.stream_maxlen,
+            self.keep_arg(),
             len(set_fields),
         ]
         for k, v in set_fields.items():
