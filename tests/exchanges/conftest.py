@@ -173,7 +173,9 @@ async def venue(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
         h = Harness(name, Exchange.OKX, SimEngine("okx", clock=wall_clock_ms), registry)
     else:
         kind = name.removeprefix("ccxt-")
-        server = await SimServer(kind).start()
+        # limits off: scenarios reconnect at once after /sim/disconnect (more than OKX's 3 attempts per
+        # second); pacing is the service's job, tested apart (tests/sim/test_limits.py)
+        server = await SimServer(kind, limits=False).start()
         h = Harness(
             name,
             Exchange.OKX if kind == "okx" else Exchange.BINANCE,

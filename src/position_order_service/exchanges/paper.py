@@ -5,9 +5,14 @@ contracts inside the engine), EngineError codes mapped to GatewayError classes, 
 ``engine.subscribe`` events. One engine listener serves every paper gateway on that engine (events are routed
 by account), so a thousand users do not mean a thousand listeners per event.
 
-Fault injection mirrors the simulator's control API: ``faults.drop_order_responses`` (the order is placed,
-the reply is "lost": ExchangeUnavailable) and :meth:`PaperGateway.simulate_disconnect` (pending and next
-watches raise StreamDisconnected; events until the next watch are lost, as on a real socket drop).
+Fault injection mirrors the simulator's control API: ``gateway.faults`` is the engine's
+:class:`~..sim.engine.FaultSet` (shared with a wire front serving the same engine), of which the paper
+gateway applies ``drop_order_responses`` (the order is placed, the reply is "lost": ExchangeUnavailable),
+``ws_drop``/``ws_duplicate``/``ws_reorder`` (one push stream per account and one per symbol, as one socket
+each), and through the engine ``clock_offset_ms`` and ``visibility_lag_ms``. Set them from Python, e.g.
+``gateway.faults.update({"ws_drop": {"count": 1, "channels": ["orders"]}})``.
+:meth:`PaperGateway.simulate_disconnect`: pending and next watches raise StreamDisconnected; events until
+the next watch are lost, as on a real socket drop.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
@@ -34,9 +38,12 @@ from ..domain.enums import (
 from ..domain.market import FillReport, MarketInfo, OrderRequest, PriceTick
 from ..domain.models import Order, PnLInfo, Position
 from ..sim.engine import (
+    AccountConfigEvent,
     AlgoEvent,
     AlgoOrder,
+    BalanceEvent,
     EngineError,
+    FaultSet,
     Fill,
     Instrument,
     OrderEvent,
@@ -44,12 +51,14 @@ from ..sim.engine import (
     PositionMode,
     SimEngine,
     TickerEvent,
+    push_names,
 )
 from ..sim.engine import Order as SimOrder
 from ..sim.engine import Position as SimPosition
 from ..sim.engine.enums import CancelSource, OrderState, OrdType, PosSide
 from ..sim.engine.events import Event
 from ..sim.engine.prices import Ticker
+from ..sim.push_faults import PushShaper
 from .base import (
     AuthenticationFailed,
     ExchangeUnavailable,
@@ -341,22 +350,47 @@ class _Stream(Generic[T]):
             await self._wakeup.wait()
 
 
+_PUSH_NAMES: dict[type, frozenset[str]] = {
+    OrderEvent: push_names("orders"),
+    AlgoEvent: push_names("ALGO_UPDATE"),
+    PositionEvent: push_names("positions"),
+    BalanceEvent: push_names("account"),
+    AccountConfigEvent: push_names("ACCOUNT_CONFIG_UPDATE"),
+    TickerEvent: push_names("tickers") | push_names("mark-price"),
+}
+
+
 class _Hub:
-    """The one engine listener of all paper gateways on an engine; routes events by account and symbol."""
+    """The one engine listener of all paper gateways on an engine; routes events by account and symbol.
+
+    Each account's events, and each symbol's ticks, pass through one push shaper (the paper counterpart of a
+    socket), so the engine's push faults drop, duplicate or reorder them for every stream of that account."""
 
     def __init__(self, engine: SimEngine) -> None:
         self.accounts: dict[str, set[_Stream[Any]]] = {}
         self.tickers: dict[str, set[_Stream[Any]]] = {}
+        self._faults = engine.faults
+        self._shapers: dict[tuple[int, str], PushShaper[Event]] = {}
         engine.subscribe(self._on_event)
 
     def _on_event(self, event: Event) -> None:
         if type(event) is TickerEvent:
-            sinks = self.tickers.get(event.ticker.inst_id)
+            table, key = self.tickers, event.ticker.inst_id
         else:
-            sinks = self.accounts.get(getattr(event, "account_id", ""))
-        if sinks:
-            for sink in tuple(sinks):
-                sink.push(event)
+            table, key = self.accounts, getattr(event, "account_id", "")
+        if key not in table:
+            return
+        shaper = self._shapers.get((id(table), key))
+        if shaper is None:
+            kind = "ticker" if table is self.tickers else "account"
+            shaper = PushShaper(self._faults, f"paper:{kind}:{key}", lambda ev: self._deliver(table, key, ev))
+            self._shapers[(id(table), key)] = shaper
+        shaper.send(event, _PUSH_NAMES.get(type(event), frozenset()))
+
+    @staticmethod
+    def _deliver(table: dict[str, set[_Stream[Any]]], key: str, event: Event) -> None:
+        for sink in tuple(table.get(key, ())):
+            sink.push(event)
 
     def add(self, table: dict[str, set[_Stream[Any]]], key: str, stream: _Stream[Any]) -> None:
         table.setdefault(key, set()).add(stream)
@@ -368,6 +402,9 @@ class _Hub:
             sinks.discard(stream)
             if not sinks:
                 del table[key]
+                shaper = self._shapers.pop((id(table), key), None)
+                if shaper is not None:
+                    shaper.close()
         stream.subscribed = False
 
 
@@ -379,13 +416,6 @@ def _hub(engine: SimEngine) -> _Hub:
     if hub is None:
         hub = _HUBS[engine] = _Hub(engine)
     return hub
-
-
-@dataclass
-class PaperFaults:
-    """``drop_order_responses``: the next N order placements happen, but their reply is "lost"."""
-
-    drop_order_responses: int = 0
 
 
 # ---------------------------------------------------------------- the gateway
@@ -415,11 +445,15 @@ class PaperGateway:
         self._account_id: str | None = None
         self._streams: dict[str, tuple[dict[str, set[_Stream[Any]]], str, _Stream[Any]]] = {}
         self._net_sides: dict[str, PositionSide] = {}
-        self.faults = PaperFaults()
         self._closed = False
 
     def __repr__(self) -> str:
         return f"PaperGateway({self.exchange.value}, user={self.user_id!r})"
+
+    @property
+    def faults(self) -> FaultSet:
+        """The engine's injected faults (shared by every gateway and wire front on this engine)."""
+        return self.engine.faults
 
     # ------------------------------------------------------------------ helpers
 
@@ -537,6 +571,7 @@ class PaperGateway:
             result = self._algo(batch.algo)
         if self.faults.drop_order_responses > 0:
             self.faults.drop_order_responses -= 1
+            self.faults.applied["drop_order_responses"] += 1
             raise ExchangeUnavailable(
                 "simulated: the connection dropped before the reply (the order was placed)"
             )
