@@ -348,7 +348,7 @@ def _frame_symbol(exchange: Exchange, frame: dict[str, Any]) -> str:
 
 @asynccontextmanager
 async def pair_of_gateways(exchange: Exchange) -> AsyncIterator[Pair]:
-    server = await SimServer(exchange.value).start()
+    server = await SimServer(exchange.value, limits=False).start()  # two gateways connect at once
     server.ctx.engine.create_account("eq-key", "eq-secret", "eq-pass", balances={"USDT": "100000"})
     registry = MarketRegistry()
     creds = Credentials("eq-key", "eq-secret", "eq-pass")
