@@ -4,8 +4,8 @@ Run: ``.venv/bin/python bench/bench_fill_to_pubsub.py [--quick] [-n 300] [--rate
 
 The service is ``create_app(Settings(sim="on", sim_port=0, redis_url=..., key_prefix=bench:<uuid>:))`` run through
 its lifespan: the in-process OKX simulator (wire front over HTTP+WS on 127.0.0.1), a user onboarded as an operator
-would (account on the simulator, credentials stored encrypted, activated), tracked through the CcxtGateway
-(ccxt.pro.okx over the WebSocket), the TrackingService writing Redis with the APPLY script (state + PUBLISH + XADD),
+would (account on the simulator, credentials stored encrypted, activated), tracked through the OkxGateway
+(ccxt.pro.okx over the WebSocket, pushes parsed by the gateway), the account actors writing Redis with the APPLY script (state + PUBLISH + XADD),
 the price hub, the trailing-stop and rule engines, and the SQL history writer (SQLite in a temp dir; off with
 ``--no-history``). The demo price feeds are stopped so nothing else moves.
 

@@ -57,7 +57,7 @@ def main() -> None:
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
     tmp = Path(tempfile.mkdtemp())
     cli = str(Path(sys.executable).parent / "position-order-service")
-    sim = subprocess.Popen([cli, "sim", "--exchange", "okx", "--port", str(sim_port)],
+    sim = subprocess.Popen([cli, "sim", "--exchange", "okx", "--port", str(sim_port), "--no-limits"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     sim_url = f"http://127.0.0.1:{sim_port}"
     env = {**os.environ, "REDIS_URL": args.redis, "KEY_PREFIX": prefix, "SIM": "off", "OKX_BASE_URL": sim_url,

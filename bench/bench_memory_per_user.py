@@ -101,7 +101,8 @@ async def start_sim() -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     code = (
-        f"from position_order_service.sim.server import run_sim; run_sim('okx', '127.0.0.1', {port}, False)"
+        "from position_order_service.sim.server import run_sim; "
+        f"run_sim('okx', '127.0.0.1', {port}, False, limits=False)"  # many sockets at once: no venue limits
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -1,18 +1,20 @@
 """Tracking throughput (issue 4): exchange order messages in -> Redis state + PUBLISH + XADD, on one core.
 
 Run: ``.venv/bin/python bench/bench_tracking_throughput.py [--quick] [--users 1,100,1000] [--runs 3]
-[--updates 30000] [--profile]``
+[--updates 30000] [--pushes ours|ccxt] [--profile]``
 
-The path measured, in one process and one event loop, per user (each user has its own CcxtGateway and its own
-ccxt.pro.okx client, markets shared through the MarketRegistry as the app does):
+The path measured, in one process and one event loop, per user (each user has its own OkxGateway and its own
+ccxt.pro okx client, markets shared through the MarketRegistry as the app does):
 
 1. OKX ``orders`` channel push messages (JSON text exactly as the simulator's OKX wire front sends them: the
    front's own ``order_dict(push=True)`` formatter, fed by a SimEngine that places limit orders and fills them
    in two steps: live -> partially_filled -> filled, 3 updates per order, 2 of them carrying a fill) are handed to
-   the ccxt ws client's ``handle_text_or_binary_message`` (orjson decode -> okx.handle_message ->
-   handle_orders -> handle_my_trades + parse_orders + ArrayCacheBySymbolById), then read back the way
-   ``watch_orders`` returns them (``getLimit`` + ``filter_by_symbol_since_limit``, newUpdates).
-2. The gateway's mapping (``CcxtGateway._orders_from`` + ``_okx_parents``: ccxt ``info`` -> domain Order).
+   the ccxt ws client's ``handle_text_or_binary_message`` (orjson decode -> the client's handle_message).
+   ``--pushes ours`` (default, the gateway's hot path): the push tap hands the frame to the gateway's own
+   parser, which queues domain Orders on the gateway's orders feed. ``--pushes ccxt``: ccxt's handle_orders ->
+   handle_my_trades + parse_orders + ArrayCacheBySymbolById, read back the way ``watch_orders`` returns them
+   (``getLimit`` + ``filter_by_symbol_since_limit``, newUpdates), then the gateway's mapping of ccxt's ``info``.
+2. ``after_orders`` (OKX: the algo behind a child order).
 3. ``AccountActor (its turn)`` (stored-record/intent lookup for unseen orders, merge, ``writer.apply_many``:
    one pipelined EVALSHA per update doing HSET + index ops + PUBLISH + XADD) on the real Redis.
 
@@ -24,7 +26,8 @@ order id whose intent record exists (as for orders placed through the service). 
 the run's order channels receives the publications (a real subscriber, in another process).
 
 Figures: updates/s (wall, one process) and updates per CPU-second of this process; the split of this
-process' CPU between ccxt parsing, the gateway mapping and the rest (tracker + store + redis-py + asyncio);
+process' CPU between parsing (the socket reader's handling of a frame: ours, or ccxt's), the gateway mapping
+(ccxt path only) and the rest (tracker + store + redis-py + asyncio);
 Redis' time per update and per APPLY call (INFO commandstats deltas; a shared server: an upper bound), next to
 the yardstick script's. Target: >= 5,000 updates/s per core. Medians of ``--runs`` runs.
 ``--profile`` adds a cProfile pass (1 user) grouped by package and the top functions.
@@ -57,8 +60,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from position_order_service.bus import Bus  # noqa: E402
 from position_order_service.exchanges.base import Credentials  # noqa: E402
-from position_order_service.exchanges.ccxt_gateway import CcxtGateway  # noqa: E402
+from position_order_service.exchanges.ccxt_base import PushParsing  # noqa: E402
 from position_order_service.exchanges.markets import MarketRegistry  # noqa: E402
+from position_order_service.exchanges.okx.gateway import OkxGateway  # noqa: E402
+from position_order_service.exchanges.push_streams import Feed  # noqa: E402
 from position_order_service.services.account import AccountActor, AccountOptions  # noqa: E402
 from position_order_service.services.account.messages import StreamOrders  # noqa: E402
 from position_order_service.sim.engine import OrderEvent, SimEngine, wall_clock_ms  # noqa: E402
@@ -118,15 +123,19 @@ def make_messages(users: list[str], orders_per_user: int, rounds: int) -> list[l
 
 # ----------------------------------------------------------------------------------------- the user
 class BenchUser:
-    def __init__(self, user_id: str, gateway: CcxtGateway, actor: AccountActor) -> None:
+    def __init__(self, user_id: str, gateway: OkxGateway, actor: AccountActor) -> None:
         self.user_id = user_id
         self.gateway = gateway
         self.actor = actor
         self.arrivals = 0
-        self.client = gateway.client  # the ccxt.pro.okx client (markets attached by reference)
+        self.client = gateway.client  # the ccxt.pro okx client (markets attached by reference)
         self.ws = self.client.client(f"ws://bench/{user_id}/ws/v5/private")  # not connected: fed by hand
-        self.pending: list[list[dict[str, Any]]] = []
+        self.pending: list[Any] = []
         self.wake = asyncio.Event()
+        # ours: the gateway's orders feed, without the subscription (nothing connects: the bench plays the socket)
+        self.feed: Feed[Any] | None = None
+        if gateway.pushes == "ours":
+            self.feed = gateway._feeds["orders"] = Feed([])
 
 
 class Meter:
@@ -149,9 +158,12 @@ async def consumer(u: BenchUser, meter: Meter, stop: asyncio.Event, expected: di
             continue
         batches, u.pending = u.pending, []
         t0 = time.perf_counter()
-        orders = [o for b in batches for o in u.gateway._orders_from(b)]
-        orders += await u.gateway._okx_parents(orders)
+        if u.feed is not None:
+            orders = await u.feed.next() if batches else []  # parsed already, by the reader
+        else:
+            orders = [o for b in batches for o in u.gateway._orders_from_ccxt(b)]
         meter.map_s += time.perf_counter() - t0
+        orders += await u.gateway.after_orders(orders)
         meter.batches.append(len(orders))
         u.arrivals += 1
         await u.actor._handle(u.arrivals, StreamOrders(orders))
@@ -174,10 +186,12 @@ async def run_round(
     for ui, _, text in messages:
         u = bench_users[ui]
         c0 = time.perf_counter()
-        u.ws.handle_text_or_binary_message(text)  # ccxt: decode + handle_orders (+ handle_my_trades)
-        stored = u.client.orders
-        limit = stored.getLimit(None, None)  # what watch_orders returns (newUpdates)
-        batch = u.client.filter_by_symbol_since_limit(stored, None, None, limit, True)
+        u.ws.handle_text_or_binary_message(text)  # decode + the tap (ours) or handle_orders (ccxt)
+        batch: Any = True
+        if u.feed is None:
+            stored = u.client.orders
+            limit = stored.getLimit(None, None)  # what watch_orders returns (newUpdates)
+            batch = u.client.filter_by_symbol_since_limit(stored, None, None, limit, True)
         meter.ccxt_s += time.perf_counter() - c0
         u.pending.append(batch)
         u.wake.set()
@@ -279,18 +293,28 @@ async def yardstick(redis: Redis, prefix: str, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def micro_costs(gw: CcxtGateway, store: Store, text: str) -> dict[str, float]:
+async def micro_costs(gw: OkxGateway, store: Store, text: str) -> dict[str, float]:
     """Per-update costs of the main pieces, in isolation (us)."""
     import hiredis
     from redis.asyncio.connection import Connection
 
     from position_order_service.domain.reconcile import merge_order_report
 
-    client = gw.client
+    ccxt_gw = OkxGateway(gw.user_id, None, gw._base_url, gw._registry, pushes="ccxt")
+    client = ccxt_gw.client
     ws = client.client("ws://bench/micro/ws/v5/private")
     ws.handle_text_or_binary_message(text)
     items = client.filter_by_symbol_since_limit(client.orders, None, None, 1, True)
-    order = gw._orders_from(items)[0]
+    order = ccxt_gw._orders_from_ccxt(items)[0]
+    ours_gw = OkxGateway(gw.user_id, None, gw._base_url, gw._registry, pushes="ours")
+    feed: Feed[Any] = Feed([])
+    ours_gw._feeds["orders"] = feed
+    ours_ws = ours_gw.client.client("ws://bench/micro-ours/ws/v5/private")
+
+    def ours() -> None:
+        ours_ws.handle_text_or_binary_message(text)
+        feed._queue.clear()
+
     write = store.orders.write_for(order)
     call = store.writer._apply_call(write)
     keys, args = call.keys, call.args
@@ -300,7 +324,8 @@ def micro_costs(gw: CcxtGateway, store: Store, text: str) -> dict[str, float]:
     out: dict[str, float] = {"args": float(len(cmd))}
     for name, fn in (
         ("ccxt handle_message (this push)", lambda: ws.handle_text_or_binary_message(text)),
-        ("gateway mapping (_orders_from)", lambda: gw._orders_from(items)),
+        ("gateway mapping of ccxt's result", lambda: ccxt_gw._orders_from_ccxt(items)),
+        ("ours: decode + tap + parse (this push)", ours),
         ("merge_order (known order)", lambda: merge_order_report(order, order)),
         ("OrderRepository.write_for", lambda: store.orders.write_for(order)),
         ("EventWriter._apply_call", lambda: store.writer._apply_call(write)),
@@ -312,13 +337,14 @@ def micro_costs(gw: CcxtGateway, store: Store, text: str) -> dict[str, float]:
         for _ in range(n):
             fn()
         out[name] = 1e6 * (time.perf_counter() - t0) / n
+    await asyncio.gather(ccxt_gw.close(), ours_gw.close())
     return out
 
 
 # ----------------------------------------------------------------------------------------- one config
 async def bench_config(
     n_users: int, total_updates: int, runs: int, backlog: int, registry: MarketRegistry, base_url: str,
-    redis: Redis, prefix: str, profile: bool = False,
+    redis: Redis, prefix: str, pushes: PushParsing, profile: bool = False,
 ) -> list[dict[str, float]]:  # fmt: skip
     store = Store.create(redis, prefix=prefix)
     supervisor = Supervisor("bench")
@@ -330,7 +356,7 @@ async def bench_config(
     rounds[0] = rounds[0][: max(3 * n_users, len(rounds[0]) // 3)]
     bench_users = []
     for uid in users:
-        gw = CcxtGateway("okx", uid, Credentials("k", "s", "p"), base_url=base_url, registry=registry)
+        gw = OkxGateway(uid, Credentials("k", "s", "p"), base_url=base_url, registry=registry, pushes=pushes)
         actor = AccountActor(
             uid, "okx", gw, store, bus, supervisor.scope(uid), AccountOptions(), lambda *_: None
         )
@@ -340,7 +366,7 @@ async def bench_config(
     setup_s = time.perf_counter() - t_setup
     if n_users == 1:
         fill_push = next(t for _, _, t in rounds[0] if '"state":"filled"' in t)
-        micro = micro_costs(bench_users[0].gateway, store, fill_push)
+        micro = await micro_costs(bench_users[0].gateway, store, fill_push)
         print(
             f"  per-update costs in isolation (a fill push; EVALSHA with {micro.pop('args'):.0f} arguments):"
         )
@@ -420,6 +446,7 @@ async def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--updates", type=int, default=4500, help="updates per run")
     ap.add_argument("--backlog", type=int, default=2000, help="max messages queued before the reader pauses")
+    ap.add_argument("--pushes", choices=("ours", "ccxt"), default="ours", help="who parses the pushes")
     ap.add_argument("--profile", action="store_true", help="cProfile one extra round of the first config")
     args = ap.parse_args()
     if args.quick:
@@ -435,7 +462,8 @@ async def main() -> None:
         ["redis-cli", "-u", REDIS_URL, "psubscribe", f"{prefix}orders:*"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    print(f"tracking throughput: OKX orders push -> ccxt.pro.okx -> gateway mapping -> AccountActor (its turn) "
+    path = "our parser" if args.pushes == "ours" else "ccxt.pro's parser -> gateway mapping"
+    print(f"tracking throughput: OKX orders push -> {path} -> AccountActor (its turn) "
           f"-> Redis; python {platform.python_version()}, {os.cpu_count()} cpus, {args.runs} runs, "
           f"~{args.updates} updates/run")  # fmt: skip
     summary: list[tuple[int, float]] = []
@@ -451,7 +479,7 @@ async def main() -> None:
               f"(reference ~10-11)")  # fmt: skip
         for i, n in enumerate(int(x) for x in args.users.split(",")):
             res = await bench_config(
-                n, args.updates, args.runs, args.backlog, registry, sim.url, redis, prefix,
+                n, args.updates, args.runs, args.backlog, registry, sim.url, redis, prefix, args.pushes,
                 profile=args.profile and i == 0,
             )  # fmt: skip
             med = {k: statistics.median(r[k] for r in res) for k in res[0]}
@@ -470,7 +498,7 @@ async def main() -> None:
                   f"{fmt_list(r['updates'] / r['wall'] for r in res)}; process busy {100 * cpu_share:.0f}%"
                   f" of wall; batch p50 {med['batch_p50']:.0f}, mean {med['batch_mean']:.1f} updates)")  # fmt: skip
             print(f"throughput per cpu-second {n} users: {per_cpu:,.0f} updates/s")
-            print(f"cpu share {n} users: ccxt parsing {100 * ccxt_share:.0f}% ({ccxt_us:.0f} us/message), "
+            print(f"cpu share {n} users: parsing ({args.pushes}) {100 * ccxt_share:.0f}% ({ccxt_us:.0f} us/message), "
                   f"gateway mapping {100 * map_share:.0f}% ({map_us:.0f} us/update), tracker+store+redis-py+loop "
                   f"{100 * (1 - ccxt_share - map_share):.0f}% ({rest_us:.0f} us/update)")  # fmt: skip
             print(f"redis time {n} users: {redis_us:.1f} us/update in commands, APPLY script {evalsha_us:.1f} us/call "

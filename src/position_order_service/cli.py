@@ -86,6 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--port", type=int, default=8090)
     sim.add_argument("--seed", type=int, default=0, help="seed of ids and random-walk prices")
     sim.add_argument("--demo", action="store_true", help="create the demo account and moving prices")
+    sim.add_argument(
+        "--no-limits",
+        action="store_true",
+        help="do not enforce the venue's WebSocket connection limits per client address (on by default)",
+    )
     check = sub.add_parser(
         "check-consistency",
         help="compare the bots' legacy Redis keys with the new schema (needs REDIS_URL or REDIS_HOST)",
@@ -103,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .sim.server import run_sim
 
         configure_logging()
-        run_sim(args.exchange, args.host, args.port, args.demo, args.seed)
+        run_sim(args.exchange, args.host, args.port, args.demo, args.seed, limits=not args.no_limits)
         return 0
     parser.error(f"unknown command {args.command}")
     return 2

@@ -127,7 +127,7 @@ class AccountStreams(Collector):
     """`accounts_tracked{exchange}` and `account_stream_down_seconds{exchange}` from the trackers' health.
 
     The source is a callable returning one mapping per tracked account with `user_id`, `exchange` and
-    `healthy` (TrackingService.health()). An account's outage is timed from the first time it is seen
+    `healthy` (AccountRegistry.health()). An account's outage is timed from the first time it is seen
     unhealthy (each scrape and each dashboard read samples it) until it is seen healthy again, so the figure
     is a lower bound, short by at most one sampling interval. The gauge is the longest current outage of any
     account on the exchange, 0 when all are connected.

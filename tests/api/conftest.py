@@ -55,6 +55,14 @@ class Api:
         return key
 
 
+def without_venue_limits(ctx: AppContext) -> None:
+    """Turn the embedded simulators' connection limits off. Tests onboard users within a second of the demo
+    user's streams: more than OKX's 3 connection attempts per second, which the simulators enforce like the
+    venue (the service retries, but a refused first attempt shows in a tracker's last_error and costs time)."""
+    for sim in ctx.simulators.values():
+        sim.ctx.limits.settings.enabled = False
+
+
 def api_settings(real_redis_url: str, key_prefix: str, tmp_path: Path, **extra: object) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -72,6 +80,7 @@ def api_settings(real_redis_url: str, key_prefix: str, tmp_path: Path, **extra: 
 async def api(real_redis_url: str, key_prefix: str, tmp_path: Path) -> AsyncIterator[Api]:
     app = create_app(api_settings(real_redis_url, key_prefix, tmp_path))
     async with app.router.lifespan_context(app):
+        without_venue_limits(app.state.ctx)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
             yield Api(app, client, app.state.ctx)

@@ -17,7 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 from position_order_service.app import create_app
 
 from ..conftest import _cleanup
-from .conftest import Api, api_settings
+from .conftest import Api, api_settings, without_venue_limits
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "admin-token-0123456789"
@@ -29,6 +29,7 @@ async def secured(real_redis_url: str, key_prefix: str, tmp_path: Path) -> Async
     settings = api_settings(real_redis_url, key_prefix, tmp_path, api_tokens=f"{ADMIN}=*;{ALICE}=alice")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
+        without_venue_limits(app.state.ctx)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
             yield Api(app, client, app.state.ctx)
@@ -103,6 +104,7 @@ def test_live_feed_replays_from_a_seq_and_streams_new_events(
     )
     with TestClient(app) as client:
         ctx = app.state.ctx
+        without_venue_limits(ctx)
         engine = ctx.simulator.ctx.engine
         engine.set_price("BTC-USDT-SWAP", "60000")
         engine.create_account("k-alice", "s-alice", "p-alice", balances={"USDT": "100000"})

@@ -126,6 +126,10 @@ def service(
             status = httpx.get(
                 f"{process.url}/api/v1/status", headers={"Authorization": f"Bearer {ADMIN}"}
             ).json()
+            for sim_url in status["simulators"].values():
+                # tests onboard several users at once: over OKX's 3 connection attempts per second, which the
+                # embedded simulators enforce like the venue (the service would retry, slower)
+                httpx.post(f"{sim_url}/sim/limits", json={"enabled": False}).raise_for_status()
             yield Service(process, status["simulators"]["okx"])
         finally:
             process.stop()

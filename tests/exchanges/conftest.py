@@ -124,11 +124,18 @@ class Harness:
         self.keys[id(gw)] = key
         return gw
 
-    async def set_price(self, price: str | Decimal, symbol: str | None = None) -> None:
+    async def set_price(
+        self, price: str | Decimal, symbol: str | None = None, mark: str | Decimal | None = None
+    ) -> None:
         if self.paper:
-            self.engine.set_price(symbol or self.symbol, Decimal(price))
+            self.engine.set_price(
+                symbol or self.symbol, Decimal(price), mark=None if mark is None else Decimal(mark)
+            )
         else:
-            await self._control("/sim/prices", {"symbol": symbol or self.symbol, "price": str(price)})
+            body = {"symbol": symbol or self.symbol, "price": str(price)}
+            if mark is not None:
+                body["mark"] = str(mark)
+            await self._control("/sim/prices", body)
 
     async def disconnect(self) -> None:
         if self.paper:
@@ -166,7 +173,9 @@ async def venue(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
         h = Harness(name, Exchange.OKX, SimEngine("okx", clock=wall_clock_ms), registry)
     else:
         kind = name.removeprefix("ccxt-")
-        server = await SimServer(kind).start()
+        # limits off: scenarios reconnect at once after /sim/disconnect (more than OKX's 3 attempts per
+        # second); pacing is the service's job, tested apart (tests/sim/test_limits.py)
+        server = await SimServer(kind, limits=False).start()
         h = Harness(
             name,
             Exchange.OKX if kind == "okx" else Exchange.BINANCE,

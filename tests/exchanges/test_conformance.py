@@ -25,7 +25,7 @@ from position_order_service.exchanges.base import (
     OrderNotFound,
     StreamDisconnected,
 )
-from position_order_service.exchanges.ccxt_gateway import CcxtGateway
+from position_order_service.exchanges.factory import gateway_class
 
 from .conftest import CCXT_VARIANTS, Harness, order_req
 
@@ -80,7 +80,9 @@ async def test_hundred_users_share_one_market_table(venue: Harness) -> None:
     assert venue.server is not None
     sym = venue.symbol
     gws = [
-        CcxtGateway(venue.exchange, f"u{i}", Credentials(f"k{i}", "s", "p"), venue.server.url, venue.registry)
+        gateway_class(venue.exchange)(
+            f"u{i}", Credentials(f"k{i}", "s", "p"), venue.server.url, venue.registry
+        )
         for i in range(100)
     ]
     try:
@@ -408,3 +410,28 @@ async def test_trigger_order_enters_when_the_price_crosses(venue: Harness, watch
     await orders.until(lambda xs: _find(xs, algo.exchange_order_id, OrderStatus.FILLED) is not None)
     [pos] = await gw.fetch_positions()
     assert pos.side is PositionSide.LONG and pos.size == D("0.1")
+
+
+async def test_mark_price_stream(venue: Harness, watchers: Any) -> None:
+    gw = await venue.gateway()
+    marks = watchers(lambda: _one(gw.watch_mark_price(venue.symbol)))
+    await venue.settle()
+    await venue.set_price("60000", mark="60012.5")
+    seen = await marks.until(lambda xs: any(t.mark == D("60012.5") for t in xs))
+    tick = next(t for t in seen if t.mark == D("60012.5"))
+    assert tick.last == tick.mark and tick.bid is None and tick.ask is None  # a mark-price tick, not a ticker
+    assert tick.symbol == venue.symbol and tick.timestamp.tzinfo is not None
+
+
+@pytest.mark.parametrize("venue", CCXT_VARIANTS, indirect=True)
+async def test_a_drop_while_nobody_watches_is_reported_on_the_next_watch(venue: Harness) -> None:
+    gw = await venue.gateway()
+    await venue.set_price("60000")
+    first = asyncio.create_task(gw.watch_orders())
+    await venue.settle()
+    await gw.create_order(order_req(venue.symbol, BUY, OrderType.MARKET, "0.1"))
+    await asyncio.wait_for(first, 5)
+    await venue.disconnect()  # nobody is inside watch_orders now
+    with pytest.raises(StreamDisconnected):
+        while True:  # updates that arrived before the drop come first, then the drop
+            await asyncio.wait_for(gw.watch_orders(), 5)

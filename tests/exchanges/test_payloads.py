@@ -14,7 +14,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from position_order_service.domain.enums import (
-    Exchange,
     OrderSide,
     OrderStatus,
     OrderType,
@@ -32,12 +31,14 @@ from position_order_service.exchanges.base import (
     OrderNotFound,
     StreamDisconnected,
 )
-from position_order_service.exchanges.ccxt import binance as bn
-from position_order_service.exchanges.ccxt import okx
-from position_order_service.exchanges.ccxt.common import dec, fmt, ms_to_dt, venue_client_order_id
-from position_order_service.exchanges.ccxt.streams import MergedStream
+from position_order_service.exchanges.binance import params as bn_params
+from position_order_service.exchanges.binance import parse as bn
+from position_order_service.exchanges.common import dec, fmt, ms_to_dt
 from position_order_service.exchanges.errors import map_ccxt_error, scrub
 from position_order_service.exchanges.markets import MarketTable, UnknownSymbol, market_info_from_ccxt
+from position_order_service.exchanges.okx import params as okx_params
+from position_order_service.exchanges.okx import parse as okx
+from position_order_service.exchanges.streams import MergedStream
 
 OKX_BTC = MarketInfo(
     "BTC-USDT-SWAP", "BTC/USDT:USDT", "BTC", "USDT", "USDT", D("0.1"), D("0.0001"), D("0.0001"), D("0.01"),
@@ -146,11 +147,11 @@ def test_okx_order_params_units() -> None:
 
     trail = OrderRequest("BTC-USDT-SWAP", OrderSide.SELL, OrderType.TRAILING_STOP, D("0.1"), "c1",
                          callback_rate=D("0.015"), activation_price=D("61000"), reduce_only=True)  # fmt: skip
-    kind, amount, price, params = okx.order_params(trail, OKX_BTC.to_contracts(D("0.1")), "c1", None)
+    kind, amount, price, params = okx_params.order_params(trail, OKX_BTC.to_contracts(D("0.1")), "c1", None)
     assert (kind, amount, price) == ("market", "10", None)
     assert params["trailingPercent"] == "1.5"  # percent for ccxt, which sends callbackRatio 0.015
     assert params["activePx"] == "61000" and params["reduceOnly"] is True and params["algoClOrdId"] == "c1"
-    hedged = okx.order_params(trail, D(10), "c1", PositionSide.LONG)[3]
+    hedged = okx_params.order_params(trail, D(10), "c1", PositionSide.LONG)[3]
     assert hedged["positionSide"] == "long" and "reduceOnly" not in hedged
 
 
@@ -298,19 +299,21 @@ def test_error_reason_and_code_are_the_exchanges_and_secret_free() -> None:
 
 @given(st.text(min_size=1, max_size=80))
 def test_client_order_ids_are_valid_and_stable(cid: str) -> None:
-    o = venue_client_order_id(Exchange.OKX, cid)
-    b = venue_client_order_id(Exchange.BINANCE, cid)
-    assert re.fullmatch(r"[A-Za-z0-9]{1,32}", o) and o == venue_client_order_id("okx", cid)
-    assert re.fullmatch(r"[.A-Z:/a-z0-9_-]{1,36}", b) and b == venue_client_order_id("binance", cid)
+    o = okx_params.CLIENT_IDS.apply(cid)
+    b = bn_params.CLIENT_IDS.apply(cid)
+    assert re.fullmatch(r"[A-Za-z0-9]{1,32}", o) and o == okx_params.CLIENT_IDS.apply(cid)
+    assert re.fullmatch(r"[.A-Z:/a-z0-9_-]{1,36}", b) and b == bn_params.CLIENT_IDS.apply(cid)
 
 
 def test_valid_client_order_ids_pass_unchanged() -> None:
-    assert venue_client_order_id("okx", "abcDEF123") == "abcDEF123"
+    assert okx_params.CLIENT_IDS.apply("abcDEF123") == "abcDEF123"
     assert (
-        venue_client_order_id("okx", "0b7c2c4e-5d9f-4a41-8c35-7f0e1f6d2a10")
+        okx_params.CLIENT_IDS.apply("0b7c2c4e-5d9f-4a41-8c35-7f0e1f6d2a10")
         == "0b7c2c4e5d9f4a418c357f0e1f6d2a10"
     )
-    assert venue_client_order_id("binance", "x-abc_1.2:3/4") == "x-abc_1.2:3/4"
+    assert bn_params.CLIENT_IDS.apply("x-abc_1.2:3/4") == "x-abc_1.2:3/4"
+    long_dashed = "a-" * 19  # 38 characters: Binance allows dashes, so it is hashed, never undashed
+    assert bn_params.CLIENT_IDS.apply(long_dashed).startswith("h")
 
 
 def test_decimals_never_go_through_binary_floats() -> None:

@@ -1,6 +1,7 @@
 """The ExchangeGateway port: everything the services need from an exchange, for one user's account.
 
-Implementations: `ccxt_gateway` (OKX and Binance USD-M over ccxt / ccxt.pro, real or simulated) and `paper`
+Implementations: `okx.gateway` and `binance.gateway` (subclasses of `ccxt_base.CcxtGateway`, over ccxt /
+ccxt.pro, real or simulated) and `paper`
 (the simulator engine in process). Sizes crossing this port are in base currency; converting to contracts is
 the gateway's job. Orders and positions come back as domain models carrying the gateway's user_id.
 """
@@ -125,8 +126,8 @@ class ExchangeGateway(Protocol):
         ...
 
     async def watch_mark_price(self, symbol: str) -> PriceTick:
-        """Wait for the next mark price of `symbol` (OKX mark-price channel, Binance markPrice stream): a tick
-        whose `mark` is set (its `last` repeats the mark; the ticker stream is the source of last prices)."""
+        """The venue's mark price (OKX ``mark-price``, Binance ``<symbol>@markPrice``): last and mark are both
+        the mark; bid and ask are None."""
         ...
 
     async def close(self) -> None: ...

@@ -1,8 +1,9 @@
-"""Builds ccxt.pro clients for OKX and Binance USD-M, optionally pointed at a base URL (the simulator).
+"""Building ccxt.pro clients: the settings every venue shares, and ``make_client`` for any venue.
 
+Each venue package (``okx.client``, ``binance.client``) builds its own client class from :func:`client_config`
+and finishes it with :func:`finish_client`; :func:`make_client` picks the venue (tests and benchmarks call it).
 Configured as exchange-wire-notes.md says: no currency fetches, swap markets only, sandbox URLs redirected too
-so nothing can reach elsewhere, and Binance's linear error table forced (a loopback URL never matches ccxt's
-URL-prefix lookup, so -2019 would surface as a plain ExchangeError otherwise).
+so nothing can reach elsewhere.
 """
 
 from __future__ import annotations
@@ -12,39 +13,25 @@ import functools
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
-import ccxt
-import ccxt.pro as ccxtpro
 import certifi
 
 from ..domain.enums import Exchange
 
-CCXT_IDS = {Exchange.OKX: "okx", Exchange.BINANCE: "binanceusdm"}
+
+def client_config(api_key: str, secret: str, *, base_url: str, timeout_ms: int) -> dict[str, Any]:
+    return {
+        "apiKey": api_key,
+        "secret": secret,
+        "enableRateLimit": not base_url,
+        "timeout": timeout_ms,
+        "newUpdates": True,
+    }
 
 
-def _okx_urls(base: str) -> dict[str, str]:
-    ws = base.replace("http://", "ws://").replace("https://", "wss://") + "/ws/v5"
-    return {"rest": base, "ws": ws}
-
-
-def _binance_urls(base: str, template: dict[str, Any]) -> dict[str, Any]:
-    urls = dict(template)
-    for key, path in (
-        ("fapiPublic", "/fapi/v1"),
-        ("fapiPublicV2", "/fapi/v2"),
-        ("fapiPublicV3", "/fapi/v3"),
-        ("fapiPrivate", "/fapi/v1"),
-        ("fapiPrivateV2", "/fapi/v2"),
-        ("fapiPrivateV3", "/fapi/v3"),
-        ("fapiData", "/futures/data"),
-    ):
-        urls[key] = base + path
-    ws = dict(urls.get("ws", {}))
-    ws["linear"] = base.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
-    urls["ws"] = ws
-    return urls
+def ws_url(base_url: str) -> str:
+    return base_url.replace("http://", "ws://").replace("https://", "wss://")
 
 
 @functools.cache
@@ -53,11 +40,16 @@ def _shared_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-@functools.cache
-def _binance_error_table() -> dict[str, Any]:
-    """The shared codes plus the linear (USD-M) ones: merged, so -1022 or -2013 map as on the real URL."""
-    exceptions = ccxt.binanceusdm().exceptions
-    return {**exceptions["exact"], **exceptions["linear"]["exact"]}
+def finish_client(client: Any, *, hedged: bool, extra: dict[str, Any] | None) -> Any:
+    # Per-user memory: permessage-deflate keeps a zlib compressor and decompressor per socket (~0.8 MB);
+    # thousands of users' private streams cost more memory than their bandwidth saves.
+    client.options["ws"] = {**(client.options.get("ws") or {}), "compress": 0}
+    client.ssl_context = _shared_ssl_context()
+    if hedged:
+        client.options["hedged"] = True
+    for k, v in (extra or {}).items():
+        client.options[k] = v
+    return client
 
 
 def make_client(
@@ -71,50 +63,19 @@ def make_client(
     hedged: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> Any:
-    """A ccxt.pro client; `base_url` empty = the real exchange."""
-    exchange = Exchange(exchange)
-    config: dict[str, Any] = {
-        "apiKey": api_key,
-        "secret": secret,
-        "enableRateLimit": not base_url,
-        "timeout": timeout_ms,
-        "newUpdates": True,
-    }
-    if exchange is Exchange.OKX:
-        config["password"] = passphrase
-        config["options"] = {"fetchMarkets": {"types": ["swap"]}, "defaultType": "swap"}
-        client = ccxtpro.okx(config)
-        client.has["fetchCurrencies"] = False
-        if base_url:
-            urls = _okx_urls(base_url.rstrip("/"))
-            client.urls["api"] = dict(urls)
-            client.urls["test"] = dict(urls)
-    elif exchange is Exchange.BINANCE:
-        config["options"] = {"fetchCurrencies": False, "defaultType": "future"}
-        client = ccxtpro.binanceusdm(config)
-        if base_url:
-            base = base_url.rstrip("/")
-            client.urls["api"] = _binance_urls(base, client.urls["api"])
-            client.urls["test"] = _binance_urls(base, client.urls.get("test", {}))
-            table = _binance_error_table()
-            client.exceptions = {
-                **client.exceptions,
-                "exact": table,
-            }
-    else:
-        raise ValueError(f"{exchange.value} is not supported yet")
-    # Per-user memory: permessage-deflate keeps a zlib compressor and decompressor per socket (~0.8 MB);
-    # thousands of users' private streams cost more memory than their bandwidth saves.
-    client.options["ws"] = {**(client.options.get("ws") or {}), "compress": 0}
-    client.ssl_context = _shared_ssl_context()
-    if hedged:
-        client.options["hedged"] = True
-    for k, v in (extra or {}).items():
-        client.options[k] = v
-    return client
+    """A ccxt.pro client of the venue; `base_url` empty = the real exchange. Without push handlers it behaves
+    as plain ccxt.pro (the gateways register theirs)."""
+    from .factory import gateway_class
 
-
-RECENT = 8  # resolutions remembered per message hash
+    return gateway_class(exchange).make_client(
+        base_url.rstrip("/"),
+        api_key,
+        secret,
+        passphrase,
+        timeout_ms=timeout_ms,
+        hedged=hedged,
+        extra=extra,
+    )
 
 
 # An exchange refuses WebSocket connection attempts over its per-IP rate (OKX: 3 per second, Binance USD-M:
@@ -148,54 +109,33 @@ _PACERS: dict[tuple[str, str], ConnectPacer] = {}
 
 
 def pacer_for(exchange: Exchange, base_url: str) -> ConnectPacer | None:
+    """The process-wide pacer of a venue address (None for a venue without a known limit)."""
     limit = WS_CONNECT_LIMITS.get(exchange)
     if limit is None:
         return None
     return _PACERS.setdefault((exchange.value, base_url.rstrip("/")), ConnectPacer(*limit))
 
 
-def instrument_clients(exchange: Any, pacer: ConnectPacer | None) -> None:
-    """Every WebSocket client this exchange object makes:
-    - remembers its last price resolutions per message hash (`recent`: tickers and mark prices, where only the
-      newest matters). ccxt resolves a watch's future with each message and drops the value of a message that
-      arrives while no future waits (the watcher has not re-armed yet: two pushes read in one loop turn), so a
-      price watcher that wakes up reads the newest value, not the first of a burst. (Positions read ccxt's
-      position cache instead; orders and trades are kept by ccxt's own caches.)
-    - waits for the venue's connection pacer before each connection attempt (after ccxt's own backoff)."""
-    make = exchange.client
+def pace_connections(client: Any, pacer: ConnectPacer | None) -> None:
+    """Every WebSocket client `client` makes waits for the venue's pacer before each connection attempt (after
+    ccxt's own reconnect backoff). Only the service's gateways are paced: a plain `make_client` is not."""
+    if pacer is None:
+        return
+    make = client.client
 
-    def client(url: str) -> Any:
+    def paced_client(url: str) -> Any:
         ws = make(url)
-        if not hasattr(ws, "recent"):
-            ws.recent = {}
-            resolve = ws.resolve
+        if not getattr(ws, "paced", False):
+            ws.paced = True
+            open_ = ws.open
 
-            def remembering(result: Any, message_hash: Any) -> Any:
-                if isinstance(message_hash, str) and ("ticker" in message_hash or "mark" in message_hash):
-                    ws.recent.setdefault(message_hash, deque(maxlen=RECENT)).append(result)
-                return resolve(result, message_hash)
+            async def paced_open(session: Any, backoff_delay: float = 0) -> Any:
+                if backoff_delay:
+                    await asyncio.sleep(backoff_delay)
+                await pacer.wait()
+                return await open_(session, 0)
 
-            ws.resolve = remembering
-            if pacer is not None:
-                open_ = ws.open
-
-                async def paced_open(session: Any, backoff_delay: float = 0) -> Any:
-                    if backoff_delay:
-                        await asyncio.sleep(backoff_delay)
-                    await pacer.wait()
-                    return await open_(session, 0)
-
-                ws.open = paced_open
+            ws.open = paced_open
         return ws
 
-    exchange.client = client
-
-
-def recent_resolutions_matching(exchange: Any, match: Callable[[str], bool]) -> list[Any]:
-    """What the exchange's WebSocket clients resolved lately under the message hashes `match` accepts."""
-    out: list[Any] = []
-    for ws in list((getattr(exchange, "clients", None) or {}).values()):
-        for message_hash, values in list(getattr(ws, "recent", {}).items()):
-            if isinstance(message_hash, str) and match(message_hash):
-                out.extend(values)
-    return out
+    client.client = paced_client

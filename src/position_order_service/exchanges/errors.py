@@ -7,7 +7,8 @@
 | OrderNotFound, OrderNotCached                     | OrderNotFound                               |
 | InvalidOrder, BadRequest (BadSymbol), Arguments.. | InvalidOrder                                |
 | NetworkError (timeouts, ExchangeNotAvailable,..), | ExchangeUnavailable (outcome unknown);      |
-| BadResponse, and non-ccxt I/O errors              | StreamDisconnected when raised by a watch   |
+| OperationFailed, BadResponse, a venue's "busy" or | StreamDisconnected when raised by a watch   |
+| "timeout" code, and non-ccxt I/O errors           |                                             |
 | any other ExchangeError                           | GatewayError                                |
 """
 
@@ -40,6 +41,11 @@ _SECRET_FIELDS = re.compile(
     re.IGNORECASE,
 )
 _MAX_REASON = 500
+# Venue codes that mean "the exchange could not answer now", whatever class ccxt gives them: the request may or
+# may not have been carried out. Binance: -1001 disconnected, -1003 too many requests, -1007 timeout waiting
+# for the back end (the order may exist), -1008 overloaded; OKX: 50001 service unavailable, 50004 endpoint
+# timeout, 50011 too many requests, 50013 systems busy, 50026 system error.
+TRANSIENT_CODES = frozenset({"-1001", "-1003", "-1007", "-1008", "50001", "50004", "50011", "50013", "50026"})
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
@@ -88,7 +94,11 @@ def map_ccxt_error(exc: BaseException, *, stream: bool = False, secrets: Iterabl
         return OrderNotFound(reason, code)
     if isinstance(exc, (ccxt.InvalidOrder, ccxt.BadRequest, ccxt.ArgumentsRequired)):
         return InvalidOrder(reason, code)
-    if isinstance(exc, (ccxt.NetworkError, ccxt.BadResponse)):
+    # ccxt 4.5.90 raises a bare OperationFailed for Binance's -1001/-1008 (HTTP 5xx): not a refusal
+    if (
+        isinstance(exc, (ccxt.NetworkError, ccxt.BadResponse, ccxt.OperationFailed))
+        or code in TRANSIENT_CODES
+    ):
         return unavailable(reason, code)
     if isinstance(exc, ccxt.BaseError):
         return GatewayError(reason, code)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -19,7 +18,6 @@ from ..aio import spawn
 from ..domain.enums import Exchange
 from ..domain.market import MarketInfo
 from .base import InvalidOrder
-from .ccxt.common import ONE, clean, dec
 
 log = logging.getLogger(__name__)
 
@@ -33,70 +31,12 @@ class UnknownSymbol(InvalidOrder, KeyError):
         return self.reason
 
 
-def _d(value: Any, default: Decimal | None = None) -> Decimal | None:
-    d = dec(value)
-    return clean(d) if d is not None and d > 0 else default
-
-
 def market_info_from_ccxt(exchange: Exchange | str, market: Mapping[str, Any]) -> MarketInfo | None:
-    """Domain MarketInfo from one ccxt market (read from the exchange's raw ``info``: exact strings).
+    """Domain MarketInfo from one ccxt market, read by the venue's own rules (sizes in base currency); None for
+    a market the service does not trade (spot, inverse, options)."""
+    from .factory import gateway_class
 
-    OKX sizes are contracts on the wire: lot and minimum sizes are converted to base currency here
-    (``lotSz x ctVal``), so the rest of the service never sees contracts. None for a market the service
-    does not trade (spot, inverse, options)."""
-    ex = Exchange(exchange)
-    if not market.get("contract") or market.get("inverse") or market.get("option"):
-        return None
-    info: Mapping[str, Any] = market.get("info") or {}
-    precision: Mapping[str, Any] = market.get("precision") or {}
-    limits: Mapping[str, Any] = market.get("limits") or {}
-    native = str(info.get("instId") or info.get("symbol") or market.get("id"))
-    unified = str(market["symbol"])
-    if ex is Exchange.OKX:
-        ct = _d(info.get("ctVal")) or _d(market.get("contractSize"), ONE) or ONE
-        tick = _d(info.get("tickSz")) or _d(precision.get("price"))
-        lot_c = _d(info.get("lotSz")) or _d(precision.get("amount")) or ONE
-        min_c = _d(info.get("minSz")) or lot_c
-        lever = dec(info.get("lever")) or dec((limits.get("leverage") or {}).get("max"))
-        if tick is None:
-            return None
-        return MarketInfo(
-            symbol=native,
-            unified=unified,
-            base=str(market.get("base")),
-            quote=str(market.get("quote")),
-            settle=str(market.get("settle") or market.get("quote")),
-            tick_size=tick,
-            lot_size=clean(lot_c * ct),
-            min_size=clean(min_c * ct),
-            contract_value=ct,
-            min_notional=Decimal(0),
-            max_leverage=int(lever) if lever else 125,
-        )
-    filters = {f.get("filterType"): f for f in info.get("filters") or [] if isinstance(f, Mapping)}
-    price_f = filters.get("PRICE_FILTER") or {}
-    lot_f = filters.get("LOT_SIZE") or {}
-    notional_f = filters.get("MIN_NOTIONAL") or {}
-    tick = _d(price_f.get("tickSize")) or _d(precision.get("price"))
-    lot = _d(lot_f.get("stepSize")) or _d(precision.get("amount"))
-    if tick is None or lot is None:
-        return None
-    min_size = _d(lot_f.get("minQty")) or lot
-    min_notional = _d(notional_f.get("notional")) or _d(notional_f.get("minNotional")) or Decimal(0)
-    lever = dec((limits.get("leverage") or {}).get("max"))
-    return MarketInfo(
-        symbol=native,
-        unified=unified,
-        base=str(market.get("base")),
-        quote=str(market.get("quote")),
-        settle=str(market.get("settle") or market.get("quote")),
-        tick_size=tick,
-        lot_size=lot,
-        min_size=min_size,
-        contract_value=ONE,
-        min_notional=min_notional,
-        max_leverage=int(lever) if lever else 125,
-    )
+    return gateway_class(exchange).market_info(market)
 
 
 class MarketTable:

@@ -5,9 +5,14 @@ contracts inside the engine), EngineError codes mapped to GatewayError classes, 
 ``engine.subscribe`` events. One engine listener serves every paper gateway on that engine (events are routed
 by account), so a thousand users do not mean a thousand listeners per event.
 
-Fault injection mirrors the simulator's control API: ``faults.drop_order_responses`` (the order is placed,
-the reply is "lost": ExchangeUnavailable) and :meth:`PaperGateway.simulate_disconnect` (pending and next
-watches raise StreamDisconnected; events until the next watch are lost, as on a real socket drop).
+Fault injection mirrors the simulator's control API: ``gateway.faults`` is the engine's
+:class:`~..sim.engine.FaultSet` (shared with a wire front serving the same engine), of which the paper
+gateway applies ``drop_order_responses`` (the order is placed, the reply is "lost": ExchangeUnavailable),
+``ws_drop``/``ws_duplicate``/``ws_reorder`` (one push stream per account and one per symbol, as one socket
+each), and through the engine ``clock_offset_ms`` and ``visibility_lag_ms``. Set them from Python, e.g.
+``gateway.faults.update({"ws_drop": {"count": 1, "channels": ["orders"]}})``.
+:meth:`PaperGateway.simulate_disconnect`: pending and next watches raise StreamDisconnected; events until
+the next watch are lost, as on a real socket drop.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
@@ -34,9 +38,12 @@ from ..domain.enums import (
 from ..domain.market import FillReport, MarketInfo, OrderRequest, PriceTick
 from ..domain.models import Order, PnLInfo, Position
 from ..sim.engine import (
+    AccountConfigEvent,
     AlgoEvent,
     AlgoOrder,
+    BalanceEvent,
     EngineError,
+    FaultSet,
     Fill,
     Instrument,
     OrderEvent,
@@ -44,12 +51,14 @@ from ..sim.engine import (
     PositionMode,
     SimEngine,
     TickerEvent,
+    push_names,
 )
 from ..sim.engine import Order as SimOrder
 from ..sim.engine import Position as SimPosition
 from ..sim.engine.enums import CancelSource, OrderState, OrdType, PosSide
 from ..sim.engine.events import Event
 from ..sim.engine.prices import Ticker
+from ..sim.push_faults import PushShaper
 from .base import (
     AuthenticationFailed,
     ExchangeUnavailable,
@@ -59,9 +68,11 @@ from .base import (
     OrderNotFound,
     StreamDisconnected,
 )
-from .ccxt import okx as okx_payloads
-from .ccxt.common import ZERO, build_order, clean, fmt, ms_to_dt, utc_now, venue_client_order_id
+from .binance.params import CLIENT_IDS as BINANCE_CLIENT_IDS
+from .common import ZERO, ClientIdRule, build_order, clean, fmt, ms_to_dt, utc_now
 from .markets import MarketTable
+from .okx import parse as okx_payloads
+from .okx.params import CLIENT_IDS as OKX_CLIENT_IDS
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +273,19 @@ def fill_to_domain(f: Fill, m: MarketInfo, exchange: Exchange) -> FillReport:
     )
 
 
+def mark_to_domain(t: Ticker, exchange: Exchange) -> PriceTick:
+    """The engine's mark price as a mark-price tick (last and mark both the mark, as the venues' channels)."""
+    return PriceTick(
+        exchange=exchange.value,
+        symbol=t.inst_id,
+        last=t.mark,
+        bid=None,
+        ask=None,
+        mark=t.mark,
+        timestamp=_dt(t.ts),
+    )
+
+
 def tick_to_domain(t: Ticker, exchange: Exchange) -> PriceTick:
     return PriceTick(
         exchange=exchange.value,
@@ -272,6 +296,12 @@ def tick_to_domain(t: Ticker, exchange: Exchange) -> PriceTick:
         mark=t.mark,
         timestamp=_dt(t.ts),
     )
+
+
+_CLIENT_IDS: dict[Exchange, ClientIdRule] = {
+    Exchange.OKX: OKX_CLIENT_IDS,
+    Exchange.BINANCE: BINANCE_CLIENT_IDS,
+}
 
 
 # ---------------------------------------------------------------- event routing and streams
@@ -320,22 +350,47 @@ class _Stream(Generic[T]):
             await self._wakeup.wait()
 
 
+_PUSH_NAMES: dict[type, frozenset[str]] = {
+    OrderEvent: push_names("orders"),
+    AlgoEvent: push_names("ALGO_UPDATE"),
+    PositionEvent: push_names("positions"),
+    BalanceEvent: push_names("account"),
+    AccountConfigEvent: push_names("ACCOUNT_CONFIG_UPDATE"),
+    TickerEvent: push_names("tickers") | push_names("mark-price"),
+}
+
+
 class _Hub:
-    """The one engine listener of all paper gateways on an engine; routes events by account and symbol."""
+    """The one engine listener of all paper gateways on an engine; routes events by account and symbol.
+
+    Each account's events, and each symbol's ticks, pass through one push shaper (the paper counterpart of a
+    socket), so the engine's push faults drop, duplicate or reorder them for every stream of that account."""
 
     def __init__(self, engine: SimEngine) -> None:
         self.accounts: dict[str, set[_Stream[Any]]] = {}
         self.tickers: dict[str, set[_Stream[Any]]] = {}
+        self._faults = engine.faults
+        self._shapers: dict[tuple[int, str], PushShaper[Event]] = {}
         engine.subscribe(self._on_event)
 
     def _on_event(self, event: Event) -> None:
         if type(event) is TickerEvent:
-            sinks = self.tickers.get(event.ticker.inst_id)
+            table, key = self.tickers, event.ticker.inst_id
         else:
-            sinks = self.accounts.get(getattr(event, "account_id", ""))
-        if sinks:
-            for sink in tuple(sinks):
-                sink.push(event)
+            table, key = self.accounts, getattr(event, "account_id", "")
+        if key not in table:
+            return
+        shaper = self._shapers.get((id(table), key))
+        if shaper is None:
+            kind = "ticker" if table is self.tickers else "account"
+            shaper = PushShaper(self._faults, f"paper:{kind}:{key}", lambda ev: self._deliver(table, key, ev))
+            self._shapers[(id(table), key)] = shaper
+        shaper.send(event, _PUSH_NAMES.get(type(event), frozenset()))
+
+    @staticmethod
+    def _deliver(table: dict[str, set[_Stream[Any]]], key: str, event: Event) -> None:
+        for sink in tuple(table.get(key, ())):
+            sink.push(event)
 
     def add(self, table: dict[str, set[_Stream[Any]]], key: str, stream: _Stream[Any]) -> None:
         table.setdefault(key, set()).add(stream)
@@ -347,6 +402,9 @@ class _Hub:
             sinks.discard(stream)
             if not sinks:
                 del table[key]
+                shaper = self._shapers.pop((id(table), key), None)
+                if shaper is not None:
+                    shaper.close()
         stream.subscribed = False
 
 
@@ -358,13 +416,6 @@ def _hub(engine: SimEngine) -> _Hub:
     if hub is None:
         hub = _HUBS[engine] = _Hub(engine)
     return hub
-
-
-@dataclass
-class PaperFaults:
-    """``drop_order_responses``: the next N order placements happen, but their reply is "lost"."""
-
-    drop_order_responses: int = 0
 
 
 # ---------------------------------------------------------------- the gateway
@@ -386,6 +437,7 @@ class PaperGateway:
         self.engine = engine
         self.user_id = user_id
         self._api_key = api_key
+        self._client_ids = _CLIENT_IDS[self.exchange]  # the venue's own rule, so ids match its ccxt gateway
         self._table = MarketTable(
             self.exchange, f"paper:{id(engine)}", [market_from_instrument(i) for i in engine.instruments()]
         )
@@ -393,11 +445,15 @@ class PaperGateway:
         self._account_id: str | None = None
         self._streams: dict[str, tuple[dict[str, set[_Stream[Any]]], str, _Stream[Any]]] = {}
         self._net_sides: dict[str, PositionSide] = {}
-        self.faults = PaperFaults()
         self._closed = False
 
     def __repr__(self) -> str:
         return f"PaperGateway({self.exchange.value}, user={self.user_id!r})"
+
+    @property
+    def faults(self) -> FaultSet:
+        """The engine's injected faults (shared by every gateway and wire front on this engine)."""
+        return self.engine.faults
 
     # ------------------------------------------------------------------ helpers
 
@@ -473,7 +529,7 @@ class PaperGateway:
                 f"quantity {request.quantity} is below the minimum {m.min_size} {m.base} of {m.symbol}"
             )
         sz = clean(m.to_contracts(qty))
-        cid = venue_client_order_id(self.exchange, request.client_order_id)
+        cid = self._client_ids.apply(request.client_order_id)
         ps = self._position_side(request)
         pos_side = None if ps is None else ps.value
         side = request.side.value
@@ -515,6 +571,7 @@ class PaperGateway:
             result = self._algo(batch.algo)
         if self.faults.drop_order_responses > 0:
             self.faults.drop_order_responses -= 1
+            self.faults.applied["drop_order_responses"] += 1
             raise ExchangeUnavailable(
                 "simulated: the connection dropped before the reply (the order was placed)"
             )
@@ -527,7 +584,7 @@ class PaperGateway:
             raise ValueError("order_id or client_order_id is required")
         key = self._key()
         m = self.market(symbol)
-        cid = None if client_order_id is None else venue_client_order_id(self.exchange, client_order_id)
+        cid = None if client_order_id is None else self._client_ids.apply(client_order_id)
         try:
             o = self._call(self.engine.get_order, key, order_id=order_id, client_order_id=cid)
             if o.inst_id == m.symbol:
@@ -655,10 +712,7 @@ class PaperGateway:
         return ticks[-1]
 
     def _convert_mark(self, event: Event) -> list[PriceTick]:
-        if type(event) is not TickerEvent or event.ticker.mark is None:
-            return []
-        t = tick_to_domain(event.ticker, self.exchange)
-        return [PriceTick(t.exchange, t.symbol, t.mark or t.last, None, None, t.mark, t.timestamp)]
+        return [mark_to_domain(event.ticker, self.exchange)] if type(event) is TickerEvent else []
 
     async def streams_ready(self, within_s: float) -> bool:
         return True  # in process: a watch is subscribed the moment it is called

@@ -8,29 +8,27 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from .engine import SimEngine
-
-
-@dataclass
-class Faults:
-    """Fault injection driven by POST /sim/faults (tests of unknown outcomes).
-
-    drop_order_responses: the next N order-placing requests are carried out by the engine, but the HTTP
-    connection is closed before the reply is sent: the client sees a network error and cannot know the outcome.
-    delay_ms: extra latency before every REST reply.
-    """
-
-    drop_order_responses: int = 0
-    delay_ms: int = 0
+from .engine import FaultSet, SimEngine
+from .limits import ConnectionLimits
 
 
 @dataclass
 class SimContext:
     engine: SimEngine
     venue: str
-    faults: Faults = field(default_factory=Faults)
+    limits: ConnectionLimits = field(init=False)
     sockets: set[web.WebSocketResponse] = field(default_factory=set)
     feeds: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the server shuts down: replies held back by a fault stop waiting."""
+
+    def __post_init__(self) -> None:
+        self.limits = ConnectionLimits(self.venue)
+
+    @property
+    def faults(self) -> FaultSet:
+        """The venue's injected faults (the engine's: a paper gateway on the same engine shares them)."""
+        return self.engine.faults
 
     def track(self, ws: web.WebSocketResponse) -> None:
         self.sockets.add(ws)

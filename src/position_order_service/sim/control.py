@@ -77,7 +77,7 @@ async def control_errors(request: web.Request, handler: Any) -> web.StreamRespon
     except BadRequest as exc:
         return _error(400, str(exc), exc.field)
     except EngineError as exc:
-        return _error(400, str(exc), getattr(exc, "field", None))
+        return _error(400, str(exc), exc.details.get("field"))
 
 
 @routes.post("/sim/accounts")
@@ -210,17 +210,37 @@ async def disconnect(request: web.Request) -> web.Response:
     return _json({"dropped": dropped})
 
 
+@routes.get("/sim/faults")
+async def get_faults(request: web.Request) -> web.Response:
+    return _json(request.app[CTX_KEY].faults.to_dict())
+
+
 @routes.post("/sim/faults")
-async def faults(request: web.Request) -> web.Response:
-    ctx = request.app[CTX_KEY]
-    data = await _body(request)
-    for name in ("drop_order_responses", "delay_ms"):
-        if name in data:
-            v = data[name]
-            if not isinstance(v, int) or v < 0:
-                raise BadRequest(f"{name} must be a non-negative integer", name)
-            setattr(ctx.faults, name, v)
-    return _json({"drop_order_responses": ctx.faults.drop_order_responses, "delay_ms": ctx.faults.delay_ms})
+async def set_faults(request: web.Request) -> web.Response:
+    """Merge the given faults into the current set (a bad field: 400 naming it, nothing changed)."""
+    faults = request.app[CTX_KEY].faults
+    faults.update(await _body(request))
+    log.info("faults set: %s", faults.to_dict())
+    return _json(faults.to_dict())
+
+
+@routes.delete("/sim/faults")
+async def clear_faults(request: web.Request) -> web.Response:
+    faults = request.app[CTX_KEY].faults
+    faults.clear()
+    return _json(faults.to_dict())
+
+
+@routes.get("/sim/limits")
+async def get_limits(request: web.Request) -> web.Response:
+    return _json(request.app[CTX_KEY].limits.to_dict())
+
+
+@routes.post("/sim/limits")
+async def set_limits(request: web.Request) -> web.Response:
+    limits = request.app[CTX_KEY].limits
+    limits.settings.update(await _body(request))
+    return _json(limits.to_dict())
 
 
 @routes.post("/sim/fill-config")
@@ -234,4 +254,10 @@ async def fill_config(request: web.Request) -> web.Response:
 
 @routes.get("/sim/state")
 async def state(request: web.Request) -> web.Response:
-    return _json(request.app[CTX_KEY].engine.snapshot())
+    """The engine's state plus what the limits refused and how often each fault applied."""
+    ctx = request.app[CTX_KEY]
+    body = ctx.engine.snapshot()
+    body["refused_connections"] = {ctx.venue: ctx.limits.refused_connections}
+    body["closed_for_requests"] = {ctx.venue: ctx.limits.closed_for_requests}
+    body["faults_applied"] = dict(ctx.faults.applied)
+    return _json(body)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from aiohttp import web
 
@@ -14,14 +12,9 @@ from .context import CTX_KEY, SimContext
 from .control import control_errors, start_feed
 from .control import routes as control_routes
 from .engine import SimEngine, wall_clock_ms
+from .http_faults import ORDER_PATHS, faults_middleware
 
 log = logging.getLogger(__name__)
-
-# Requests that place orders: the ones POST /sim/faults {"drop_order_responses": n} cuts off.
-ORDER_PATHS = {
-    "okx": ("/api/v5/trade/order", "/api/v5/trade/batch-orders", "/api/v5/trade/order-algo"),
-    "binance": ("/fapi/v1/order", "/fapi/v1/batchOrders", "/fapi/v1/algoOrder"),
-}
 
 # The documented demo account (`sim --demo`, and `make run`).
 DEMO_API_KEY = "demo-api-key"
@@ -33,31 +26,15 @@ DEMO_START_PRICES = {
 }
 
 
-@web.middleware
-async def faults_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    ctx = request.app[CTX_KEY]
-    if request.path.startswith("/sim/"):
-        return await handler(request)  # type: ignore[no-any-return]
-    if ctx.faults.delay_ms:
-        await asyncio.sleep(ctx.faults.delay_ms / 1000)
-    response: web.StreamResponse = await handler(request)
-    if (
-        request.method == "POST"
-        and ctx.faults.drop_order_responses > 0
-        and request.path in ORDER_PATHS.get(ctx.venue, ())
-    ):
-        ctx.faults.drop_order_responses -= 1
-        log.info("fault injection: dropping the reply to %s", request.path)
-        if request.transport is not None:
-            request.transport.abort()
-    return response
-
-
-def build_sim_app(venue: str, engine: SimEngine | None = None, seed: int = 0) -> web.Application:
+def build_sim_app(
+    venue: str, engine: SimEngine | None = None, seed: int = 0, limits: bool = True
+) -> web.Application:
+    """The simulator of ``venue`` as an aiohttp app; ``limits`` False turns the connection limits off."""
     if venue not in ORDER_PATHS:
         raise ValueError(f"unknown venue {venue!r}: use okx or binance")
     engine = engine or SimEngine(venue, seed=seed, clock=wall_clock_ms)  # type: ignore[arg-type]
     ctx = SimContext(engine=engine, venue=venue)
+    ctx.limits.settings.enabled = limits
     app = web.Application(middlewares=[control_errors, faults_middleware])
     app[CTX_KEY] = ctx
     app.add_routes(control_routes)
@@ -68,7 +45,8 @@ def build_sim_app(venue: str, engine: SimEngine | None = None, seed: int = 0) ->
     install(app, ctx)
 
     async def on_shutdown(_: web.Application) -> None:
-        # before aiohttp waits for open handlers: an open WebSocket would make it wait forever
+        # before aiohttp waits for open handlers: an open WebSocket or a held reply would make it wait
+        ctx.stopping.set()
         await ctx.stop_feeds()
         await ctx.drop_all_sockets()
 
@@ -105,6 +83,7 @@ class SimServer:
     seed: int = 0
     demo: bool = False
     engine: SimEngine | None = None  # serve this engine (tests share it with an in-process gateway)
+    limits: bool = True  # the venue's connection limits (tests opening many sockets at once turn them off)
     _runner: web.AppRunner | None = None
     app: web.Application | None = None
 
@@ -118,7 +97,7 @@ class SimServer:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> SimServer:
-        self.app = build_sim_app(self.venue, engine=self.engine, seed=self.seed)
+        self.app = build_sim_app(self.venue, engine=self.engine, seed=self.seed, limits=self.limits)
         if self.demo:
             setup_demo(self.ctx)
         self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
@@ -137,16 +116,20 @@ class SimServer:
             self._runner = None
 
 
-def run_sim(venue: str, host: str, port: int, demo: bool, seed: int = 0) -> None:
-    """Serve a simulator in the foreground (the `sim` command)."""
-    app = build_sim_app(venue, seed=seed)
+def run_sim(venue: str, host: str, port: int, demo: bool, seed: int = 0, limits: bool = True) -> None:
+    """Serve a simulator in the foreground (the `sim` command; ``limits`` False = `--no-limits`)."""
+    app = build_sim_app(venue, seed=seed, limits=limits)
     if demo:
 
         async def demo_on_start(app: web.Application) -> None:
             setup_demo(app[CTX_KEY])
 
         app.on_startup.append(demo_on_start)
-    print(f"{venue} simulator on http://{host}:{port} (control API under /sim/)", flush=True)
+    state = "on" if limits else "off (--no-limits)"
+    print(
+        f"{venue} simulator on http://{host}:{port} (control API under /sim/; connection limits {state})",
+        flush=True,
+    )
     if demo:
         key = f"api_key={DEMO_API_KEY} secret={DEMO_SECRET}"
         if venue == "okx":

@@ -10,7 +10,7 @@ from typing import Any
 from ..engine import Instrument, MarginMode, Position, PositionMode, PosSide
 from .auth import Caller
 from .errors import BinanceError, mandatory
-from .front import Front, now_ms
+from .front import Front
 from .market import leverage_bracket
 from .numbers import fmt
 from .params import Params
@@ -74,12 +74,12 @@ def account(front: Front, caller: Caller, p: Params, *, v2: bool) -> dict[str, A
     balances = list(engine.balances(caller.api_key).values())
     positions = engine.positions(caller.api_key)
     if v2:
-        return account_v2(balances, positions, now_ms(), front.hedged(caller))
-    return account_v3(balances, positions, now_ms())
+        return account_v2(balances, positions, front.engine.now_ms(), front.hedged(caller))
+    return account_v3(balances, positions, front.engine.now_ms())
 
 
 def balance(front: Front, caller: Caller, p: Params) -> list[dict[str, Any]]:
-    return balance_rows(list(front.engine.balances(caller.api_key).values()), now_ms())
+    return balance_rows(list(front.engine.balances(caller.api_key).values()), front.engine.now_ms())
 
 
 def leverage_brackets(front: Front, caller: Caller, p: Params) -> Any:

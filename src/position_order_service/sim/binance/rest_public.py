@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..engine import Instrument, Ticker
-from .front import Front, now_ms
+from .front import Front
 from .market import SymbolStats, book_ticker, exchange_info, mark_price, ticker_24h
 from .numbers import fmt
 from .params import Params
@@ -31,11 +31,11 @@ def ping(front: Front, p: Params) -> dict[str, Any]:
 
 
 def server_time(front: Front, p: Params) -> dict[str, Any]:
-    return {"serverTime": now_ms()}
+    return {"serverTime": front.engine.now_ms()}
 
 
 def exchange_information(front: Front, p: Params) -> dict[str, Any]:
-    return exchange_info(front.engine.instruments(), now_ms())
+    return exchange_info(front.engine.instruments(), front.engine.now_ms())
 
 
 def _per_symbol(front: Front, p: Params, row: Callable[[Instrument], dict[str, Any] | None]) -> Any:
@@ -48,14 +48,14 @@ def _per_symbol(front: Front, p: Params, row: Callable[[Instrument], dict[str, A
 
 def _ticker(front: Front, inst: Instrument) -> Ticker:
     t = front.engine.ticker(inst.inst_id)
-    return t if t is not None else Ticker(inst.inst_id, _ZERO, _ZERO, _ZERO, _ZERO, now_ms())
+    return t if t is not None else Ticker(inst.inst_id, _ZERO, _ZERO, _ZERO, _ZERO, front.engine.now_ms())
 
 
 def tickers_24h(front: Front, p: Params) -> Any:
     def row(inst: Instrument) -> dict[str, Any]:
         stats = front.stats.get(inst.inst_id)
         if stats is None:
-            ts = now_ms()
+            ts = front.engine.now_ms()
             stats = SymbolStats(_ZERO, _ZERO, _ZERO, _ZERO, ts, ts)
         return ticker_24h(inst.inst_id, stats)
 

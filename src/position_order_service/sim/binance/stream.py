@@ -8,6 +8,10 @@ ACCOUNT_UPDATE, as on Binance. Every connection has its own queue drained by its
 Routing: user-stream connections by account id (ORDER_TRADE_UPDATE, ACCOUNT_UPDATE, ALGO_UPDATE,
 ACCOUNT_CONFIG_UPDATE); market connections by stream name (``<symbol>@miniTicker``, ``@ticker``,
 ``@bookTicker``, ``@markPrice[@1s]`` and the ``!..@arr`` all-market forms).
+
+Data pushes go through each connection's :class:`~..push_faults.PushShaper` (ws_drop, ws_duplicate,
+ws_reorder by event type); replies to SUBSCRIBE etc. do not. Mark price streams push on change and, as on
+Binance, every 3 s (``@markPrice``) or 1 s (``@1s``) regardless (:class:`~..mark_pacer.MarkPacer`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ from ..engine import (
     PositionEvent,
     SimEngine,
     TickerEvent,
+    push_names,
 )
+from ..mark_pacer import MarkPacer
+from ..push_faults import PushShaper
 from . import ws_format
 from .auth import AccountKeys
 from .market import MarketStats, mini_ticker_event, ticker_event
@@ -70,6 +77,14 @@ class Connection:
         self._task = asyncio.create_task(self._pump())
         self._closing: asyncio.Future[bool] | None = None
         self.closed = False
+        self.shaper: PushShaper[str] | None = None
+
+    def push(self, text: str, event_type: str) -> None:
+        """A data push (``event_type``: its ``e``): push faults apply, unlike replies sent with ``send``."""
+        if self.shaper is None:
+            self.send(text)
+        else:
+            self.shaper.send(text, push_names(event_type))
 
     def send(self, text: str) -> None:
         if self.closed:
@@ -82,10 +97,8 @@ class Connection:
         self._queue.put_nowait(text)
 
     def send_user(self, payload: dict[str, Any]) -> None:
-        if self.combined:
-            self.send(_dumps({"stream": self.listen_key, "data": payload}))
-        else:
-            self.send(_dumps(payload))
+        text = _dumps({"stream": self.listen_key, "data": payload}) if self.combined else _dumps(payload)
+        self.push(text, str(payload.get("e", "")))
 
     async def _pump(self) -> None:
         ws = self.ws
@@ -101,6 +114,8 @@ class Connection:
 
     async def stop(self) -> None:
         self.closed = True
+        if self.shaper is not None:
+            self.shaper.close()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
@@ -113,14 +128,28 @@ def _market_streams(symbol: str) -> tuple[tuple[str, str], ...]:
         (f"{s}@miniTicker", "mini"),
         (f"{s}@ticker", "ticker"),
         (f"{s}@bookTicker", "book"),
-        (f"{s}@markPrice", "mark"),
-        (f"{s}@markPrice@1s", "mark"),
         ("!miniTicker@arr", "mini_arr"),
         ("!ticker@arr", "ticker_arr"),
         ("!bookTicker", "book"),
-        ("!markPrice@arr", "mark_arr"),
-        ("!markPrice@arr@1s", "mark_arr"),
     )
+
+
+_EVENT_TYPES = {"mini": "24hrMiniTicker", "mini_arr": "24hrMiniTicker", "ticker": "24hrTicker",
+                "ticker_arr": "24hrTicker", "book": "bookTicker"}  # fmt: skip
+_MARK_ARR = ("!markPrice@arr", "!markPrice@arr@1s")
+
+
+def _mark_streams(symbol: str) -> tuple[str, ...]:
+    s = symbol.lower()
+    return (f"{s}@markPrice", f"{s}@markPrice@1s", *_MARK_ARR)
+
+
+def _is_mark_stream(name: str) -> bool:
+    return "@markPrice" in name
+
+
+def _mark_interval_s(name: str) -> float:
+    return 1.0 if name.endswith("@1s") else 3.0
 
 
 class StreamHub:
@@ -132,11 +161,20 @@ class StreamHub:
         self._streams: dict[str, set[Connection]] = {}
         self._pending: list[Event] = []
         self._scheduled = False
+        self._last_mark: dict[str, Decimal] = {}
+        self.marks = MarkPacer(
+            self._push_mark,
+            lambda: [n for n in self._streams if _is_mark_stream(n)],
+            min_gap_s=0.0,
+            idle_s=_mark_interval_s,
+        )
         self._unsubscribe: Callable[[], None] | None = engine.subscribe(self._on_event)
 
     # ------------------------------------------------------------------ connections
 
     def add(self, conn: Connection) -> None:
+        identity = "binance:user" if conn.account_id is not None else "binance:market"
+        conn.shaper = PushShaper(self._engine.faults, identity, conn.send)
         if conn.account_id is not None:
             self._user.setdefault(conn.account_id, set()).add(conn)
 
@@ -144,6 +182,8 @@ class StreamHub:
         for name in streams:
             conn.streams.add(name)
             self._streams.setdefault(name, set()).add(conn)
+            if _is_mark_stream(name):
+                self.marks.start()
 
     def unsubscribe(self, conn: Connection, streams: Iterable[str]) -> None:
         for name in streams:
@@ -172,6 +212,7 @@ class StreamHub:
         return len(self._streams.get(stream, ()))
 
     async def close(self) -> None:
+        self.marks.close()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -230,17 +271,24 @@ class StreamHub:
         if not conns:
             return
         text = _dumps(payload)
+        event_type = str(payload.get("e", ""))
         for conn in conns:
             if conn.combined:
                 conn.send_user(payload)
             else:
-                conn.send(text)
+                conn.push(text, event_type)
 
     def _ticker(self, ev: TickerEvent) -> None:
         t = ev.ticker
         stats = self._stats.on_ticker(t)
+        mark_changed = self._last_mark.get(t.inst_id) != t.mark
+        self._last_mark[t.inst_id] = t.mark
         if not self._streams:
             return
+        if mark_changed:
+            for name in _mark_streams(t.inst_id):
+                if name in self._streams:
+                    self.marks.changed(name)
         for name, kind in _market_streams(t.inst_id):
             conns = self._streams.get(name)
             if not conns:
@@ -254,15 +302,37 @@ class StreamHub:
                 payload = ticker_event(t.inst_id, stats, ev.ts)
             elif kind == "ticker_arr":
                 payload = [ticker_event(t.inst_id, stats, ev.ts)]
-            elif kind == "book":
-                payload = ws_format.book_ticker_event(t)
-            elif kind == "mark":
-                payload = ws_format.mark_price_event(t)
             else:
-                payload = [ws_format.mark_price_event(t)]
-            text = _dumps(payload)
-            for conn in conns:
-                conn.send(_dumps({"stream": name, "data": payload}) if conn.combined else text)
+                payload = ws_format.book_ticker_event(t)
+            self._push_market(name, conns, payload, _EVENT_TYPES[kind])
+
+    def _push_market(self, name: str, conns: set[Connection], payload: Any, event_type: str) -> None:
+        text = _dumps(payload)
+        for conn in conns:
+            conn.push(_dumps({"stream": name, "data": payload}) if conn.combined else text, event_type)
+
+    def _push_mark(self, name: str) -> None:
+        """The current mark price on stream ``name`` (``<sym>@markPrice[@1s]`` or ``!markPrice@arr[@1s]``)."""
+        conns = self._streams.get(name)
+        if not conns:
+            return
+        now = self._engine.now_ms()
+        payload: Any
+        if name in _MARK_ARR:
+            tickers = [self._engine.ticker(i.inst_id) for i in self._engine.instruments()]
+            payload = [ws_format.mark_price_event(t, now) for t in tickers if t is not None]
+            if not payload:
+                return
+        else:
+            symbol = name.split("@", 1)[0].upper()
+            try:
+                t = self._engine.ticker(symbol)
+            except EngineError:  # a stream of an unknown symbol: Binance stays silent too
+                return
+            if t is None:
+                return
+            payload = ws_format.mark_price_event(t, now)
+        self._push_market(name, conns, payload, "markPriceUpdate")
 
     def _order(self, ev: OrderEvent) -> None:
         if ev.fill is not None:

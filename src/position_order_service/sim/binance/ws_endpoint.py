@@ -5,12 +5,14 @@
   ``{"method":"SUBSCRIBE","params":["btcusdt@miniTicker"],"id":1}`` -> ``{"result":null,"id":1}``.
 - ``/ws/<stream>/<stream>`` and ``/stream?streams=a/b`` subscribe at connect (``/stream``: combined
   ``{"stream":..., "data":...}`` frames).
-An unknown or expired listen key is refused before the upgrade with -1125. Every accepted socket is tracked
-in the SimContext so POST /sim/disconnect drops it.
+An unknown or expired listen key is refused before the upgrade with -1125, an attempt over the connection
+limit per IP (``..limits``) with HTTP 429. Every accepted socket is tracked in the SimContext so
+POST /sim/disconnect drops it.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -22,6 +24,8 @@ from .listen_keys import ListenKeys
 from .stream import Connection, StreamHub
 
 __all__ = ["PATHS", "WsEndpoint"]
+
+log = logging.getLogger(__name__)
 
 PATHS = (
     "/ws",
@@ -75,6 +79,16 @@ class WsEndpoint:
         return account_id, key, streams, combined
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not self._ctx.limits.admit(request.remote):
+            log.info("binance ws: refusing a connection from %s (connection limit)", request.remote)
+            body = {"code": -1003, "msg": "Too many connection attempts; current limit is "
+                    f"{self._ctx.limits.settings.binance_ws_connects_per_5min} per 5 minutes per IP."}  # fmt: skip
+            return web.Response(
+                status=429,
+                body=orjson.dumps(body),
+                content_type="application/json",
+                headers={"Retry-After": "1"},
+            )
         try:
             account_id, key, streams, combined = self._resolve(request)
         except BinanceError as exc:

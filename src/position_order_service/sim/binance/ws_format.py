@@ -188,14 +188,16 @@ def book_ticker_event(t: Ticker) -> dict[str, Any]:
     }
 
 
-def mark_price_event(t: Ticker) -> dict[str, Any]:
+def mark_price_event(t: Ticker, event_ms: int | None = None) -> dict[str, Any]:
+    """``event_ms``: when the update is pushed (default: when the price was set); T = next funding time."""
+    e = t.ts if event_ms is None else event_ms
     return {
         "e": "markPriceUpdate",
-        "E": t.ts,
+        "E": e,
         "s": t.inst_id,
         "p": fmt(t.mark),
         "i": fmt(t.mark),
         "P": fmt(t.mark),
         "r": "0",
-        "T": (t.ts // (8 * 3600 * 1000) + 1) * 8 * 3600 * 1000,
+        "T": (e // (8 * 3600 * 1000) + 1) * 8 * 3600 * 1000,
     }

@@ -58,6 +58,7 @@ from .events import (
     PositionEvent,
     TickerEvent,
 )
+from .faults import FaultSet, PushVerdict, push_names
 from .feed import RandomWalkFeed, ReplayFeed, round_to_tick
 from .instruments import Instrument, check_price, check_size, default_instruments
 from .orders import OPEN_STATES, AttachedTpSl, Fill, Order
@@ -89,6 +90,7 @@ __all__ = [
     "EngineError",
     "Event",
     "EventBatch",
+    "FaultSet",
     "Fill",
     "Instrument",
     "InsufficientMargin",
@@ -116,6 +118,7 @@ __all__ = [
     "PositionMode",
     "PositionModeChangeRejected",
     "PostOnlyWouldTake",
+    "PushVerdict",
     "RandomWalkFeed",
     "ReduceOnlyRejected",
     "ReplayFeed",
@@ -136,6 +139,7 @@ __all__ = [
     "conditional_fires",
     "default_instruments",
     "liquidation_price",
+    "push_names",
     "round_to_tick",
     "wall_clock_ms",
 ]

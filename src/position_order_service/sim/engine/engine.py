@@ -74,6 +74,7 @@ from .events import (
     PositionEvent,
     TickerEvent,
 )
+from .faults import FaultSet
 from .instruments import Instrument, check_price, check_size, default_instruments
 from .matching import arrival_price, is_marketable, resting_price, step_qty
 from .orders import AttachedTpSl, Fill, Order
@@ -112,6 +113,9 @@ class SimEngine:
     ``clock`` returns epoch ms (default: a :class:`ManualClock`, so runs are reproducible; pass
     ``wall_clock_ms`` for live timestamps). Timestamps never go backwards within an engine.
     ``history_limit`` bounds finished orders/algos and fills kept per account (oldest dropped first).
+    ``faults`` (:class:`~.faults.FaultSet`) is the venue's injected misbehaviour; the engine itself applies
+    ``clock_offset_ms`` (added to every timestamp it makes) and ``visibility_lag_ms`` (a new order or algo
+    is missing from get/open/history queries for that long after it was placed; events are not delayed).
     """
 
     def __init__(
@@ -138,6 +142,9 @@ class SimEngine:
         self._listeners: list[Listener] = []
         self._last_ts = 0
         self._seq = 0
+        self.faults = FaultSet(venue)
+        self._order_placed_at: dict[str, int] = {}  # only while a visibility lag is set
+        self._algo_placed_at: dict[str, int] = {}
         rng = random.Random(seed)
         if venue == "okx":
             self._next_order = 600_000_000_000_000_000 + rng.randrange(10**15) * 100
@@ -175,12 +182,45 @@ class SimEngine:
 
         return unsubscribe
 
-    def _now(self) -> int:
+    def _raw_now(self) -> int:
+        """The clock, never going backwards (before the fault offset)."""
         t = self._clock()
         if t < self._last_ts:
             return self._last_ts
         self._last_ts = t
         return t
+
+    def _now(self) -> int:
+        return self._raw_now() + self.faults.clock_offset_ms
+
+    def now_ms(self) -> int:
+        """The exchange's time in epoch ms (its clock, shifted by ``faults.clock_offset_ms``)."""
+        return self._now()
+
+    # ------------------------------------------------------------------ visibility lag
+
+    def _placed(self, table: dict[str, int], oid: str) -> None:
+        """Remember when ``oid`` was placed while a visibility lag is set (queries hide it until it passed)."""
+        lag = self.faults.visibility_lag_ms
+        if lag <= 0:
+            return
+        now = self._raw_now()
+        if len(table) >= 1024:  # bound: forget the ones whose lag has passed
+            for k in [k for k, at in table.items() if now - at >= lag]:
+                del table[k]
+        table[oid] = now
+
+    def _visible(self, table: dict[str, int], oid: str | None) -> bool:
+        """Whether queries show ``oid``: its lag (the current setting, so clearing it shows all) has passed."""
+        if not table or oid is None:
+            return True
+        placed = table.get(oid)
+        if placed is None:
+            return True
+        if self._raw_now() - placed >= self.faults.visibility_lag_ms:
+            del table[oid]
+            return True
+        return False
 
     def _dispatch(self, batch: EventBatch) -> EventBatch:
         if self._listeners and batch:
@@ -658,6 +698,7 @@ class SimEngine:
         order.order_id = oid
         book.add_open_order(order)
         self._open_by_inst[order.inst_id][oid] = order
+        self._placed(self._order_placed_at, oid)
 
     def place_order(
         self,
@@ -1023,22 +1064,30 @@ class SimEngine:
         if order_id is None and client_order_id is None:
             raise InvalidRequest("order_id or client_order_id is required")
         found = book.find_order(order_id, client_order_id)
-        if found is None:
+        if found is None or not self._visible(self._order_placed_at, found.order_id):
             raise OrderNotFound("order does not exist", order_id=order_id, client_order_id=client_order_id)
         return found.copy()
 
     def open_orders(self, api_key: str, inst_id: str | None = None) -> list[Order]:
         """Open orders, oldest first."""
         book = self._book(api_key)
-        return [o.copy() for o in book.open_orders.values() if inst_id is None or o.inst_id == inst_id]
+        seen = self._order_placed_at
+        return [
+            o.copy()
+            for o in book.open_orders.values()
+            if (inst_id is None or o.inst_id == inst_id) and self._visible(seen, o.order_id)
+        ]
 
     def order_history(
         self, api_key: str, inst_id: str | None = None, limit: int | None = None
     ) -> list[Order]:
         """Finished orders (filled/canceled), newest first."""
         book = self._book(api_key)
+        seen = self._order_placed_at
         out = [
-            o.copy() for o in reversed(book.done_orders.values()) if inst_id is None or o.inst_id == inst_id
+            o.copy()
+            for o in reversed(book.done_orders.values())
+            if (inst_id is None or o.inst_id == inst_id) and self._visible(seen, o.order_id)
         ]
         return out if limit is None else out[:limit]
 
@@ -1123,6 +1172,7 @@ class SimEngine:
         self._next_algo += 1
         book.add_open_algo(algo)
         self._algos_by_inst[inst_id][algo.algo_id] = algo
+        self._placed(self._algo_placed_at, algo.algo_id)
         if t is AlgoType.MOVE_ORDER_STOP and price is not None:
             advance(algo, price)  # may activate at once; cannot fire on the activation price
         batch = EventBatch()
@@ -1226,6 +1276,7 @@ class SimEngine:
         self._next_algo += 1
         book.add_open_algo(algo)
         self._algos_by_inst[algo.inst_id][algo.algo_id] = algo
+        self._placed(self._algo_placed_at, algo.algo_id)
         self._seq += 1
         batch.append(AlgoEvent(self._seq, ts, algo.account_id, AlgoEventKind.NEW, algo.copy()))
 
@@ -1277,7 +1328,7 @@ class SimEngine:
         if algo_id is None and client_algo_id is None:
             raise InvalidRequest("algo_id or client_algo_id is required")
         found = book.find_algo(algo_id, client_algo_id)
-        if found is None:
+        if found is None or not self._visible(self._algo_placed_at, found.algo_id):
             raise AlgoNotFound("algo order does not exist", algo_id=algo_id, client_algo_id=client_algo_id)
         return found.copy()
 
@@ -1290,10 +1341,13 @@ class SimEngine:
         if algo_type is not None:
             t = parse_enum(AlgoType, algo_type, "algo_type")
             types = (AlgoType.CONDITIONAL, AlgoType.OCO) if t is AlgoType.CONDITIONAL else (t,)
+        seen = self._algo_placed_at
         return [
             a.copy()
             for a in book.open_algos.values()
-            if (inst_id is None or a.inst_id == inst_id) and (types is None or a.algo_type in types)
+            if (inst_id is None or a.inst_id == inst_id)
+            and (types is None or a.algo_type in types)
+            and self._visible(seen, a.algo_id)
         ]
 
     def algo_history(
@@ -1301,8 +1355,11 @@ class SimEngine:
     ) -> list[AlgoOrder]:
         """Finished algo orders (effective/canceled/order_failed), newest first."""
         book = self._book(api_key)
+        seen = self._algo_placed_at
         out = [
-            a.copy() for a in reversed(book.done_algos.values()) if inst_id is None or a.inst_id == inst_id
+            a.copy()
+            for a in reversed(book.done_algos.values())
+            if (inst_id is None or a.inst_id == inst_id) and self._visible(seen, a.algo_id)
         ]
         return out if limit is None else out[:limit]
 

@@ -143,8 +143,14 @@ def ticker_dict(inst: Instrument, t: Ticker, stats: InstStats | None) -> dict[st
     }
 
 
-def mark_price_dict(t: Ticker) -> dict[str, Any]:
-    return {"instType": "SWAP", "instId": t.inst_id, "markPx": dstr(t.mark), "ts": str(t.ts)}
+def mark_price_dict(t: Ticker, ts: int | None = None) -> dict[str, Any]:
+    """A mark-price push; ``ts``: when it is pushed (default: when the price was set)."""
+    return {
+        "instType": "SWAP",
+        "instId": t.inst_id,
+        "markPx": dstr(t.mark),
+        "ts": str(t.ts if ts is None else ts),
+    }
 
 
 def book_dict(t: Ticker) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from .fmt import (
 )
 from .market import MarketStats
 from .params import choice, limit_of, opt_str, req_str, split_ids
-from .trade import inst_id_code, now_ms
+from .trade import inst_id_code
 
 __all__ = [
     "account_config",
@@ -321,7 +321,7 @@ def positions(engine: SimEngine, account: Account, q: Query) -> list[dict[str, A
         return []
     wanted = split_ids(opt_str(q, "instId"))
     pos_ids = split_ids(opt_str(q, "posId"))
-    ts = now_ms()
+    ts = engine.now_ms()
     out = []
     for p in engine.positions(account.api_key):
         if wanted is not None and p.inst_id not in wanted:
@@ -337,7 +337,7 @@ def balance(engine: SimEngine, account: Account, q: Query) -> list[dict[str, Any
     bals = engine.balances(account.api_key)
     if ccys is not None:
         bals = {c: b for c, b in bals.items() if c in ccys}
-    return [balance_dict(bals, now_ms())]
+    return [balance_dict(bals, engine.now_ms())]
 
 
 def account_config(engine: SimEngine, account: Account) -> list[dict[str, Any]]:

@@ -33,11 +33,13 @@ PrivateFn = Callable[[Account, Any], "list[dict[str, Any]] | Reply"]
 PREFIX = "/api/v5/"
 
 
-def _reply(code: str, msg: str, data: list[Any], status: int = 200, timed: int | None = None) -> web.Response:
+def _reply(
+    code: str, msg: str, data: list[Any], status: int = 200, timed: int | None = None, offset_us: int = 0
+) -> web.Response:
     body: dict[str, Any] = {"code": code, "msg": msg, "data": data}
-    if timed is not None:
-        body["inTime"] = str(timed)
-        body["outTime"] = str(time.time_ns() // 1000)
+    if timed is not None:  # the exchange's clock: shifted by the clock_offset_ms fault
+        body["inTime"] = str(timed + offset_us)
+        body["outTime"] = str(time.time_ns() // 1000 + offset_us)
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
@@ -94,7 +96,8 @@ class _Private:
             except Exception:
                 return _system_error(request)
             if isinstance(out, Reply):
-                return _reply(out.code, out.msg, out.data, timed=in_time)
+                offset_us = engine.faults.clock_offset_ms * 1000
+                return _reply(out.code, out.msg, out.data, timed=in_time, offset_us=offset_us)
             return _reply("0", "", out)
 
         return handler
@@ -112,7 +115,7 @@ def add_routes(app: web.Application, trader: Trader, stats: MarketStats) -> None
         app.router.add_post(PREFIX + path, handler)
 
     # public
-    get("public/time", _public(lambda q: [{"ts": str(now_ms())}]))
+    get("public/time", _public(lambda q: [{"ts": str(engine.now_ms())}]))
     get("public/instruments", _public(lambda q: queries.instruments(engine, q, list_time)))
     get("market/ticker", _public(lambda q: queries.ticker(engine, stats, q)))
     get("market/tickers", _public(lambda q: queries.tickers(engine, stats, q)))

@@ -129,7 +129,7 @@ class Trader:
 
         def failed(raw: Any, exc: OkxError) -> dict[str, Any]:
             return {"clOrdId": _text(raw, "clOrdId"), "ordId": "", "tag": _text(raw, "tag"),
-                    "ts": str(now_ms()), "sCode": exc.code, "sMsg": exc.msg}  # fmt: skip
+                    "ts": str(self.engine.now_ms()), "sCode": exc.code, "sMsg": exc.msg}  # fmt: skip
 
         return self._run(items, lambda raw: self._place(account, raw), failed)
 
@@ -183,14 +183,14 @@ class Trader:
             raise from_engine(exc, "place") from None
         order = batch.order
         assert order is not None
-        return {"clOrdId": clid or "", "ordId": order.order_id, "tag": tag or "", "ts": str(now_ms()),
+        return {"clOrdId": clid or "", "ordId": order.order_id, "tag": tag or "", "ts": str(self.engine.now_ms()),
                 "sCode": "0", "sMsg": "Order placed"}  # fmt: skip
 
     def cancel_orders(self, account: Account, body: Any, max_items: int = MAX_BATCH) -> Reply:
         items = as_list(body, max_items)
 
         def failed(raw: Any, exc: OkxError) -> dict[str, Any]:
-            return {"clOrdId": _text(raw, "clOrdId"), "ordId": _text(raw, "ordId"), "ts": str(now_ms()),
+            return {"clOrdId": _text(raw, "clOrdId"), "ordId": _text(raw, "ordId"), "ts": str(self.engine.now_ms()),
                     "sCode": exc.code, "sMsg": exc.msg}  # fmt: skip
 
         return self._run(items, lambda raw: self._cancel(account, raw), failed)
@@ -212,7 +212,7 @@ class Trader:
             raise from_engine(exc, "cancel") from None
         order = batch.order
         assert order is not None
-        return {"clOrdId": order.client_order_id or "", "ordId": order.order_id, "ts": str(now_ms()),
+        return {"clOrdId": order.client_order_id or "", "ordId": order.order_id, "ts": str(self.engine.now_ms()),
                 "sCode": "0", "sMsg": ""}  # fmt: skip
 
     def amend_orders(self, account: Account, body: Any, max_items: int = MAX_BATCH) -> Reply:
@@ -220,7 +220,7 @@ class Trader:
 
         def failed(raw: Any, exc: OkxError) -> dict[str, Any]:
             return {"clOrdId": _text(raw, "clOrdId"), "ordId": _text(raw, "ordId"), "reqId": _text(raw, "reqId"),
-                    "ts": str(now_ms()), "sCode": exc.code, "sMsg": exc.msg}  # fmt: skip
+                    "ts": str(self.engine.now_ms()), "sCode": exc.code, "sMsg": exc.msg}  # fmt: skip
 
         return self._run(items, lambda raw: self._amend(account, raw), failed)
 
@@ -248,7 +248,7 @@ class Trader:
         order = batch.order
         assert order is not None
         return {"clOrdId": order.client_order_id or "", "ordId": order.order_id,
-                "reqId": _text(raw, "reqId"), "ts": str(now_ms()), "sCode": "0", "sMsg": ""}  # fmt: skip
+                "reqId": _text(raw, "reqId"), "ts": str(self.engine.now_ms()), "sCode": "0", "sMsg": ""}  # fmt: skip
 
     def close_position(self, account: Account, raw: Any) -> Reply:
         if not isinstance(raw, dict):

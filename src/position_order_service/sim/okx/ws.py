@@ -13,6 +13,12 @@ business ``orders-algo`` (conditional/oco/trigger) and ``algo-advance`` (move_or
 Engine events arrive synchronously from ``SimEngine.subscribe``: the hub formats each once, serialises it per
 matching subscription and puts the text on the connection's queue; a writer task per connection sends it.
 The engine is never blocked by a socket. Pushes go only to connections logged in as the event's account.
+
+Data pushes pass through the connection's :class:`~..push_faults.PushShaper` (ws_drop, ws_duplicate,
+ws_reorder); replies never do. ``mark-price`` pushes on change at most every 200 ms and every 10 s when the
+mark is unchanged (:class:`~..mark_pacer.MarkPacer`). Connection limits (``..limits``): an upgrade over
+the per-IP attempt rate gets HTTP 429; a connection's 481st login/subscribe/unsubscribe within an hour gets
+``{"event":"error","code":"60014"}`` and the socket is closed.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -43,12 +50,16 @@ from ..engine import (
     SimEngine,
     TickerEvent,
     UnknownInstrument,
+    push_names,
 )
+from ..limits import RequestBudget
+from ..mark_pacer import MarkPacer
+from ..push_faults import PushShaper
 from .auth import verify_login
 from .codes import OkxError
 from .fmt import algo_dict, balance_dict, mark_price_dict, order_dict, position_dict, ticker_dict
 from .market import MarketStats
-from .trade import Reply, Trader, now_ms
+from .trade import Reply, Trader
 
 __all__ = ["MAX_QUEUE", "Conn", "Hub", "Sub", "encode"]
 
@@ -57,6 +68,9 @@ log = logging.getLogger(__name__)
 PUBLIC, PRIVATE, BUSINESS = "public", "private", "business"
 MAX_QUEUE = 100_000
 """Messages waiting for one slow client before the hub drops it (OKX closes such sockets too)."""
+MARK_MIN_GAP_S = 0.2
+MARK_IDLE_S = 10.0
+_LIMITED_OPS = ("login", "subscribe", "unsubscribe")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +125,12 @@ class Sub:
 
 
 _MERGED_CHANNELS = frozenset({"orders", "orders-algo", "algo-advance"})
-_Item = str | tuple[Sub | None, dict[str, Any]]
+_Item = (
+    str | tuple[Sub | None, dict[str, Any]] | None
+)  # None: close the socket once the queue before it is sent
 
 
-def encode(items: list[_Item]) -> list[str]:
+def encode(items: list[str | tuple[Sub | None, dict[str, Any]]]) -> list[str]:
     """Serialise queued items; adjacent pushes for the same ``orders``/``orders-algo``/``algo-advance``
     subscription become one message with several ``data`` entries (OKX's ``data`` is an array). A client
     therefore sees an order's live -> filled sequence at once: ccxt keeps no buffer between two watch calls,
@@ -157,6 +173,9 @@ class Conn:
     queue: asyncio.Queue[_Item] = field(default_factory=lambda: asyncio.Queue(MAX_QUEUE))
     writer: asyncio.Task[None] | None = None
     overflowed: bool = False
+    shaper: PushShaper[tuple[Sub, dict[str, Any]]] | None = None
+    budget: RequestBudget | None = None
+    closing: bool = False  # closed for too many requests: what the client still sends is ignored
 
     def _put(self, item: _Item) -> None:
         try:
@@ -170,9 +189,26 @@ class Conn:
     def push_text(self, text: str) -> None:
         self._put(text)
 
+    def close_after_queued(self) -> None:
+        self.closing = True
+        self._put(None)
+
     def push(self, payload: dict[str, Any], sub: Sub | None = None) -> None:
         """Queue a message; the writer task serialises it (``sub``: the subscription a data push is for)."""
         self._put((sub, payload))
+
+    def push_data(self, payload: dict[str, Any], sub: Sub) -> None:
+        """A data push caused by a change (not a reply, not a subscription's snapshot): push faults apply."""
+        if self.shaper is None:
+            self._put((sub, payload))
+        else:
+            self.shaper.send((sub, payload), push_names(sub.channel))
+
+    def _deliver(self, item: tuple[Sub, dict[str, Any]]) -> None:
+        self._put(item)
+
+    def _deliver_again(self, item: tuple[Sub, dict[str, Any]]) -> None:
+        self._put(_dumps(item[1]))  # its own frame: not merged into the first copy's message
 
     def error(self, code: str, msg: str, req_id: str | None = None) -> None:
         body: dict[str, Any] = {"event": "error", "code": code, "msg": msg, "connId": self.conn_id}
@@ -187,8 +223,13 @@ class Conn:
                 items = [await queue.get()]
                 while not queue.empty():
                     items.append(queue.get_nowait())
-                for text in encode(items):
+                closing = None in items
+                cut = items.index(None) if closing else len(items)
+                for text in encode([i for i in items[:cut] if i is not None]):
                     await ws.send_str(text)
+                if closing:
+                    await ws.close(code=1008, message=b"Requests too frequent.")
+                    return
         except asyncio.CancelledError:
             raise
         except Exception:  # the peer is gone: the reader loop ends the connection
@@ -213,6 +254,10 @@ class Hub:
         self._last_trade: dict[tuple[str, str], str] = {}
         self._ids = itertools.count(1)
         self._families: dict[str, str] = {}
+        self._last_mark: dict[str, Decimal] = {}
+        self.marks = MarkPacer(
+            self._push_mark, self._mark_keys, min_gap_s=MARK_MIN_GAP_S, idle_s=lambda _: MARK_IDLE_S
+        )
 
     # ------------------------------------------------------------------ engine events (synchronous)
 
@@ -251,18 +296,31 @@ class Hub:
                 if sub.matches(inst_id, family):
                     if data is None:
                         data = [make()]
-                    conn.push({"arg": sub.push_arg, "data": data}, sub)
+                    conn.push_data({"arg": sub.push_arg, "data": data}, sub)
 
     def _on_ticker(self, ev: TickerEvent) -> None:
         t = ev.ticker
         self.stats.on_ticker(t)
+        mark_changed = self._last_mark.get(t.inst_id) != t.mark
+        self._last_mark[t.inst_id] = t.mark
         conns = self._by_inst.get(t.inst_id)
         if conns:
             inst = self.engine.instrument(t.inst_id)
             self._fan_out(
                 conns, "tickers", t.inst_id, lambda: ticker_dict(inst, t, self.stats.get(t.inst_id))
             )
-            self._fan_out(conns, "mark-price", t.inst_id, lambda: mark_price_dict(t))
+            if mark_changed and any(c.subs.get("mark-price") for c in conns):
+                self.marks.changed(t.inst_id)  # pushed now or at the end of OKX's 200 ms
+
+    def _mark_keys(self) -> list[str]:
+        return [i for i, conns in self._by_inst.items() if any(c.subs.get("mark-price") for c in conns)]
+
+    def _push_mark(self, inst_id: str) -> None:
+        """The current mark price to every mark-price subscriber of ``inst_id`` (the pacer decides when)."""
+        t = self.engine.ticker(inst_id)
+        if t is not None:
+            now = self.engine.now_ms()
+            self._fan_out(self._by_inst.get(inst_id), "mark-price", inst_id, lambda: mark_price_dict(t, now))
 
     def _on_order(self, ev: OrderEvent) -> None:
         order, fill = ev.order, ev.fill
@@ -290,7 +348,7 @@ class Hub:
                 if sub.matches(pos.inst_id, family):
                     if data is None:
                         data = [position_dict(pos, self.engine.ticker(pos.inst_id), ev.ts, trade_id)]
-                    conn.push({"arg": sub.push_arg, "eventType": "event_update", "data": data}, sub)
+                    conn.push_data({"arg": sub.push_arg, "eventType": "event_update", "data": data}, sub)
 
     def _on_balance(self, ev: BalanceEvent) -> None:
         conns = self._by_account.get(ev.account_id)
@@ -307,8 +365,12 @@ class Hub:
         bals = self.engine.balances(conn.account.api_key)
         if sub.ccy is not None:
             bals = {c: b for c, b in bals.items() if c == sub.ccy}
-        conn.push({"arg": sub.push_arg, "eventType": event_type, "curPage": 1, "lastPage": True,
-                   "data": [balance_dict(bals, ts)]})  # fmt: skip
+        payload = {"arg": sub.push_arg, "eventType": event_type, "curPage": 1, "lastPage": True,
+                   "data": [balance_dict(bals, ts)]}  # fmt: skip
+        if event_type == "snapshot":
+            conn.push(payload, sub)
+        else:
+            conn.push_data(payload, sub)
 
     def _on_algo(self, ev: AlgoEvent) -> None:
         conns = self._by_account.get(ev.account_id)
@@ -328,10 +390,18 @@ class Hub:
 
     # ------------------------------------------------------------------ connections
 
-    async def serve(self, request: web.Request, kind: str) -> web.WebSocketResponse:
+    async def serve(self, request: web.Request, kind: str) -> web.StreamResponse:
+        limits = self.ctx.limits
+        if not limits.admit(request.remote):
+            log.info("okx ws: refusing a connection from %s (connection limit)", request.remote)
+            body = {"code": "50011", "msg": "Too Many Requests"}
+            return web.Response(status=429, body=orjson.dumps(body), content_type="application/json",
+                                headers={"Retry-After": "1"})  # fmt: skip
         ws = web.WebSocketResponse(max_msg_size=1 << 20)
         await ws.prepare(request)
         conn = Conn(ws, kind, f"{next(self._ids):08x}")
+        conn.budget = limits.budget()
+        conn.shaper = PushShaper(self.ctx.faults, f"okx:{kind}", conn._deliver, conn._deliver_again)
         conn.writer = asyncio.get_running_loop().create_task(conn.run_writer())
         self.conns.add(conn)
         self.ctx.track(ws)
@@ -359,6 +429,8 @@ class Hub:
                 self._by_inst.get(sub.inst_id, set()).discard(conn)
         if conn.writer is not None:
             conn.writer.cancel()
+        if conn.shaper is not None:
+            conn.shaper.close()
 
     async def close_sockets(self) -> None:
         """Close every client socket (server shutdown: 1001 going away)."""
@@ -367,6 +439,7 @@ class Hub:
                 await conn.ws.close(code=1001, message=b"server shutdown")
 
     async def close(self) -> None:
+        self.marks.close()
         writers = [c.writer for c in self.conns if c.writer is not None]
         for w in writers:
             w.cancel()
@@ -377,6 +450,8 @@ class Hub:
     # ------------------------------------------------------------------ client messages
 
     def handle_text(self, conn: Conn, text: str) -> None:
+        if conn.closing:
+            return
         if text == "ping":
             conn.push_text("pong")
             return
@@ -391,6 +466,11 @@ class Hub:
         op = msg.get("op")
         req_id = msg.get("id") if isinstance(msg.get("id"), str) else None
         args = msg.get("args")
+        if op in _LIMITED_OPS and conn.budget is not None and not conn.budget.take():
+            log.info("okx ws %s: over the login/subscribe request limit, closing", conn.conn_id)
+            conn.error("60014", "Requests too frequent.", req_id)
+            conn.close_after_queued()
+            return
         if op == "login":
             self._login(conn, args, req_id)
         elif op in ("subscribe", "unsubscribe"):
@@ -493,11 +573,12 @@ class Hub:
                     inst = self.engine.instrument(sub.inst_id)
                     data = ticker_dict(inst, t, self.stats.get(sub.inst_id))
                 else:
-                    data = mark_price_dict(t)
+                    data = mark_price_dict(t, self.engine.now_ms())
+                    self.marks.pushed(sub.inst_id)
                 conn.push({"arg": sub.push_arg, "data": [data]})
         elif sub.channel == "positions":
             assert conn.account is not None
-            ts = now_ms()
+            ts = self.engine.now_ms()
             rows = []
             for p in self.engine.positions(conn.account.api_key):
                 if sub.matches(p.inst_id, self._inst_family(p.inst_id)):
@@ -505,7 +586,7 @@ class Hub:
                     rows.append(position_dict(p, self.engine.ticker(p.inst_id), ts, trade_id))
             conn.push({"arg": sub.push_arg, "eventType": "snapshot", "data": rows})
         elif sub.channel == "account":
-            self._push_balance(conn, sub, "snapshot", now_ms())
+            self._push_balance(conn, sub, "snapshot", self.engine.now_ms())
 
     def _unsubscribe(self, conn: Conn, arg: Any, req_id: str | None) -> None:
         if not isinstance(arg, dict) or not isinstance(arg.get("channel"), str):
@@ -528,7 +609,8 @@ class Hub:
         conn.push(ack)
 
     def _order_op(self, conn: Conn, op: str, args: Any, req_id: str | None) -> None:
-        in_time = str(time.time_ns() // 1000)
+        offset_us = self.engine.faults.clock_offset_ms * 1000
+        in_time = str(time.time_ns() // 1000 + offset_us)
         reply: dict[str, Any] = {"id": req_id or "", "op": op}
         if conn.kind != PRIVATE:
             conn.error("60018", f"Wrong URL or op:{op} doesn't exist.", req_id)
@@ -551,6 +633,10 @@ class Hub:
             conn.error(exc.code, exc.msg, req_id)
             return
         reply.update(
-            code=result.code, msg="", data=result.data, inTime=in_time, outTime=str(time.time_ns() // 1000)
+            code=result.code,
+            msg="",
+            data=result.data,
+            inTime=in_time,
+            outTime=str(time.time_ns() // 1000 + offset_us),
         )
         conn.push(reply)

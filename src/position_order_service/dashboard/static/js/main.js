@@ -35,6 +35,7 @@ function Shell({ session, onSignOut }) {
   useEffect(() => {
     const onHash = () => setWhere(route(location.hash));
     window.addEventListener("hashchange", onHash);
+    onHash(); // a navigation between the first render and this effect fired no event we could hear
     const offStatus = feed.on("status", setFeedState);
     const offAuth = feed.on("auth", (reason) => onSignOut(`the live feed refused the token: ${reason}`));
     feed.start();

@@ -1,8 +1,9 @@
-"""Binance USD-M payloads <-> the domain model (sizes in base currency on both sides).
+"""Binance USD-M payloads -> the domain model (sizes in base currency on both sides).
 
-Reads the raw dicts ccxt keeps in ``info``: REST /fapi/v1/order and /fapi/v1/algoOrder answers, the user
-stream's ORDER_TRADE_UPDATE ``o`` and ALGO_UPDATE ``o`` objects, ACCOUNT_UPDATE position entries and
-/fapi/v3/positionRisk rows, tickers; and builds ccxt ``create_order`` params.
+One parser per payload, used on both paths: REST answers and ccxt's ``info`` (/fapi/v1/order,
+/fapi/v1/algoOrder, /fapi/v3/positionRisk) and the user stream's objects as they arrive (ORDER_TRADE_UPDATE
+``o``, ALGO_UPDATE ``o``, ACCOUNT_UPDATE ``P`` entries), mini tickers and mark prices, which :mod:`.push`
+hands over without ccxt.
 
 Units: ``callbackRate`` is PERCENT (2 = 2%), as is ccxt's ``trailingPercent``; the domain's callback_rate is a
 fraction. Commissions (``n``) are positive when paid.
@@ -10,6 +11,7 @@ fraction. Commissions (``n``) are positive when paid.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,17 +25,17 @@ from ...domain.enums import (
     PositionStatus,
     TimeInForce,
 )
-from ...domain.market import FillReport, MarketInfo, OrderRequest, PriceTick
+from ...domain.market import FillReport, MarketInfo, PriceTick
 from ...domain.models import Order, PnLInfo, Position
-from .common import (
+from ..common import (
     HUNDRED,
     ZERO,
     build_order,
-    conditional_params,
     dec,
-    fmt,
+    fee_cost,
     ms_to_dt,
     positive,
+    side_from_signed,
     truthy,
     utc_now,
 )
@@ -61,9 +63,6 @@ _ALGO_STATUS = {
     "EXPIRED": OrderStatus.EXPIRED,
 }
 _TIF = {"IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK, "GTX": TimeInForce.POST_ONLY}
-_ALGO_TYPES = frozenset(
-    {"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET", "STOP_LOSS"}
-)
 
 
 def _str(raw: dict[str, Any], *keys: str) -> str | None:
@@ -249,7 +248,7 @@ def parse_fill(raw: dict[str, Any], market: MarketInfo) -> FillReport | None:
         side=OrderSide(str(raw.get("S")).lower()),
         price=price,
         size=size,
-        fee=dec(raw.get("n")) or ZERO,
+        fee=fee_cost(dec(raw.get("n")), paid_is_negative=False),
         fee_currency=_str(raw, "N"),
         liquidity="maker" if truthy(raw.get("m")) else "taker",
         position_side=pos_side(raw.get("ps")),
@@ -263,27 +262,23 @@ def parse_position(
     user_id: str,
     flat_side: str | None = None,
     leverage: int | None = None,
+    event_time: datetime | None = None,
 ) -> Position | None:
     """A position row (REST positionRisk, or an ACCOUNT_UPDATE ``P`` entry). One-way mode (``BOTH``)
-    signs the amount; a flat one-way position takes ``flat_side`` (what ccxt says it was)."""
+    signs the amount; a flat one-way position takes ``flat_side`` (what ccxt says it was). An ACCOUNT_UPDATE
+    entry has no time of its own: ``event_time`` (the event's ``E``) versions it, never our clock."""
     amt = dec(_str(raw, "pa", "positionAmt")) or ZERO
-    ps = pos_side(_str(raw, "ps", "positionSide"))
-    if ps is not None:
-        side = ps
-    elif amt > 0:
-        side = PositionSide.LONG
-    elif amt < 0:
-        side = PositionSide.SHORT
-    elif flat_side in ("long", "short"):
+    side = pos_side(_str(raw, "ps", "positionSide")) or side_from_signed(amt)
+    if side is None:
+        if flat_side not in ("long", "short"):
+            return None
         side = PositionSide(flat_side)
-    else:
-        return None
     size = abs(amt)
     lev = dec(_str(raw, "leverage"))
     lev_int = int(lev) if lev else (leverage or 1)
     mt = str(_str(raw, "mt", "marginType") or "cross").lower()
     margin = MarginMode.ISOLATED if mt == "isolated" else MarginMode.CROSS
-    updated = ms_to_dt(raw.get("updateTime")) or ms_to_dt(raw.get("T")) or utc_now()
+    updated = ms_to_dt(raw.get("updateTime")) or ms_to_dt(raw.get("T")) or event_time or utc_now()
     is_open = size > 0
     return Position(
         user_id=user_id,
@@ -324,6 +319,22 @@ def parse_ticker(raw: dict[str, Any], market: MarketInfo) -> PriceTick:
     )
 
 
+def parse_mark_price(raw: dict[str, Any], market: MarketInfo) -> PriceTick:
+    """A ``markPriceUpdate`` event (``p`` = mark price, ``E`` = event time): last and mark are the mark."""
+    mark = positive(_str(raw, "p", "markPrice"))
+    if mark is None:
+        raise ValueError(f"mark price for {market.symbol} has no price")
+    return PriceTick(
+        exchange=EXCHANGE.value,
+        symbol=market.symbol,
+        last=mark,
+        bid=None,
+        ask=None,
+        mark=mark,
+        timestamp=ms_to_dt(raw.get("E")) or ms_to_dt(raw.get("time")) or utc_now(),
+    )
+
+
 def parse_balance(info: Any) -> dict[str, Decimal]:
     """Equity (margin balance) per asset from GET /fapi/v3/account (or /v2/balance rows)."""
     out: dict[str, Decimal] = {}
@@ -340,35 +351,3 @@ def parse_balance(info: Any) -> dict[str, Decimal]:
         if asset and value is not None:
             out[str(asset)] = value
     return out
-
-
-def order_params(
-    req: OrderRequest, amount: Decimal, client_order_id: str, position_side: PositionSide | None
-) -> tuple[str, str, str | None, dict[str, Any]]:
-    """(ccxt type, amount, price, params) for ``create_order``. Conditional orders go to /fapi/v1/algoOrder
-    (ccxt routes any of stopLossPrice / takeProfitPrice / triggerPrice / trailingPercent there, with the client
-    id as clientAlgoId). trailingPercent is PERCENT; the activation price goes as activatePrice.
-    Hedge mode sends positionSide and never reduceOnly (Binance rejects it there)."""
-    params: dict[str, Any] = {"clientOrderId": client_order_id}
-    if position_side is not None:
-        params["positionSide"] = "LONG" if position_side is PositionSide.LONG else "SHORT"
-    elif req.reduce_only:
-        params["reduceOnly"] = True
-    qty = fmt(amount)
-    t = req.order_type
-    price = None if req.price is None else fmt(req.price)
-    if t is OrderType.MARKET:
-        return "market", qty, None, params
-    if t is OrderType.LIMIT:
-        if req.post_only or req.time_in_force is TimeInForce.POST_ONLY:
-            params["timeInForce"] = "GTX"
-        else:
-            params["timeInForce"] = {TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}.get(
-                req.time_in_force, "GTC"
-            )
-        return "limit", qty, price, params
-    return conditional_params(req, qty, price, params, "trailingTriggerPrice")
-
-
-def is_algo_type(kind: str) -> bool:
-    return kind in _ALGO_TYPES

@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ...aio import spawn
+from ..aio import spawn
 
 Source = Callable[[], Awaitable[Any]]
 

@@ -1,7 +1,8 @@
-"""OKX v5 payloads <-> the domain model (sizes: contracts on the wire, base currency in the domain).
+"""OKX v5 payloads -> the domain model (sizes: contracts on the wire, base currency in the domain).
 
-Reads the raw dicts ccxt keeps in ``info`` (REST trade/order, trade/order-algo, account/positions, the WS
-``orders``, ``orders-algo``, ``positions`` and ``tickers`` channels), and builds ccxt ``create_order`` params.
+One parser per payload shape, used on both paths: REST answers and ccxt's ``info`` (trade/order,
+trade/order-algo, account/positions) and the WebSocket channels' entries as they arrive (``orders``,
+``orders-algo``, ``positions``, ``tickers``, ``mark-price``), which :mod:`.push` hands over without ccxt.
 
 Traps handled here (exchange-wire-notes.md): order ``fee`` and trade ``fillFee`` are negative when paid (the
 domain's fee is positive = cost); ``callbackRatio`` is a fraction while ccxt's ``trailingPercent`` is percent;
@@ -23,26 +24,23 @@ from ...domain.enums import (
     PositionStatus,
     TimeInForce,
 )
-from ...domain.market import FillReport, MarketInfo, OrderRequest, PriceTick
+from ...domain.market import FillReport, MarketInfo, PriceTick
 from ...domain.models import Order, PnLInfo, Position
-from .common import (
+from ..common import (
     ZERO,
+    base_size,
     build_order,
-    clean,
-    conditional_params,
     dec,
-    fmt,
+    fee_cost,
     ms_to_dt,
     positive,
+    side_from_signed,
     truthy,
     utc_now,
 )
 
 EXCHANGE = Exchange.OKX
 ALGO_ORD_TYPES = frozenset({"conditional", "oco", "trigger", "move_order_stop", "iceberg", "twap", "chase"})
-# what fetch_open_orders asks orders-algo-pending for (OKX wants one ordType per request; conditional and
-# oco are asked apart so a venue that does not accept "conditional,oco" still answers)
-OPEN_ALGO_TYPES = ("conditional", "oco", "trigger", "move_order_stop")
 
 _STATUS = {
     "live": OrderStatus.OPEN,
@@ -111,17 +109,15 @@ def parse_order(
     """A regular order (REST trade/order, orders-pending, WS ``orders``)."""
     if is_algo_payload(raw):
         return parse_algo(raw, market, user_id, exchange)
-    ct = market.contract_value
     ord_type = str(raw.get("ordType") or "")
     otype = OrderType.MARKET if ord_type in ("market", "optimal_limit_ioc") else OrderType.LIMIT
     side = OrderSide(str(raw.get("side")))
     ps = pos_side(raw)
     state = raw.get("state")
-    fee_signed = dec(raw.get("fee")) or ZERO
-    fee_cost = -fee_signed
+    fee = fee_cost(dec(raw.get("fee")), paid_is_negative=True)
     meta: dict[str, Any] = {"venue_type": ord_type, "venue_state": state}
-    if fee_cost < 0:
-        meta["fee_rebate"] = str(-fee_cost)
+    if fee < 0:
+        meta["fee_rebate"] = str(-fee)
     for key, name in (
         ("algoId", "algo_id"),
         ("algoClOrdId", "algo_client_order_id"),
@@ -139,16 +135,16 @@ def parse_order(
         symbol=market.symbol,
         side=side,
         order_type=otype,
-        quantity=clean((dec(raw.get("sz")) or ZERO) * ct),
+        quantity=base_size(dec(raw.get("sz")) or ZERO, market),
         price=positive(raw.get("px")) if otype is OrderType.LIMIT else None,
-        filled_qty=clean((dec(raw.get("accFillSz")) or ZERO) * ct),
+        filled_qty=base_size(dec(raw.get("accFillSz")) or ZERO, market),
         avg_fill_price=positive(raw.get("avgPx")),
         status=_status(_STATUS, state),
         reduce_only=truthy(raw.get("reduceOnly")) or _closing(side, ps, False),
         post_only=ord_type in ("post_only", "mmp_and_post_only"),
         time_in_force=_TIF.get(ord_type, TimeInForce.GTC),
         position_side=ps,
-        fee=max(fee_cost, ZERO),
+        fee=max(fee, ZERO),
         fee_currency=_str(raw, "feeCcy"),
         metadata=meta,
         created_at=created,
@@ -159,7 +155,6 @@ def parse_order(
 def parse_algo(raw: dict[str, Any], market: MarketInfo, user_id: str, exchange: Exchange = EXCHANGE) -> Order:
     """An algo order (REST trade/order-algo, orders-algo-pending, WS ``orders-algo``); also the paper
     gateway's algo mapping (the simulator engine speaks OKX's algo vocabulary), hence ``exchange``."""
-    ct = market.contract_value
     t = str(raw.get("ordType") or "")
     side = OrderSide(str(raw.get("side")))
     ps = pos_side(raw)
@@ -222,12 +217,12 @@ def parse_algo(raw: dict[str, Any], market: MarketInfo, user_id: str, exchange: 
         # a close-all algo carries no size: once fired, OKX reports what it sent (actualSz); before that (or
         # when it does not say) the minimum stands in, and the account corrects it from the child order
         actual = dec(raw.get("actualSz"))
-        qty = clean(actual * ct) if actual is not None and actual > 0 else market.min_size
+        qty = base_size(actual, market) if actual is not None and actual > 0 else market.min_size
     else:
-        qty = clean(sz * ct)
+        qty = base_size(sz, market)
     filled = ZERO
     if status is OrderStatus.PARTIALLY_FILLED:
-        filled = min(clean((dec(raw.get("actualSz")) or ZERO) * ct), qty)
+        filled = min(base_size(dec(raw.get("actualSz")) or ZERO, market), qty)
     for key, name in (("ordId", "child_order_id"), ("failCode", "fail_code"), ("tag", "tag")):
         v = _str(raw, key)
         if v and v != "0":
@@ -270,7 +265,7 @@ def parse_fill(raw: dict[str, Any], market: MarketInfo) -> FillReport | None:
     price = positive(raw.get("fillPx"))
     if not trade_id or size is None or size <= 0 or price is None:
         return None
-    fee = -(dec(raw.get("fillFee")) or ZERO)
+    fee = fee_cost(dec(raw.get("fillFee")), paid_is_negative=True)
     liquidity = {"T": "taker", "M": "maker"}.get(str(raw.get("execType") or ""))
     return FillReport(
         exchange=EXCHANGE.value,
@@ -280,7 +275,7 @@ def parse_fill(raw: dict[str, Any], market: MarketInfo) -> FillReport | None:
         client_order_id=_str(raw, "clOrdId"),
         side=OrderSide(str(raw.get("side"))),
         price=price,
-        size=clean(size * market.contract_value),
+        size=base_size(size, market),
         fee=fee,
         fee_currency=_str(raw, "fillFeeCcy") or _str(raw, "feeCcy"),
         liquidity=liquidity,
@@ -295,25 +290,19 @@ def parse_position(
     """A position (REST account/positions, WS ``positions``). ``pos`` is signed in net mode; a flat net
     position has no side of its own: ``flat_side`` (ccxt reports both) names the side to close."""
     qty = dec(raw.get("pos")) or ZERO
-    ps = pos_side(raw)
-    if ps is not None:
-        side = ps
-    elif qty > 0:
-        side = PositionSide.LONG
-    elif qty < 0:
-        side = PositionSide.SHORT
-    elif flat_side in ("long", "short"):
+    side = pos_side(raw) or side_from_signed(qty)
+    if side is None:
+        if flat_side not in ("long", "short"):
+            return None
         side = PositionSide(flat_side)
-    else:
-        return None
-    size = clean(abs(qty) * market.contract_value)
+    size = base_size(abs(qty), market)
     lever = dec(raw.get("lever"))
     leverage = min(max(int(lever), 1), 125) if lever else 1
     try:
         margin = MarginMode(str(raw.get("mgnMode") or "cross"))
     except ValueError:
         margin = MarginMode.CROSS
-    fee_signed = dec(raw.get("fee")) or ZERO
+    fees = fee_cost(dec(raw.get("fee")), paid_is_negative=True)
     realized = dec(raw.get("pnl"))
     if realized is None:
         realized = dec(raw.get("realizedPnl")) or ZERO
@@ -335,7 +324,7 @@ def parse_position(
         pnl=PnLInfo(
             realized=realized,
             unrealized=(dec(raw.get("upl")) or ZERO) if is_open else ZERO,
-            fees=max(-fee_signed, ZERO),
+            fees=max(fees, ZERO),
         ),
         status=PositionStatus.OPEN if is_open else PositionStatus.CLOSED,
         metadata=meta,
@@ -360,6 +349,22 @@ def parse_ticker(raw: dict[str, Any], market: MarketInfo) -> PriceTick:
     )
 
 
+def parse_mark_price(raw: dict[str, Any], market: MarketInfo) -> PriceTick:
+    """A ``mark-price`` channel entry (``markPx``, ``ts``): the tick's last and mark are both the mark."""
+    mark = positive(raw.get("markPx"))
+    if mark is None:
+        raise ValueError(f"mark price for {market.symbol} has no markPx")
+    return PriceTick(
+        exchange=EXCHANGE.value,
+        symbol=market.symbol,
+        last=mark,
+        bid=None,
+        ask=None,
+        mark=mark,
+        timestamp=ms_to_dt(raw.get("ts")) or utc_now(),
+    )
+
+
 def parse_balance(info: Any) -> dict[str, Decimal]:
     """Equity per currency from GET account/balance (``data[0].details[].eq``)."""
     out: dict[str, Decimal] = {}
@@ -373,33 +378,3 @@ def parse_balance(info: Any) -> dict[str, Decimal]:
             if ccy and value is not None:
                 out[str(ccy)] = value
     return out
-
-
-def order_params(
-    req: OrderRequest, contracts: Decimal, client_order_id: str, position_side: PositionSide | None
-) -> tuple[str, str, str | None, dict[str, Any]]:
-    """(ccxt type, amount in contracts, price, params) for ``create_order``.
-
-    Algo orders route through ccxt's unified params: stopLossPrice/takeProfitPrice (ordType conditional),
-    triggerPrice (trigger), trailingPercent in PERCENT (ccxt sends callbackRatio = percent / 100) with
-    ``activePx`` passed raw. Hedge mode sends posSide and no reduceOnly (OKX rejects it there)."""
-    params: dict[str, Any] = {"clientOrderId": client_order_id}
-    if position_side is not None:
-        params["positionSide"] = position_side.value
-    elif req.reduce_only:
-        params["reduceOnly"] = True
-    amount = fmt(contracts)
-    t = req.order_type
-    price = None if req.price is None else fmt(req.price)
-    if t is OrderType.MARKET:
-        return "market", amount, None, params
-    if t is OrderType.LIMIT:
-        if req.post_only or req.time_in_force is TimeInForce.POST_ONLY:
-            params["postOnly"] = True
-        elif req.time_in_force is TimeInForce.IOC:
-            params["timeInForce"] = "IOC"
-        elif req.time_in_force is TimeInForce.FOK:
-            params["timeInForce"] = "FOK"
-        return "limit", amount, price, params
-    params["algoClOrdId"] = client_order_id
-    return conditional_params(req, amount, price, params, "activePx")

@@ -1,6 +1,7 @@
-"""Conversion helpers shared by the venue parsers and the paper gateway: exact Decimals from wire values,
-UTC datetimes from epoch milliseconds, client order ids a venue accepts, and an Order builder that repairs
-the few inconsistencies exchanges report (so one odd payload never breaks a whole stream batch)."""
+"""Helpers every venue shares, written once: exact Decimals from wire values, UTC datetimes from epoch
+milliseconds, the side of a signed amount, a fee's sign turned into a cost, contracts to base currency, the
+client order id rules a venue declares, and an Order builder that repairs the few inconsistencies exchanges
+report (so one odd payload never breaks a whole stream batch). Pure: no ccxt, no I/O."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import hashlib
 import logging
 import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ...domain.enums import Exchange, OrderStatus, OrderType
-from ...domain.market import OrderRequest
-from ...domain.models import Order
+from ..domain.enums import OrderStatus, OrderType, PositionSide
+from ..domain.market import MarketInfo, OrderRequest
+from ..domain.models import Order
 
 log = logging.getLogger(__name__)
 
@@ -99,27 +101,55 @@ def truthy(value: Any) -> bool:
     return False
 
 
+# ---------------------------------------------------------------- sides, fees, contracts
+
+
+def side_from_signed(amount: Decimal) -> PositionSide | None:
+    """The side of a one-way (net) position from its signed size: long above zero, short below, none when flat."""
+    if amount > 0:
+        return PositionSide.LONG
+    if amount < 0:
+        return PositionSide.SHORT
+    return None
+
+
+def fee_cost(signed: Decimal | None, *, paid_is_negative: bool) -> Decimal:
+    """A venue's fee as a cost (positive = paid, negative = a rebate). OKX reports a paid fee as a negative
+    number (``fee``, ``fillFee``), Binance as a positive commission (``n``)."""
+    if signed is None:
+        return ZERO
+    return -signed if paid_is_negative else signed
+
+
+def base_size(contracts: Decimal, market: MarketInfo) -> Decimal:
+    """Contracts on the wire -> base currency in the domain (OKX swaps: x ctVal; Binance: unchanged)."""
+    return clean(contracts * market.contract_value)
+
+
 # ---------------------------------------------------------------- client order ids
 
-_OKX_CLID = re.compile(r"^[A-Za-z0-9]{1,32}$")
-_BINANCE_CLID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 
+@dataclass(frozen=True, slots=True)
+class ClientIdRule:
+    """What a venue accepts as a client order id: 1..``max_len`` characters of the ``allowed`` class.
 
-def venue_client_order_id(exchange: Exchange | str, client_order_id: str) -> str:
-    """The client order id as sent to the venue: unchanged when the venue accepts it (OKX: 1-32 letters and
-    digits; Binance: 1-36 of ``[.A-Z:/a-z0-9_-]``), otherwise a deterministic substitute (so a later
-    ``fetch_order(client_order_id=...)`` with the same input finds the same order)."""
-    ex = Exchange(exchange)
-    if ex is Exchange.OKX:
-        if _OKX_CLID.fullmatch(client_order_id):
+    :meth:`apply` passes an accepted id unchanged; with ``strip_dashes`` an id that is only dashes away from
+    accepted (a dashed uuid on OKX) loses its dashes; anything else becomes a deterministic substitute, so a
+    later ``fetch_order(client_order_id=...)`` with the same input finds the same order."""
+
+    allowed: str  # a regex character-class body, e.g. "A-Za-z0-9"
+    max_len: int
+    strip_dashes: bool = False
+
+    def apply(self, client_order_id: str) -> str:
+        accepted = re.compile(rf"[{self.allowed}]{{1,{self.max_len}}}")
+        if accepted.fullmatch(client_order_id):
             return client_order_id
-        alnum = re.sub(r"[^A-Za-z0-9]", "", client_order_id)
-        if alnum and len(alnum) <= 32 and alnum == client_order_id.replace("-", ""):
-            return alnum  # a dashed uuid: the dashes carry nothing
-        return "h" + hashlib.sha256(client_order_id.encode()).hexdigest()[:31]
-    if _BINANCE_CLID.fullmatch(client_order_id):
-        return client_order_id
-    return "h" + hashlib.sha256(client_order_id.encode()).hexdigest()[:35]
+        if self.strip_dashes:
+            undashed = client_order_id.replace("-", "")
+            if undashed and accepted.fullmatch(undashed):
+                return undashed
+        return "h" + hashlib.sha256(client_order_id.encode()).hexdigest()[: self.max_len - 1]
 
 
 # ---------------------------------------------------------------- orders

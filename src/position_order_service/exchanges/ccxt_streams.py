@@ -1,0 +1,152 @@
+"""The gateway's streams: orders, fills, positions, tickers and mark prices, either from our own parsing of
+pushes (``pushes="ours"``: feeds filled by the venue's push handlers, kept alive by ccxt.pro subscriptions, see
+:mod:`.push_streams`) or from ccxt.pro's parsed results (``pushes="ccxt"``: merged watch calls, see
+:mod:`.streams`, mapped by the shared payload rules). A dropped socket raises StreamDisconnected once; the next
+call reconnects. Updates during the gap are not replayed: reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..domain.market import FillReport, MarketInfo, PriceTick
+from ..domain.models import Order, Position
+from .base import GatewayError
+from .ccxt_venue import CcxtVenue, FeedKind, PushParsing, feed_key
+from .errors import map_ccxt_error
+from .push_streams import Feed, Subscription
+from .streams import MergedStream
+
+_CONFLATED = ("ticker", "mark")
+
+
+class CcxtStreams(CcxtVenue):
+    """The watch_* half of the gateway (the REST half is :class:`~.ccxt_base.CcxtGateway`)."""
+
+    def __init__(self, user_id: str, pushes: PushParsing, secrets: tuple[str, ...]) -> None:
+        super().__init__(user_id, pushes)
+        self._secrets = secrets
+        self._streams: dict[str, MergedStream] = {}  # pushes="ccxt"
+        self._subscriptions: dict[str, Subscription] = {}  # pushes="ours"
+        self._feeds: dict[str, Feed[Any]] = {}
+        self._credentials_checked = False
+
+    async def _ready(self) -> Any:
+        raise NotImplementedError
+
+    async def fetch_position_mode(self) -> bool:
+        raise NotImplementedError
+
+    async def _private_stream_ready(self) -> Any:
+        client = await self._ready()
+        if self.check_credentials_before_streams and not self._credentials_checked:
+            await self.fetch_position_mode()
+            self._credentials_checked = True
+        return client
+
+    async def streams_ready(self, within_s: float) -> bool:
+        """True once the private sockets are open (the watches subscribe on them right after), waiting up to
+        `within_s`: an account takes its first snapshot then, so the stream shows whatever follows it."""
+        client = await self._ready()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while loop.time() < deadline:
+            sockets = list((getattr(client, "clients", None) or {}).values())
+            private = [ws for ws in sockets if _private_url(str(getattr(ws, "url", "")))]
+            if private and all(
+                getattr(ws, "isConnected", False) and not getattr(ws, "connecting", False) for ws in private
+            ):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    def wants(self, key: str) -> bool:
+        """Whether someone watches what a push handler would emit under ``key`` (else it can skip parsing)."""
+        return key in self._feeds
+
+    def emit(self, key: str, items: list[Any]) -> None:
+        """Called by the venue's push handlers with the domain objects one frame produced."""
+        feed = self._feeds.get(key)
+        if feed is not None and items:
+            feed.put(items)
+
+    def _feed(self, kind: FeedKind, market: MarketInfo | None) -> Feed[Any]:
+        key = feed_key(kind, None if market is None else market.symbol)
+        feed = self._feeds.get(key)
+        if feed is None:
+            subs = []
+            for name, watch in self.push_subscriptions(kind, market):
+                sub = self._subscriptions.get(name)
+                if sub is None:
+                    sub = self._subscriptions[name] = Subscription(name, watch)
+                subs.append(sub)
+            feed = self._feeds[key] = Feed(subs, conflate=kind in _CONFLATED)
+        return feed
+
+    def _ccxt_stream(self, kind: FeedKind, market: MarketInfo | None) -> MergedStream:
+        key = feed_key(kind, None if market is None else market.symbol)
+        stream = self._streams.get(key)
+        if stream is None:
+            sources = self.ccxt_sources(kind, market)
+            stream = self._streams[key] = MergedStream(sources, conflate=kind in _CONFLATED)
+        return stream
+
+    async def _watch(self, kind: FeedKind, market: MarketInfo | None = None) -> list[Any]:
+        """The next batch of ``kind`` (waits for at least one item); StreamDisconnected after a drop."""
+        while True:
+            try:
+                if self.pushes == "ours":
+                    return await self._feed(kind, market).next()
+                batches = await self._ccxt_stream(kind, market).next()
+            except asyncio.CancelledError:
+                raise
+            except GatewayError:
+                raise
+            except Exception as exc:
+                raise map_ccxt_error(exc, stream=True, secrets=self._secrets) from exc
+            items = self._from_ccxt(kind, batches, market)
+            if items:
+                return items
+
+    async def watch_orders(self) -> list[Order]:
+        await self._private_stream_ready()
+        orders: list[Order] = await self._watch("orders")
+        return orders + await self.after_orders(orders)
+
+    async def watch_positions(self) -> list[Position]:
+        await self._private_stream_ready()
+        await self.prepare_positions(None, snapshot=False)
+        positions: list[Position] = await self._watch("positions")
+        return positions
+
+    async def watch_fills(self) -> list[FillReport]:
+        await self._private_stream_ready()
+        fills: list[FillReport] = await self._watch("fills")
+        return fills
+
+    async def watch_ticker(self, symbol: str) -> PriceTick:
+        await self._ready()
+        ticks: list[PriceTick] = await self._watch("ticker", self.market(symbol))
+        return ticks[-1]
+
+    async def watch_mark_price(self, symbol: str) -> PriceTick:
+        await self._ready()
+        ticks: list[PriceTick] = await self._watch("mark", self.market(symbol))
+        return ticks[-1]
+
+    async def _close_streams(self) -> None:
+        streams = list(self._streams.values())
+        subscriptions = list(self._subscriptions.values())
+        self._streams.clear()
+        self._subscriptions.clear()
+        self._feeds.clear()
+        for s in streams:
+            await s.close()
+        for sub in subscriptions:
+            await sub.close()
+
+
+def _private_url(url: str) -> bool:
+    """An account socket: OKX /ws/v5/private and /ws/v5/business, Binance /private/ws?listenKey=..."""
+    return "/private" in url or "/business" in url or "listenKey=" in url
