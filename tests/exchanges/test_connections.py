@@ -1,0 +1,85 @@
+"""The service's own gateways and the venues' connection rules: the private sockets are reported open once they
+are (an account's first snapshot waits for that), and many accounts starting at once are paced within OKX's
+connection limit (3 attempts per second per address) instead of refused."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from position_order_service.exchanges.base import Credentials, ExchangeGateway
+from position_order_service.exchanges.ccxt_factory import ConnectPacer
+from position_order_service.exchanges.factory import build_gateway
+from position_order_service.exchanges.markets import MarketRegistry
+from position_order_service.sim.server import SimServer
+
+
+async def _account(http: aiohttp.ClientSession, server: SimServer, n: int) -> Credentials:
+    body = {"api_key": f"k{n}", "secret": f"s{n}", "passphrase": f"p{n}", "balances": {"USDT": "1000"}}
+    async with http.post(server.url + "/sim/accounts", json=body) as resp:
+        assert resp.status < 300, await resp.text()
+    return Credentials(f"k{n}", f"s{n}", f"p{n}")
+
+
+async def _refused(http: aiohttp.ClientSession, server: SimServer) -> Any:
+    async with http.get(server.url + "/sim/limits") as resp:
+        return (await resp.json())["refused_connections"]
+
+
+async def test_the_pacer_admits_its_limit_per_window_and_makes_the_next_wait() -> None:
+    pacer = ConnectPacer(3, 0.3)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for _ in range(3):
+        await pacer.wait()
+    assert loop.time() - t0 < 0.1
+    await pacer.wait()
+    assert loop.time() - t0 >= 0.29
+
+
+async def test_private_streams_are_ready_only_once_their_sockets_are_open() -> None:
+    server = await SimServer("okx", limits=False).start()
+    gateways: list[ExchangeGateway] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            gw = await build_gateway(
+                "okx", "u1", await _account(http, server, 1), base_url=server.url, registry=MarketRegistry()
+            )
+            gateways.append(gw)
+            assert await gw.streams_ready(0.3) is False  # nobody watches: no private socket yet
+            watch = asyncio.ensure_future(gw.watch_orders())
+            try:
+                assert await gw.streams_ready(5.0) is True
+            finally:
+                watch.cancel()
+    finally:
+        for g in gateways:
+            await g.close()
+        await server.stop()
+
+
+async def test_many_accounts_starting_at_once_are_admitted_within_okx_s_connection_limit() -> None:
+    server = await SimServer("okx").start()  # limits on: 3 connection attempts per second
+    registry = MarketRegistry()
+    gateways: list[ExchangeGateway] = []
+    watches: list[asyncio.Future[Any]] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            for n in range(4):  # 4 accounts x (/private + /business) = 8 attempts at once
+                creds = await _account(http, server, n)
+                gateways.append(
+                    await build_gateway("okx", f"u{n}", creds, base_url=server.url, registry=registry)
+                )
+            watches = [asyncio.ensure_future(gw.watch_orders()) for gw in gateways]
+            ready = await asyncio.gather(*(gw.streams_ready(8.0) for gw in gateways))
+            failed = [w.exception() for w in watches if w.done()]
+            assert failed == [] and ready == [True] * 4, (failed, ready)
+            assert await _refused(http, server) == {"okx": 0}
+    finally:
+        for w in watches:
+            w.cancel()
+        for g in gateways:
+            await g.close()
+        await server.stop()
