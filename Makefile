@@ -23,8 +23,11 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy --strict src
 
+# Four workers on two cores: most tests wait on processes, sockets and Redis, not on the CPU. A module's tests
+# stay on one worker (loadscope): module-scoped services start once, ordered examples keep their order.
+TEST_WORKERS ?= 4
 unit: venv test-tools
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 test: lint typecheck unit
 

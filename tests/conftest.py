@@ -36,6 +36,16 @@ def require_server(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Services the tests start on embedded defaults keep their files (the embedded Redis' append-only file, the
+    credentials key, SQLite history) in this session's own directory, never the checkout's ./var: parallel
+    workers, or a developer's `make run`, would otherwise share one Redis data directory."""
+    os.environ["DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
+    yield
+    os.environ.pop("DATA_DIR", None)
+
+
 @pytest.fixture(scope="session")
 def embedded_redis_url() -> Iterator[str]:
     server = FakeRedisTcp(free_port())

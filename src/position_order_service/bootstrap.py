@@ -37,7 +37,7 @@ from .services.prices import PriceHub
 from .services.rules import ConditionalRuleEngine
 from .services.trailing import TrailingStopEngine
 from .store import Store
-from .store.connection import make_redis
+from .store.connection import make_redis, wait_until_loaded
 from .supervisor import Job, Supervisor
 
 if TYPE_CHECKING:
@@ -347,7 +347,7 @@ async def build_service(settings: Settings | None = None) -> Services:
     )
     base_urls = {"okx": s.okx_base_url, "binance": s.binance_base_url}
     try:
-        await redis.ping()
+        await wait_until_loaded(redis)
         if s.runs_simulator:
             simulators = {
                 "okx": await _start_sim("okx", s.sim_port),

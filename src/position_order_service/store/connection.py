@@ -9,11 +9,16 @@ instead, but pays an asyncio timeout on every command. A plain pool with a high 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import hiredis
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import Connection
+from redis.exceptions import BusyLoadingError
+
+log = logging.getLogger(__name__)
+LOADING_WAIT_S = 300.0  # a large append-only file takes a while to replay
 
 DEFAULT_MAX_CONNECTIONS = 4096
 
@@ -46,3 +51,21 @@ async def reachable(redis: Redis, within_s: float = 1.0) -> bool:
             return bool(await redis.ping())
     except Exception:  # unreachable, timed out, refused: all mean "no"
         return False
+
+
+async def wait_until_loaded(redis: Redis, within_s: float = LOADING_WAIT_S) -> None:
+    """PING until Redis has replayed its data: a server restarted on a persisted dataset answers LOADING for a
+    while, and a service that gave up then would not start at all (or, worse, start on an empty view)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    said = False
+    while True:
+        try:
+            await redis.ping()
+            return
+        except BusyLoadingError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            if not said:
+                log.info("Redis is loading its dataset into memory; waiting for it")
+                said = True
+            await asyncio.sleep(0.1)
