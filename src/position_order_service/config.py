@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     api_tokens: SecretStr = Field(
         SecretStr(""), description="'token=*;token2=user1,user2'; empty = no auth, loopback only"
     )
+    allowed_origins: str = Field(
+        "",
+        description="comma-separated origins (https://ops.example.com) whose pages may open the live feed "
+        "besides the service's own; empty = same origin only",
+    )
 
     # -- service ----------------------------------------------------------------------------------------
     service_name: str = "position-order-service"

@@ -125,3 +125,19 @@ async def test_without_api_tokens_the_feed_opens_at_once(live: ServerFactory) ->
         async with connect(server.ws_url, subprotocols=["bearer", "whatever"]) as ws:
             assert ws.subprotocol == "bearer"  # a browser fails a handshake whose offered protocol is ignored
             assert (await subscribe(ws, "anyone"))["type"] == "subscribed"
+
+
+async def test_a_page_of_another_origin_cannot_open_the_feed(live: ServerFactory) -> None:
+    """Without API_TOKENS every connection is admin: a web page the operator happens to have open must not be
+    able to read the feed of a service on loopback (browsers send Origin and enforce nothing on WebSockets)."""
+    async with live() as server:
+        host = server.url.removeprefix("http://")
+        async with connect(server.ws_url, origin="http://evil.example") as ws:  # type: ignore[arg-type]
+            assert await close_of(ws) == (4403, "origin not allowed")
+        async with connect(server.ws_url, origin=f"http://{host}") as ws:  # type: ignore[arg-type]
+            assert (await subscribe(ws, "alice"))["type"] == "subscribed"  # the dashboard's own page
+        async with connect(server.ws_url) as ws:  # bots send no Origin
+            assert (await subscribe(ws, "alice"))["type"] == "subscribed"
+    async with live(allowed_origins="https://ops.example.com") as server:
+        async with connect(server.ws_url, origin="https://ops.example.com") as ws:  # type: ignore[arg-type]
+            assert (await subscribe(ws, "alice"))["type"] == "subscribed"

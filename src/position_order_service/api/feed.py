@@ -15,6 +15,8 @@ arrives as a WebSocket close code with a reason, never as an HTTP status a brows
   4401        "invalid token"                          a token was presented (any way) and is not configured
   4401        "no token: ..."                          nothing presented and no auth message in time, or the
                                                        first message was not {"op": "auth", "token": ...}
+  4403        "origin not allowed"                     a browser page of another origin (not the service's own
+                                                       and not in ALLOWED_ORIGINS) opened the feed
 A token that may not read a user (API_TOKENS grants it other users) keeps its connection: that subscribe is
 answered with {"type": "error", "message": "this token may not read user 'bob'"}. An auth message in an
 authenticated session is answered with {"type": "error", "message": "already authenticated"} (no switching
@@ -178,6 +180,7 @@ MAX_TAIL = 1000  # subscribe's "tail": at most this many recent events replayed
 ACCOUNTS_PUSH_INTERVAL_S = 2.0
 AUTH_TIMEOUT_S = 5.0  # how long an unauthenticated connection may wait before its auth message
 CLOSE_UNAUTHENTICATED = 4401  # 401 in the 4000-4999 range applications may use
+CLOSE_FORBIDDEN_ORIGIN = 4403
 
 
 @router.websocket("/api/v1/ws")
@@ -185,6 +188,10 @@ async def feed(ws: WebSocket) -> None:
     ctx: AppContext = ws.app.state.ctx
     offered: list[str] = list(ws.scope.get("subprotocols") or [])
     await ws.accept(subprotocol=BEARER if BEARER in offered else None)
+    if not _origin_allowed(ws, ctx.settings.allowed_origins):
+        with contextlib.suppress(Exception):
+            await ws.close(code=CLOSE_FORBIDDEN_ORIGIN, reason="origin not allowed")
+        return
     caller = await _authenticate(ws, ctx.token_grants, offered)
     if caller is None:
         return
@@ -210,6 +217,19 @@ async def feed(ws: WebSocket) -> None:
         if session.pubsub is not None:
             with contextlib.suppress(Exception):
                 await session.pubsub.aclose()
+
+
+def _origin_allowed(ws: WebSocket, allowed: str) -> bool:
+    """Browsers send the page's Origin with every WebSocket and, unlike fetch, enforce nothing: without this check
+    any web page the operator opens could read the feed of a service on loopback without API_TOKENS. Clients
+    that are not browsers send no Origin."""
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return True
+    scheme, _, rest = origin.partition("://")
+    if rest and rest == ws.headers.get("host") and scheme in ("http", "https"):
+        return True
+    return origin in {o.strip() for o in allowed.split(",") if o.strip()}
 
 
 def _handshake_token(ws: WebSocket, offered: list[str]) -> str | None:
