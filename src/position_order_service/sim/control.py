@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ..aio import spawn
 from .context import CTX_KEY, SimContext
 from .engine import EngineError, RandomWalkFeed, ReplayFeed
 
@@ -165,7 +166,7 @@ def start_feed(
     old = ctx.feeds.pop(symbol, None)
     if old is not None:
         old.cancel()
-    ctx.feeds[symbol] = asyncio.create_task(_run_feed(ctx, symbol, source, interval_ms / 1000))
+    ctx.feeds[symbol] = spawn(_run_feed(ctx, symbol, source, interval_ms / 1000), name=f"sim-feed-{symbol}")
 
 
 @routes.post("/sim/feed")

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ...aio import spawn
 from ..engine import (
     AccountConfigEvent,
     AlgoEvent,
@@ -74,8 +75,8 @@ class Connection:
         self.combined = combined
         self.streams: set[str] = set()
         self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._task = asyncio.create_task(self._pump())
-        self._closing: asyncio.Future[bool] | None = None
+        self._task = spawn(self._pump(), name=f"sim-binance-ws-pump-{account_id or 'market'}")
+        self._closing: asyncio.Task[None] | None = None
         self.closed = False
         self.shaper: PushShaper[str] | None = None
 
@@ -92,13 +93,16 @@ class Connection:
         if self._queue.qsize() >= MAX_QUEUE:
             log.warning("dropping a slow WebSocket consumer (%d messages behind)", MAX_QUEUE)
             self.closed = True
-            self._closing = asyncio.ensure_future(self.ws.close(code=1008, message=b"slow consumer"))
+            self._closing = spawn(self._close(1008, b"slow consumer"), name="sim-binance-ws-close")
             return
         self._queue.put_nowait(text)
 
     def send_user(self, payload: dict[str, Any]) -> None:
         text = _dumps({"stream": self.listen_key, "data": payload}) if self.combined else _dumps(payload)
         self.push(text, str(payload.get("e", "")))
+
+    async def _close(self, code: int, message: bytes) -> None:
+        await self.ws.close(code=code, message=message)
 
     async def _pump(self) -> None:
         ws = self.ws

@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from ...aio import spawn
 from ..context import SimContext
 from ..engine import (
     Account,
@@ -172,6 +173,7 @@ class Conn:
     subs: dict[str, list[Sub]] = field(default_factory=dict)
     queue: asyncio.Queue[_Item] = field(default_factory=lambda: asyncio.Queue(MAX_QUEUE))
     writer: asyncio.Task[None] | None = None
+    closer: asyncio.Task[None] | None = None  # the close of a connection dropped for a full buffer
     overflowed: bool = False
     shaper: PushShaper[tuple[Sub, dict[str, Any]]] | None = None
     budget: RequestBudget | None = None
@@ -184,7 +186,12 @@ class Conn:
             if not self.overflowed:
                 self.overflowed = True
                 log.warning("okx ws %s: client too slow, dropping the connection", self.conn_id)
-                asyncio.get_running_loop().create_task(self.ws.close(code=1013, message=b"buffer full"))
+                self.closer = spawn(
+                    self._close(1013, b"buffer full"), name=f"sim-okx-ws-close-{self.conn_id}"
+                )
+
+    async def _close(self, code: int, message: bytes) -> None:
+        await self.ws.close(code=code, message=message)
 
     def push_text(self, text: str) -> None:
         self._put(text)
@@ -402,7 +409,7 @@ class Hub:
         conn = Conn(ws, kind, f"{next(self._ids):08x}")
         conn.budget = limits.budget()
         conn.shaper = PushShaper(self.ctx.faults, f"okx:{kind}", conn._deliver, conn._deliver_again)
-        conn.writer = asyncio.get_running_loop().create_task(conn.run_writer())
+        conn.writer = spawn(conn.run_writer(), name=f"sim-okx-ws-writer-{conn.conn_id}")
         self.conns.add(conn)
         self.ctx.track(ws)
         try:
