@@ -73,6 +73,37 @@ async def test_fills_during_disconnect_are_recovered_by_the_snapshot(h: Harness)
     assert types.count("order.filled") == 1 and types.count("position.opened") == 1
 
 
+async def test_a_fill_whose_push_was_lost_is_recovered_by_the_next_snapshot(h: Harness) -> None:
+    """Pushes lost while the socket stays up (ws_drop): the snapshot restores the position, and the fill it
+    made must reach the events too, exactly once (the REST fills of the account since the last snapshot)."""
+    key = h.account("u1")
+    h.price("60000")
+    await h.track("u1")
+    h.engine.faults.update({"ws_drop": {"rate": 1.0, "channels": ["orders", "positions", "account"]}})
+    h.engine.place_order(key, SYMBOL, "buy", "5")  # filled at once; every push of it is lost
+    trade_ids = {f.trade_id for f in h.engine.fills(key)}
+    assert len(trade_ids) == 1
+    await asyncio.sleep(0.2)
+    h.engine.faults.clear()
+    await h.disconnect("u1")  # a reconnect: its snapshot finds the position the pushes never told of
+    await eventually(lambda: _position_size(h, "u1", "long", Decimal("0.05")), within=10)
+    await eventually(lambda: _fill_events(h, "u1", trade_ids), within=5)
+    await h.disconnect("u1")  # another snapshot over the same window: nothing twice
+    await eventually(lambda: _reconciled_again(h, "u1"), within=10)
+    fills = [e for e in await h.events("u1") if e["event_type"] == "fill.created"]
+    assert [f["trade_id"] for f in fills] == list(trade_ids)
+    assert fills[0]["size"] == "0.05" and fills[0]["side"] == "buy"
+
+
+async def _fill_events(h: Harness, user: str, trade_ids: set[str]) -> bool:
+    return {e["trade_id"] for e in await h.events(user) if e["event_type"] == "fill.created"} == trade_ids
+
+
+async def _reconciled_again(h: Harness, user: str) -> bool:
+    actor = h.accounts.get(user, "okx")
+    return actor is not None and actor.book.snapshots >= 3 and actor.health.state == "healthy"
+
+
 async def test_restart_rebuilds_state_from_the_exchange(h: Harness) -> None:
     key = h.account("u1")
     h.price("60000")

@@ -41,7 +41,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..domain.enums import OrderSide, OrderStatus, OrderType, PositionSide
-from ..domain.market import MarketInfo, OrderRequest, PriceTick
+from ..domain.market import FillReport, MarketInfo, OrderRequest, PriceTick
 from ..domain.models import Order, Position
 from .base import Credentials, ExchangeUnavailable, GatewayError, InvalidOrder, OrderNotFound
 from .ccxt_factory import pace_connections, pacer_for
@@ -53,6 +53,8 @@ from .markets import MarketRegistry, MarketTable, UnknownSymbol
 
 __all__ = ["CcxtGateway", "FeedKind", "PushParsing", "feed_key", "shared_registry"]
 
+FILL_PAGE = 100  # trades per fetch_my_trades request (OKX's most)
+FILL_PAGES = 10  # pages per symbol and call at most (more trades in one window are not all read back)
 _PROTECTIVE = (OrderType.STOP_LOSS, OrderType.TAKE_PROFIT, OrderType.TRAILING_STOP)
 
 _shared_registry: MarketRegistry | None = None
@@ -297,6 +299,25 @@ class CcxtGateway(CcxtStreams):
             if isinstance(p, dict):
                 out.extend(x for x in self._positions_from_ccxt(p) if x.size > 0)
         return out
+
+    async def fetch_fills(self, since_ms: int, symbols: Sequence[str] = ()) -> list[FillReport]:
+        client = await self._ready()
+        targets: list[str | None] = (
+            [self.market(s).unified for s in dict.fromkeys(symbols)] if self.fills_need_symbol else [None]
+        )
+        found: dict[tuple[str, str], FillReport] = {}
+        for unified in targets:
+            since = since_ms
+            for _ in range(FILL_PAGES):  # a page is the oldest FILL_PAGE trades from `since` on
+                raw = await self._rest(client.fetch_my_trades, unified, since, FILL_PAGE)
+                rows = [t for t in raw or [] if isinstance(t, dict)]
+                for fill in self._rest_fills_from_ccxt(rows):
+                    found[(fill.symbol, fill.trade_id)] = fill
+                stamps = [int(t["timestamp"]) for t in rows if t.get("timestamp") is not None]
+                if len(rows) < FILL_PAGE or not stamps or max(stamps) <= since:
+                    break
+                since = max(stamps)
+        return sorted(found.values(), key=lambda f: (f.timestamp, f.trade_id))
 
     async def fetch_balance(self) -> dict[str, Decimal]:
         """Equity (wallet balance + unrealized PnL) per currency."""

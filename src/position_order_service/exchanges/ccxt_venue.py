@@ -47,6 +47,8 @@ class CcxtVenue:
     leverage_params: ClassVar[Mapping[str, Any]] = {}
     # the private stream opens without a signature, so bad credentials must be caught by a signed call first
     check_credentials_before_streams: ClassVar[bool] = False
+    # the account's trades (fetch_my_trades) are listed per instrument only: one request per symbol
+    fills_need_symbol: ClassVar[bool] = False
 
     def __init__(self, user_id: str, pushes: PushParsing) -> None:
         self.user_id = user_id
@@ -101,6 +103,10 @@ class CcxtVenue:
 
     def parse_fill(self, info: dict[str, Any], market: MarketInfo) -> FillReport | None:
         raise NotImplementedError
+
+    def parse_rest_fill(self, info: dict[str, Any], market: MarketInfo) -> FillReport | None:
+        """A row of the venue's REST trade list (fetch_my_trades' ``info``); by default the push's form."""
+        return self.parse_fill(info, market)
 
     def parse_position(
         self,
@@ -271,6 +277,22 @@ class CcxtVenue:
                 continue
             market = self.market_of(self.payload_symbol(info))
             fill = None if market is None else self.fill_of(info, market)
+            if fill is not None:
+                out.append(fill)
+        return out
+
+    def _rest_fills_from_ccxt(self, items: Sequence[Any]) -> list[FillReport]:
+        out: list[FillReport] = []
+        for item in items:
+            info = item.get("info") if isinstance(item, dict) else None
+            if not isinstance(info, dict) or not info:
+                continue
+            market = self.market_of(self.payload_symbol(info), item.get("symbol"))
+            try:
+                fill = None if market is None else self.parse_rest_fill(info, market)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("skipping a trade row that does not parse (%s): %s", exc, _brief(info))
+                continue
             if fill is not None:
                 out.append(fill)
         return out

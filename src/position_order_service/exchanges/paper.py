@@ -629,6 +629,13 @@ class PaperGateway:
                 out.extend(x for x in self._positions(p) if x.size > 0)
         return out
 
+    async def fetch_fills(self, since_ms: int, symbols: Sequence[str] = ()) -> list[FillReport]:
+        out: list[FillReport] = []
+        for f in self._call(self.engine.fills, self._key()):
+            if f.ts >= since_ms:
+                out.append(fill_to_domain(f, self.market(f.inst_id), self.exchange))
+        return sorted(out, key=lambda f: (f.timestamp, int(f.trade_id)))
+
     async def fetch_balance(self) -> dict[str, Decimal]:
         """Equity (wallet balance + unrealized PnL) per currency."""
         return {ccy: b.equity for ccy, b in self._call(self.engine.balances, self._key()).items()}

@@ -37,6 +37,7 @@ class BinanceGateway(CcxtGateway):
     exchange = Exchange.BINANCE
     client_ids = CLIENT_IDS
     check_credentials_before_streams = True
+    fills_need_symbol = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -136,6 +137,9 @@ class BinanceGateway(CcxtGateway):
     def parse_fill(self, info: dict[str, Any], market: MarketInfo) -> FillReport | None:
         self.note_commission(info)
         return parse.parse_fill(info, market)
+
+    def parse_rest_fill(self, info: dict[str, Any], market: MarketInfo) -> FillReport | None:
+        return parse.parse_trade(info, market)
 
     def parse_position(
         self,

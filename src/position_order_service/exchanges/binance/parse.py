@@ -256,6 +256,30 @@ def parse_fill(raw: dict[str, Any], market: MarketInfo) -> FillReport | None:
     )
 
 
+def parse_trade(raw: dict[str, Any], market: MarketInfo) -> FillReport | None:
+    """One row of GET /fapi/v1/userTrades (``commission`` positive = paid)."""
+    trade_id = _str(raw, "id")
+    size = dec(raw.get("qty"))
+    price = positive(raw.get("price"))
+    if not trade_id or size is None or size <= 0 or price is None:
+        return None
+    return FillReport(
+        exchange=EXCHANGE.value,
+        symbol=market.symbol,
+        trade_id=trade_id,
+        order_id=str(raw.get("orderId") or ""),
+        client_order_id=None,  # (a trade row does not carry it)
+        side=OrderSide(str(raw.get("side")).lower()),
+        price=price,
+        size=size,
+        fee=fee_cost(dec(raw.get("commission")), paid_is_negative=False),
+        fee_currency=_str(raw, "commissionAsset"),
+        liquidity="maker" if truthy(raw.get("maker")) else "taker",
+        position_side=pos_side(raw.get("positionSide")),
+        timestamp=ms_to_dt(raw.get("time")) or utc_now(),
+    )
+
+
 def parse_position(
     raw: dict[str, Any],
     market: MarketInfo,

@@ -257,7 +257,8 @@ def parse_algo(raw: dict[str, Any], market: MarketInfo, user_id: str, exchange: 
 
 
 def parse_fill(raw: dict[str, Any], market: MarketInfo) -> FillReport | None:
-    """One trade from an ``orders`` push carrying a tradeId (what ccxt's watch_my_trades is built from).
+    """One trade from an ``orders`` push carrying a tradeId (what ccxt's watch_my_trades is built from), or a
+    row of GET trade/fills (``fee`` for ``fillFee``).
 
     ``fillFee`` is negative when paid: negated, so the report's fee is positive = cost."""
     trade_id = _str(raw, "tradeId")
@@ -265,7 +266,10 @@ def parse_fill(raw: dict[str, Any], market: MarketInfo) -> FillReport | None:
     price = positive(raw.get("fillPx"))
     if not trade_id or size is None or size <= 0 or price is None:
         return None
-    fee = fee_cost(dec(raw.get("fillFee")), paid_is_negative=True)
+    fee_raw = (
+        raw.get("fillFee") if raw.get("fillFee") not in (None, "") else raw.get("fee")
+    )  # push | REST row
+    fee = fee_cost(dec(fee_raw), paid_is_negative=True)
     liquidity = {"T": "taker", "M": "maker"}.get(str(raw.get("execType") or ""))
     return FillReport(
         exchange=EXCHANGE.value,

@@ -94,7 +94,11 @@ class AccountActor:
         self.book = AccountBook(user_id, exchange, options.finished_orders_kept)
         self.health = AccountHealth()
         self.rest = RestWorker(
-            gateway, self.inbox, silent_s=options.silent_reconcile_s, confirm_after_s=options.confirm_after_s
+            gateway,
+            self.inbox,
+            silent_s=options.silent_reconcile_s,
+            confirm_after_s=options.confirm_after_s,
+            symbols=lambda: self.book.symbols_in_play() | self._watchlist,
         )
         self.reconciled = asyncio.Event()
         self._on_symbols = on_symbols  # (actor, symbols in play, symbols with open positions) changed
@@ -226,6 +230,8 @@ class AccountActor:
         )
         first = self.book.snapshots == 0
         applied = await self._apply(plan)
+        if snap.fills:  # the fills a stream gap lost (the rest were emitted already: each emits once)
+            await self._fills(snap.fills)
         if applied:
             self.health.corrections += applied
             metrics.corrections.labels(exchange=self.exchange).inc(applied)

@@ -14,13 +14,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from ... import metrics
 from ...aio import Backoff, cancel_requested
+from ...domain.market import FillReport
 from ...domain.models import Order
 from ...exchanges.base import (
     AuthenticationFailed,
@@ -33,6 +34,9 @@ from .messages import Inbox, Message, OrderFinalState, Snapshot, SnapshotFailed,
 
 log = logging.getLogger(__name__)
 RESUBSCRIBE_S = 0.5
+FILLS_OVERLAP_MS = 10_000
+"""Each snapshot reads the fills from this long before the previous one started (clock skew, trades listed
+late): consecutive windows overlap, so a fill a stream lost is read back once; the actor emits it once."""
 STREAMS_READY_S = 5.0  # the first snapshot waits this long at most for the private streams' connections
 
 
@@ -122,7 +126,12 @@ def _up(health: AccountHealth, name: str) -> None:
 
 
 class RestWorker:
-    """The account's REST side: snapshots when due, and lookups of orders the snapshots no longer list."""
+    """The account's REST side: snapshots when due, and lookups of orders the snapshots no longer list.
+
+    Every snapshot after the first also reads the account's fills since shortly before the previous one
+    started (`symbols`: the instruments to ask for where the venue lists trades per instrument): a fill whose
+    push was lost (a gap, or a push dropped on a live socket) still reaches the events. Fills from before
+    the account was tracked are not read back."""
 
     def __init__(
         self,
@@ -131,8 +140,11 @@ class RestWorker:
         *,
         silent_s: float = 30.0,
         confirm_after_s: float = 1.0,
+        symbols: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         self.gateway = gateway
+        self.symbols = symbols
+        self._fills_from_ms: int | None = None  # None until the first snapshot: tracking starts there
         self.inbox = inbox
         self.silent_s = silent_s
         self.confirm_after_s = confirm_after_s
@@ -200,11 +212,17 @@ class RestWorker:
             self._first = False
             await self.gateway.streams_ready(STREAMS_READY_S)
         started = self.inbox.arrivals
+        started_ms = int(time.time() * 1000)  # (bounds a window of the exchange's times, never a version)
         hedged = await self.gateway.fetch_position_mode()
         orders = await self.gateway.fetch_open_orders()
         positions = await self.gateway.fetch_positions()
+        fills: list[FillReport] = []
+        if self._fills_from_ms is not None:
+            symbols = {*self.symbols(), *(o.symbol for o in orders), *(p.symbol for p in positions)}
+            fills = await self.gateway.fetch_fills(self._fills_from_ms, sorted(symbols))
+        self._fills_from_ms = started_ms - FILLS_OVERLAP_MS
         self._last_activity = time.monotonic()
-        self.inbox.post(Snapshot(orders, positions, hedged, started))
+        self.inbox.post(Snapshot(orders, positions, hedged, started, fills=fills))
 
     async def _lookup(self, order: Order) -> None:
         try:

@@ -44,13 +44,15 @@ class StreamGap:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The exchange's open orders and positions over REST, taken from `started_at_arrival` on."""
+    """The exchange's open orders and positions over REST, taken from `started_at_arrival` on, and the
+    account's fills since shortly before the previous snapshot (what a stream gap may have lost)."""
 
     orders: list[Order]
     positions: list[Position]
     hedged: bool
     started_at_arrival: int
     exchange_time: datetime | None = None
+    fills: list[FillReport] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
