@@ -230,14 +230,26 @@ def render() -> bytes:
     return generate_latest(REGISTRY)
 
 
+# labelled children looked up once: `labels()` costs microseconds, and these two count every state write
+_redis_children: dict[tuple[str, bool], Any] = {}
+_event_children: dict[str, Any] = {}
+
+
 def count_redis(operation: str, ok: bool, n: int = 1) -> None:
-    redis_operations.labels(operation=operation, status="ok" if ok else "error").inc(n)
+    child = _redis_children.get((operation, ok))
+    if child is None:
+        child = redis_operations.labels(operation=operation, status="ok" if ok else "error")
+        _redis_children[(operation, ok)] = child
+    child.inc(n)
 
 
 def count_events(event_types: Any) -> None:
     for t in event_types:
         if t:
-            events.labels(event_type=t).inc()
+            child = _event_children.get(t)
+            if child is None:
+                child = _event_children[t] = events.labels(event_type=t)
+            child.inc()
 
 
 # supervision and the account actors (issue 11)

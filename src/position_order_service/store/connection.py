@@ -27,6 +27,10 @@ class HiredisPackedConnection(Connection):
     def pack_command(self, *args: Any) -> list[bytes]:
         if isinstance(args[0], str) and " " in args[0]:  # "CONFIG GET": the server wants two arguments
             args = (*args[0].split(), *args[1:])
+        try:  # str, bytes, int, float: hiredis spells them as redis-py does (repr of numbers), in C
+            return [hiredis.pack_command(args)]
+        except TypeError:  # anything else (a bool, a memoryview): redis-py's encoder decides, as before
+            pass
         encode = self.encoder.encode
         parts: Any = tuple(a if isinstance(a, (bytes, str)) else encode(a) for a in args)  # type: ignore[no-untyped-call]
         try:

@@ -193,16 +193,14 @@ class OrderRepository:
     async def known_and_intents(
         self, user_id: str, exchange: str, order_ids: Sequence[str], client_order_ids: Sequence[str]
     ) -> tuple[list[Order], dict[str, Intent]]:
-        """Stored records of some orders and the intents of some client order ids, in one round trip."""
+        """Stored records of some orders and the intents of some client order ids, in one round trip (shared
+        with the other accounts' reads and writes of the same moment)."""
         if not order_ids and not client_order_ids:
             return [], {}
-        pipe = self.redis.pipeline(transaction=False)
         keys = [self.keys.order(user_id, exchange, i) for i in order_ids]
-        for k in keys:
-            pipe.hgetall(k)
-        for cid in client_order_ids:
-            pipe.hgetall(self.keys.client_order(user_id, exchange, cid))
-        replies = await pipe.execute()
+        intent_keys = [self.keys.client_order(user_id, exchange, cid) for cid in client_order_ids]
+        # through the writer's group commit: many accounts' first sightings share one round trip
+        replies = await self.writer.read_hashes(keys + intent_keys)
         orders = [ORDER_CODEC.decode(k, r) for k, r in zip(keys, replies, strict=False) if r]
         intents: dict[str, Intent] = {}
         for cid, raw in zip(client_order_ids, replies[len(keys) :], strict=True):

@@ -12,7 +12,6 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from .. import metrics
 from ..aio import spawn
@@ -22,6 +21,9 @@ from .retention import DEFAULT_COUNT, StreamRetention
 
 STREAM_MAXLEN = DEFAULT_COUNT
 SCRIPT_ATTEMPTS = 3
+# Group commit: at most this many pipelines in flight; what is submitted meanwhile waits and goes in the next
+# one, so batches grow with the load (many accounts' turns share one round trip) and stay single when idle.
+MAX_IN_FLIGHT = 2
 
 
 def event_body(fields: dict[str, Any]) -> str:
@@ -34,14 +36,8 @@ def event_body(fields: dict[str, Any]) -> str:
 def content_digest(fields: dict[str, str], exclude: tuple[str, ...] = ("updated_at",)) -> str:
     """What a record says, minus when it was said (and minus what marks write, for positions): equal digests
     mean an update changes nothing. Values are canonical spellings (codec), so it compares numbers by value."""
-    h = hashlib.blake2b(digest_size=16)
-    for k in sorted(fields):
-        if k not in exclude:
-            h.update(k.encode())
-            h.update(b"\x00")
-            h.update(fields[k].encode())
-            h.update(b"\x01")
-    return h.hexdigest()
+    text = "".join([f"{k}\x00{fields[k]}\x01" for k in sorted(fields) if k not in exclude])
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()  # one C call: same bytes, same digest
 
 
 @dataclass(slots=True)
@@ -77,6 +73,16 @@ class Call:
     script: LuaScript
     keys: list[str]
     args: list[str | int | float]
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One HGETALL of a group commit: an account's reads share the round trip of other accounts' writes."""
+
+    key: str
+
+
+Item = Call | Read
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +142,9 @@ class EventWriter:
         # EVENT_STREAM_RETENTION; without one, the count `stream_maxlen`
         self.retention = retention or StreamRetention(max_len=stream_maxlen)
         self._apply = LuaScript(redis, lua.APPLY)
-        self._pending: list[tuple[list[Call], asyncio.Future[list[Any]]]] = []
+        self._pending: list[tuple[list[Item], asyncio.Future[list[Any]]]] = []
         self._flush_scheduled = False
+        self._in_flight = 0
         self._flushes: set[asyncio.Task[None]] = set()
         self._emit = LuaScript(redis, lua.EMIT)
         self._emit_once = LuaScript(redis, lua.EMIT_ONCE)
@@ -200,13 +207,21 @@ class EventWriter:
         return Call(self._mark, keys, [*fields, channel, event_body(event), self.keep_arg()])
 
     async def submit(self, calls: list[Call]) -> list[Any]:
-        """Group commit of script calls: each atomic on its own; all calls of one loop turn in one round trip.
-        Raises the first error of `calls` (a connection error: none of them is known to have run)."""
-        if not calls:
+        """Group commit of script calls: each atomic on its own; the calls submitted while the previous
+        pipelines are in flight share the next round trip. Raises the first error of `calls` (a connection
+        error: none of them is known to have run)."""
+        return await self._enqueue(calls)
+
+    async def read_hashes(self, keys: list[str]) -> list[dict[bytes, bytes]]:
+        """HGETALL of each key, in the same group commit as the writes (an empty dict: no such hash)."""
+        return await self._enqueue([Read(k) for k in keys])
+
+    async def _enqueue(self, items: list[Any]) -> list[Any]:
+        if not items:
             return []
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[Any]] = loop.create_future()
-        self._pending.append((calls, done))
+        self._pending.append((items, done))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._start_flush)
@@ -214,47 +229,64 @@ class EventWriter:
 
     def _start_flush(self) -> None:
         self._flush_scheduled = False
+        if self._in_flight >= MAX_IN_FLIGHT or not self._pending:
+            return  # a pipeline in flight starts the next one when it is answered
         batch, self._pending = self._pending, []
+        self._in_flight += 1
         task = spawn(self._flush(batch), name="store-group-commit")
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
-    async def _execute_batch(self, batch: list[tuple[list[Call], Any]]) -> list[Any]:
-        """One pipeline for the batch; again (tenacity, up to SCRIPT_ATTEMPTS) after reloading a script Redis
-        had lost (a restart, SCRIPT FLUSH; fakeredis even drops the connection). Re-running is safe: a write
-        already applied is unchanged the second time and emits nothing."""
-        scripts = {id(c.script): c.script for calls, _ in batch for c in calls}
+    def _flush_done(self) -> None:
+        self._in_flight -= 1
+        if self._pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_flush)
 
-        def forget() -> None:
-            for script in scripts.values():
-                script.forget()
+    async def _run_pipeline(self, batch: list[tuple[list[Item], Any]]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for items, _ in batch:
+            for c in items:
+                if isinstance(c, Call):
+                    pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
+                else:
+                    pipe.hgetall(c.key)
+        out: list[Any] = await pipe.execute(raise_on_error=False)
+        return out
 
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(SCRIPT_ATTEMPTS),
-            retry=retry_if_exception_type((NoScriptError, RedisConnectionError)),
-            reraise=True,
-        ):
-            with attempt:
-                try:
-                    for script in scripts.values():
+    async def _execute_batch(self, batch: list[tuple[list[Item], Any]]) -> list[Any]:
+        """One pipeline for the batch; again (up to SCRIPT_ATTEMPTS) after reloading a script Redis had lost
+        (a restart, SCRIPT FLUSH; fakeredis even drops the connection). Re-running is safe: a write already
+        applied is unchanged the second time and emits nothing; a read is a read."""
+        scripts = {id(c.script): c.script for items, _ in batch for c in items if isinstance(c, Call)}
+        for attempt in range(1, SCRIPT_ATTEMPTS + 1):
+            last = attempt >= SCRIPT_ATTEMPTS
+            try:
+                for script in scripts.values():
+                    if not script._loaded:
                         await script.load()
-                    pipe = self.redis.pipeline(transaction=False)
-                    for calls, _ in batch:
-                        for c in calls:
-                            pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
-                    out: list[Any] = await pipe.execute(raise_on_error=False)
-                except (NoScriptError, RedisConnectionError):
-                    forget()  # the reload itself may meet a connection the server just closed
+                out = await self._run_pipeline(batch)
+            except (NoScriptError, RedisConnectionError):
+                for script in scripts.values():
+                    script.forget()  # the reload itself may meet a connection the server just closed
+                if last:
                     raise
-                last = attempt.retry_state.attempt_number >= SCRIPT_ATTEMPTS
-                if not last and any(isinstance(r, NoScriptError) for r in out):
-                    forget()
-                    raise NoScriptError("a script was lost: reloading it")
-                return out
+                continue
+            if not last and any(isinstance(r, NoScriptError) for r in out):
+                for script in scripts.values():
+                    script.forget()
+                continue
+            return out
         raise AssertionError("unreachable")
 
-    async def _flush(self, batch: list[tuple[list[Call], asyncio.Future[list[Any]]]]) -> None:
-        n = sum(len(calls) for calls, _ in batch)
+    async def _flush(self, batch: list[tuple[list[Item], asyncio.Future[list[Any]]]]) -> None:
+        try:
+            await self._answer(batch)
+        finally:
+            self._flush_done()
+
+    async def _answer(self, batch: list[tuple[list[Item], asyncio.Future[list[Any]]]]) -> None:
+        n = sum(len(items) for items, _ in batch)
         try:
             out = await self._execute_batch(batch)
         except BaseException as exc:
@@ -266,18 +298,22 @@ class EventWriter:
                 raise
             return
         i = 0
-        for calls, done in batch:
-            replies = out[i : i + len(calls)]
-            i += len(calls)
+        failed = 0
+        for items, done in batch:
+            replies = out[i : i + len(items)]
+            i += len(items)
             error = next((r for r in replies if isinstance(r, Exception)), None)
             if error is not None:
-                metrics.count_redis("apply", ok=False, n=len(calls))
+                failed += len(items)
                 if not done.done():
                     done.set_exception(error)
                 continue
-            metrics.count_redis("apply", ok=True, n=len(calls))
             if not done.done():
                 done.set_result(replies)
+        if failed:
+            metrics.count_redis("apply", ok=False, n=failed)
+        if n > failed:
+            metrics.count_redis("apply", ok=True, n=n - failed)
 
     async def emit(self, user_id: str, channel: str, event_type: str, fields: dict[str, Any]) -> int:
         metrics.count_events([event_type])
