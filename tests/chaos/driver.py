@@ -113,7 +113,7 @@ class Chaos:
             "orders_sent_by_service": sum(self.new_by_clid.values()),
             "events": len(events),
             **{k: kinds[k] for k in ("fill.created", "order.created", "position.opened", "position.closed",
-                                     "trailing_stop.created", "trailing_stop.triggered", "trailing_stop.executed",
+                                     "trailing_stop.created", "trailing_stop.triggered", "trailing_stop.executed", "trailing_stop.failed",
                                      "trailing_stop.cancelled")},
         }  # fmt: skip
         return self.stats
@@ -246,7 +246,7 @@ class Chaos:
         side = "long" if pos.qty > 0 else "short"
         if any(m.side == side for m in self.stops.values()):
             return
-        rate = D(self.rng.choice(["0.002", "0.003", "0.005"]))
+        rate = D(self.rng.choice(["0.002", "0.005", "0.01", "0.02"]))
         stop = TrailingStop.model_validate(
             {"user_id": self.user, "exchange": EXCHANGE, "symbol": SYMBOL, "side": side,
              "callback_rate": str(rate)}
@@ -304,6 +304,14 @@ class Chaos:
         self.faults({"clock_offset_ms": offset})  # (the exchange's clock stays where it is)
         if self.pending:
             await asyncio.wait(set(self.pending), timeout=70)
+        await self.converge(step)
+        self.held_price()
+        if await self.cross_a_stop():
+            await self.converge(step)
+            self.held_price()
+
+    async def converge(self, step: int) -> None:
+        """Within QUIET_MAX_S the invariants must hold; whatever still differs then is a violation."""
         deadline = asyncio.get_running_loop().time() + QUIET_MAX_S
         problems: list[str] = []
         while True:
@@ -319,13 +327,32 @@ class Chaos:
         self.crashes = []
         if problems:
             raise Violation(f"after step {step}:\n  " + "\n  ".join(problems))
-        for model in self.stops.values():  # the service has seen this price: it bounds its extreme
+
+    def held_price(self) -> None:
+        """The service has seen the price held through a quiet period: it bounds each live stop's extreme."""
+        for model in self.stops.values():
             if model.extreme is None:
                 model.extreme = self.price
             elif model.side == "long":
                 model.extreme = max(model.extreme, self.price)
             else:
                 model.extreme = min(model.extreme, self.price)
+
+    async def cross_a_stop(self) -> bool:
+        """Move the price past a live stop's trigger, computed from an extreme the service's is at least as far
+        as: it must fire (the next convergence checks that it did, once, and that its close order filled)."""
+        for model in self.stops.values():
+            stop = await self.h.store.trailing_stops.get(self.user, EXCHANGE, SYMBOL, model.side)
+            if stop is None or stop.id != model.stop_id or not stop.state.is_live or model.extreme is None:
+                continue
+            if model.side == "long":
+                self.price = self._round(model.extreme * (1 - model.rate)) - 10
+            else:
+                self.price = self._round(model.extreme * (1 + model.rate)) + 10
+            self.h.price(str(self.price))
+            self.stats.actions["cross_stop"] += 1
+            return True
+        return False
 
     async def _redis_answers(self) -> None:
         """A restarted Redis answers once its file is loaded; pooled connections from before it fail once."""
@@ -396,7 +423,18 @@ class Chaos:
             if stop is None or stop.id != model.stop_id:
                 continue
             if stop.state.is_final:
+                cid = stop.close_client_order_id
+                if stop.state is StopState.EXECUTED and (cid is None or self.new_by_clid[cid] != 1):
+                    problems.append(
+                        f"trailing stop {stop.id} executed, but its close order {cid} is not on the exchange"
+                    )
+                    continue
                 del self.stops[model.stop_id]
+                continue
+            if stop.state is StopState.TRIGGERED:
+                problems.append(
+                    f"trailing stop {stop.id} still triggered: its close order neither placed nor refused"
+                )
                 continue
             book = h.trailing.books_extreme(stop)
             if stop.state is StopState.ACTIVE and book is not None and stop.extreme_price != book:
