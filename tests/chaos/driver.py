@@ -59,13 +59,22 @@ class Violation(AssertionError):
 
 
 class Chaos:
-    def __init__(self, h: Harness, redis: RedisProc, seed: int, user: str, redis_faults: bool = True) -> None:
+    def __init__(
+        self,
+        h: Harness,
+        redis: RedisProc,
+        seed: int,
+        user: str,
+        hedged: bool = False,
+        redis_faults: bool = True,
+    ) -> None:
         self.h = h
         self.redis = redis
         self.rng = random.Random(seed)
         self.seed = seed
         self.user = user
-        self.key = h.account(user, usdt="10000000")
+        self.hedged = hedged  # long/short (hedge) position mode: both sides at once, closing by side
+        self.key = h.account(user, position_mode="long_short" if hedged else "net", usdt="10000000")
         self.ct = h.engine.instrument(SYMBOL).contract_value
         self.price = D(60000)
         self.redis_faults = redis_faults
@@ -169,18 +178,25 @@ class Chaos:
         side = self.rng.choice(["buy", "sell"])
         px = self.price - self._away() if side == "buy" else self.price + self._away()
         self._ext += 1
+        pos_side = self._pos_side()
         self._engine_call(
             lambda: self.h.engine.place_order(
-                self.key, SYMBOL, side, self._qty(), ord_type="limit", px=str(px), client_order_id=None
+                self.key, SYMBOL, side, self._qty(), ord_type="limit", px=str(px), pos_side=pos_side
             )
         )
 
     async def external_market(self) -> None:
         side = self.rng.choice(["buy", "sell"])
-        reduce = self.rng.random() < 0.3
+        reduce = not self.hedged and self.rng.random() < 0.3
+        pos_side = self._pos_side()
         self._engine_call(
-            lambda: self.h.engine.place_order(self.key, SYMBOL, side, self._qty(), reduce_only=reduce)
+            lambda: self.h.engine.place_order(
+                self.key, SYMBOL, side, self._qty(), reduce_only=reduce, pos_side=pos_side
+            )
         )
+
+    def _pos_side(self) -> str | None:
+        return self.rng.choice(["long", "short"]) if self.hedged else None
 
     async def external_cancel(self) -> None:
         open_ = self.h.engine.open_orders(self.key, SYMBOL)
@@ -219,11 +235,20 @@ class Chaos:
             kind = "limit"
             px = self.price - self._away() if side == "buy" else self.price + self._away()
         qty = self._qty() * self.ct
-        reduce = kind == "market" and self.rng.random() < 0.3
+        reduce = not self.hedged and kind == "market" and self.rng.random() < 0.3
+        pos_side = self._pos_side()
         self._spawn(
             "create_order",
             self.h.orders.create_order(
-                self.user, EXCHANGE, SYMBOL, side, kind, qty, price=px, reduce_only=reduce
+                self.user,
+                EXCHANGE,
+                SYMBOL,
+                side,
+                kind,
+                qty,
+                price=px,
+                reduce_only=reduce,
+                position_side=pos_side,
             ),
         )
 
@@ -240,12 +265,15 @@ class Chaos:
     async def trailing_stop(self) -> None:
         if not self.redis.up:
             return
-        pos = self.h.engine.position(self.key, SYMBOL)
-        if pos is None or pos.qty == 0:
+        sides = [
+            "long" if p.qty > 0 else "short" if p.pos_side.value == "net" else p.pos_side.value
+            for p in self.h.engine.positions(self.key)
+            if p.qty != 0
+        ]
+        sides = [s for s in sides if not any(m.side == s for m in self.stops.values())]
+        if not sides:
             return
-        side = "long" if pos.qty > 0 else "short"
-        if any(m.side == side for m in self.stops.values()):
-            return
+        side = self.rng.choice(sides)
         rate = D(self.rng.choice(["0.002", "0.005", "0.01", "0.02"]))
         stop = TrailingStop.model_validate(
             {"user_id": self.user, "exchange": EXCHANGE, "symbol": SYMBOL, "side": side,

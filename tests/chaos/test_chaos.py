@@ -60,7 +60,7 @@ async def test_chaos(
         order_visibility_lag_s=1.0,
         event_stream_retention="10000000",
     )
-    chaos = Chaos(h, chaos_redis, chaos_seed, user=f"chaos{chaos_seed}")
+    chaos = Chaos(h, chaos_redis, chaos_seed, user=f"chaos{chaos_seed}", hedged=chaos_seed % 2 == 0)
     started = time.monotonic()
     try:
         stats = await chaos.run(steps, QUIET_EVERY)
@@ -70,7 +70,8 @@ async def test_chaos(
             f"--chaos-seed {chaos_seed} --chaos-steps {steps}"
         )
         raise Violation(
-            f"chaos seed {chaos_seed} via {via} ({chaos.stats.steps} steps, {dict(chaos.stats.actions)}): "
+            f"chaos seed {chaos_seed} via {via}{' (hedge mode)' if chaos.hedged else ''} "
+            f"({chaos.stats.steps} steps, {dict(chaos.stats.actions)}): "
             f"{exc}\nreplay: {replay}"
         ) from None
     finally:
@@ -78,7 +79,7 @@ async def test_chaos(
         chaos_redis.heal()
         await h.close()
     print(
-        f"chaos {via} seed {chaos_seed}: {stats.steps} steps, {stats.quiet_periods} quiet periods in "
+        f"chaos {via} seed {chaos_seed}{' (hedge mode)' if chaos.hedged else ''}: {stats.steps} steps, {stats.quiet_periods} quiet periods in "
         f"{time.monotonic() - started:.1f}s; actions {dict(stats.actions)}; refused {dict(stats.command_errors)}; "
         f"outcome {stats.outcome}"
     )
