@@ -32,6 +32,15 @@ def chaos_steps(config: pytest.Config) -> int:
     return int(os.environ.get("CHAOS_STEPS", CI_STEPS))
 
 
+def hedge_mode(seed: int) -> bool:
+    """Even seeds run the account in hedge (long/short) mode, odd ones in one-way (net) mode; CHAOS_MODE=net
+    or hedge runs every seed in that mode."""
+    mode = os.environ.get("CHAOS_MODE", "").strip().lower()
+    if mode in ("net", "hedge"):
+        return mode == "hedge"
+    return seed % 2 == 0
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "chaos_seed" in metafunc.fixturenames:
         metafunc.parametrize("chaos_seed", chaos_seeds(metafunc.config), ids=lambda s: f"seed{s}")

@@ -11,11 +11,12 @@ are contiguous; each trailing stop fired at most once and every stop whose price
 client order id reached the exchange twice.
 
 CI runs the fixed seeds in tests/chaos/conftest.py; many seeds outside CI:
-    CHAOS_SEEDS=1-50 CHAOS_STEPS=5000 .venv/bin/pytest tests/chaos -p no:timeout
+    CHAOS_SEEDS=1-50 CHAOS_STEPS=5000 .venv/bin/pytest tests/chaos --timeout=0
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -27,7 +28,7 @@ from position_order_service.store import Store
 from position_order_service.store.connection import make_redis, wait_until_loaded
 
 from ..services.harness import make_harness
-from .conftest import chaos_steps
+from .conftest import chaos_steps, hedge_mode
 from .driver import Chaos, Violation
 from .redis_proc import RedisProc
 
@@ -60,14 +61,15 @@ async def test_chaos(
         order_visibility_lag_s=1.0,
         event_stream_retention="10000000",
     )
-    chaos = Chaos(h, chaos_redis, chaos_seed, user=f"chaos{chaos_seed}", hedged=chaos_seed % 2 == 0)
+    chaos = Chaos(h, chaos_redis, chaos_seed, user=f"chaos{chaos_seed}", hedged=hedge_mode(chaos_seed))
     started = time.monotonic()
     try:
         stats = await chaos.run(steps, QUIET_EVERY)
     except Violation as exc:
+        mode = f"CHAOS_MODE={os.environ['CHAOS_MODE']} " if os.environ.get("CHAOS_MODE") else ""
         replay = (
-            f".venv/bin/pytest 'tests/chaos/test_chaos.py::test_chaos[seed{chaos_seed}-{via}]' "
-            f"--chaos-seed {chaos_seed} --chaos-steps {steps}"
+            f"{mode}.venv/bin/pytest 'tests/chaos/test_chaos.py::test_chaos[seed{chaos_seed}-{via}]' "
+            f"--chaos-seed {chaos_seed} --chaos-steps {steps} --timeout=0"
         )
         raise Violation(
             f"chaos seed {chaos_seed} via {via}{' (hedge mode)' if chaos.hedged else ''} "
