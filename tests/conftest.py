@@ -96,3 +96,11 @@ async def any_store(any_redis_url: str, key_prefix: str) -> AsyncIterator[Store]
     yield Store.create(client, prefix=key_prefix)
     await _cleanup(client, key_prefix)
     await client.aclose()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("chaos", "the seeded chaos test (tests/chaos)")
+    group.addoption("--chaos-seed", action="append", type=int, default=None,
+                    help="run the chaos test with this seed (repeatable); default CHAOS_SEEDS or the fixed set")  # fmt: skip
+    group.addoption("--chaos-steps", type=int, default=None,
+                    help="steps per seed (default CHAOS_STEPS or the CI length)")  # fmt: skip

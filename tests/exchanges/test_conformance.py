@@ -154,6 +154,24 @@ async def test_fills_read_back_over_rest_match_the_stream(venue: Harness, watche
     assert [f.order_id for f in every] == [first.exchange_order_id, second.exchange_order_id]
 
 
+async def test_fills_read_back_over_rest_span_many_pages(venue: Harness) -> None:
+    """More trades in the window than one page holds (OKX pages from the newest, Binance from the oldest):
+    every one is read back, once."""
+    gw = await venue.gateway()
+    key = venue.key_of(gw)
+    await venue.set_price("60000")
+    size = "1" if venue.exchange is Exchange.OKX else "0.01"
+    since_ms = venue.engine.now_ms()
+    for i in range(230):
+        venue.engine.place_order(key, venue.symbol, "buy" if i % 2 == 0 else "sell", size)
+        if i % 10 == 0:
+            await asyncio.sleep(0.003)  # spread over a few milliseconds, several trades in each
+    read = await gw.fetch_fills(since_ms, [venue.symbol])
+    expected = [f.trade_id for f in reversed(venue.engine.fills(key))]
+    assert len(expected) == 230
+    assert [f.trade_id for f in read] == expected
+
+
 async def test_limit_rests_then_fills_on_price_move(venue: Harness, watchers: Any) -> None:
     gw = await venue.gateway()
     await venue.set_price("60000")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
@@ -53,8 +54,10 @@ from .markets import MarketRegistry, MarketTable, UnknownSymbol
 
 __all__ = ["CcxtGateway", "FeedKind", "PushParsing", "feed_key", "shared_registry"]
 
+log = logging.getLogger(__name__)
+
 FILL_PAGE = 100  # trades per fetch_my_trades request (OKX's most)
-FILL_PAGES = 10  # pages per symbol and call at most (more trades in one window are not all read back)
+FILL_PAGES = 20  # requests per symbol and call at most
 _PROTECTIVE = (OrderType.STOP_LOSS, OrderType.TAKE_PROFIT, OrderType.TRAILING_STOP)
 
 _shared_registry: MarketRegistry | None = None
@@ -307,16 +310,30 @@ class CcxtGateway(CcxtStreams):
         )
         found: dict[tuple[str, str], FillReport] = {}
         for unified in targets:
-            since = since_ms
-            for _ in range(FILL_PAGES):  # a page is the oldest FILL_PAGE trades from `since` on
-                raw = await self._rest(client.fetch_my_trades, unified, since, FILL_PAGE)
+            # A full page covers [lo, hi] of the window: the oldest trades from `since` on (Binance) or the
+            # newest up to `until` (OKX). What lies on either side of it is asked for again, so the whole
+            # window is read whichever end a venue pages from.
+            windows: list[tuple[int, int | None]] = [(since_ms, None)]
+            pages = 0
+            while windows and pages < FILL_PAGES:
+                since, until = windows.pop()
+                pages += 1
+                params = {} if until is None else {"until": until}
+                raw = await self._rest(client.fetch_my_trades, unified, since, FILL_PAGE, params)
                 rows = [t for t in raw or [] if isinstance(t, dict)]
                 for fill in self._rest_fills_from_ccxt(rows):
                     found[(fill.symbol, fill.trade_id)] = fill
                 stamps = [int(t["timestamp"]) for t in rows if t.get("timestamp") is not None]
-                if len(rows) < FILL_PAGE or not stamps or max(stamps) <= since:
-                    break
-                since = max(stamps)
+                if len(rows) < FILL_PAGE or not stamps:
+                    continue
+                lo, hi = min(stamps), max(stamps)
+                if lo > since:
+                    windows.append((since, lo))
+                if until is None or hi < until:
+                    windows.append((hi, until))
+            if windows:
+                log.warning("%s: more than %d trades since %d: the oldest may not be read back",
+                            self.exchange.value, FILL_PAGE * FILL_PAGES, since_ms)  # fmt: skip
         return sorted(found.values(), key=lambda f: (f.timestamp, f.trade_id))
 
     async def fetch_balance(self) -> dict[str, Decimal]:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from .. import metrics
 from ..domain.events import envelope
@@ -82,6 +83,15 @@ class TrailingStopRepository:
         """Persist newer extremes of active stops (already set on the given copies), pipelined."""
         if not moves:
             return 0
+        try:
+            return await self._raise_extremes(moves)
+        except (
+            NoScriptError
+        ):  # the server lost its scripts (a restart): load it again (raising is idempotent)
+            self._raise.forget()
+            return await self._raise_extremes(moves)
+
+    async def _raise_extremes(self, moves: Sequence[TrailingStop]) -> int:
         pipe = self.redis.pipeline(transaction=False)
         for stop in moves:
             assert stop.extreme_price is not None
