@@ -137,19 +137,21 @@ class Harness:
 
 
 def harness_settings(store: Store, **extra: Any) -> Settings:
+    values: dict[str, Any] = {
+        "price_events_max_hz": 50,
+        "reconcile_silent_s": 30,
+        "position_mark_interval_s": 0.1,
+        "trailing_flush_interval_s": 0.05,
+        "engine_resync_interval_s": 3600,
+        "user_rescan_interval_s": 3600,
+        "symbol_rescan_interval_s": 3600,
+        "history": False,
+    }
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         key_prefix=store.keys.prefix,
         dual_schema_write=store.positions.dual_write,
-        price_events_max_hz=50,
-        reconcile_silent_s=30,
-        position_mark_interval_s=0.1,
-        trailing_flush_interval_s=0.05,
-        engine_resync_interval_s=3600,
-        user_rescan_interval_s=3600,
-        symbol_rescan_interval_s=3600,
-        history=False,
-        **extra,
+        **{**values, **extra},
     )
 
 

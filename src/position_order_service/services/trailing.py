@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 BookKey = tuple[str, str, PriceSource, PositionSide]
 LEASE_MS = 30_000
+FLUSH_CHUNK = 256  # moved extremes persisted per Redis round trip (and per hold of the event loop)
 _ALWAYS = {PositionSide.LONG: Decimal(0), PositionSide.SHORT: Decimal("Infinity")}
 
 
@@ -218,31 +219,41 @@ class TrailingStopEngine:
             self._job(f"fire:{stop.id}", lambda: self._fire(stop.id))
 
     async def flush(self) -> None:
-        """Persist extremes that moved since the last flush (coalesced) and emit trailing_stop.updated."""
+        """Persist extremes that moved since the last flush (coalesced) and emit trailing_stop.updated.
+
+        In chunks of FLUSH_CHUNK stops, each computed when the previous one is written: the event loop (and the
+        ticks) runs between two chunks, so 100k moved extremes never hold it for more than one chunk. A chunk
+        that cannot be written hands its trees back to the book: the next flush writes their latest extremes.
+        """
         keys, self._dirty = self._dirty, set()
-        moved: list[TrailingStop] = []
-        now = datetime.now(UTC)
         for key in keys:
             book = self.books.get(key)
             if book is None:
                 continue
-            for sid, extreme in book.take_moved():
-                stop = self.stops.get(sid)
-                if stop is None or stop.state is not StopState.ACTIVE or stop.extreme_price == extreme:
-                    continue
-                stop = stop.model_copy(update={"extreme_price": extreme, "updated_at": now})
-                self._remember(stop)
-                moved.append(stop)
-        try:
-            for i in range(0, len(moved), 500):
-                await self.store.trailing_stops.raise_extremes(moved[i : i + 500])
-        except Exception:
-            self._dirty |= keys  # (the book keeps the extremes: the next flush writes them)
-            for stop in moved:
-                book = self.books.get(self._book_key(stop))
-                if book is not None:
-                    book.add(stop.id, stop.callback_rate, stop.activation_price, stop.extreme_price)
-            raise
+            report = book.moved_chunks(FLUSH_CHUNK)
+            try:
+                for chunk in report:
+                    await self._persist_extremes(chunk)
+            except Exception:
+                report.requeue()
+                self._dirty.add(key)
+                raise
+
+    async def _persist_extremes(self, chunk: list[tuple[str, Decimal]]) -> None:
+        moved: list[TrailingStop] = []
+        now = datetime.now(UTC)
+        for sid, extreme in chunk:
+            stop = self.stops.get(sid)
+            if stop is None or stop.state is not StopState.ACTIVE or stop.extreme_price == extreme:
+                continue
+            moved.append(stop.model_copy(update={"extreme_price": extreme, "updated_at": now}))
+        if not moved:
+            return
+        await self.store.trailing_stops.raise_extremes(moved)
+        for stop in moved:  # written: remembered (same version, same indexes) unless it changed meanwhile
+            known = self.stops.get(stop.id)
+            if known is not None and known.version == stop.version:
+                self.stops[stop.id] = stop
 
     # -- transitions ------------------------------------------------------------------------------------
     async def transition(self, stop: TrailingStop, event: str | None, **changes: Any) -> TrailingStop | None:
