@@ -315,7 +315,6 @@ class MovedReport:
         token = book._token
         seen: set[int] = set()
         nodes: list[_Group] = []
-        stacks: list[list[_Item]] = []  # copies of each node's own heap, taken at the first chunk
         for root in self._roots:
             if id(root) in seen or root.parent is not None or root.members == 0:
                 continue  # a root merged since is reported through the root it joined (marked by the merge)
@@ -324,10 +323,10 @@ class MovedReport:
             while todo:
                 node = todo.pop()
                 nodes.append(node)
-                stacks.append(list(node.rates))
                 todo += [k[3] for k in node.kids]
         out: list[tuple[str, Decimal]] = []
-        for node, items in zip(nodes, stacks, strict=True):
+        for node in nodes:
+            items = list(node.rates)  # a copy: the heap may change between two chunks
             start = 0
             while start < len(items):
                 end = start + size - len(out)

@@ -269,3 +269,52 @@ for _, m in ipairs(members) do
 end
 return out
 """
+
+# TRIGGER: the compare-and-set of a trailing stop (or rule) to `triggered` AND the intent record of its close
+# order, in one atomic step and one round trip (issue 15 4d): the intent exists exactly when the trigger does.
+# KEYS[1] machine hash  KEYS[2] seq  KEYS[3] stream  KEYS[4] intent hash  KEYS[5..] index keys
+# ARGV 1 expected version  2 channel  3 event type  4 body ("" = none)  5 retention  6 intent ttl s
+#      7 n intent field/value pairs, the pairs; then n pairs of the machine hash, the pairs; then m fields to
+#      delete, the fields; then k ops "op key_index arg" (sadd | srem | expire | persist), as TRANSITION.
+# (The arguments are read with a cursor: a prelude may check more KEYS/ARGV appended at the end.)
+# Returns {1, seq, intent created (1) or already there (0)} on success, {0, current version or -1} when the
+# expectation failed (then nothing is written, the intent neither).
+TRIGGER = (
+    XADD_KEPT
+    + r"""
+local key = KEYS[1]
+local cur = redis.call('HGET', key, 'version')
+if cur ~= ARGV[1] then return {0, tonumber(cur) or -1} end
+local i = 7
+local n = tonumber(ARGV[i]); i = i + 1
+local intent = {}
+for j = 1, n do intent[#intent + 1] = ARGV[i]; intent[#intent + 1] = ARGV[i + 1]; i = i + 2 end
+local created = 0
+if n > 0 and redis.call('EXISTS', KEYS[4]) == 0 then
+  redis.call('HSET', KEYS[4], unpack(intent))
+  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[6]))
+  created = 1
+end
+n = tonumber(ARGV[i]); i = i + 1
+local sets = {}
+for j = 1, n do sets[#sets + 1] = ARGV[i]; sets[#sets + 1] = ARGV[i + 1]; i = i + 2 end
+if #sets > 0 then redis.call('HSET', key, unpack(sets)) end
+local m = tonumber(ARGV[i]); i = i + 1
+for j = 1, m do redis.call('HDEL', key, ARGV[i]); i = i + 1 end
+local k = tonumber(ARGV[i]); i = i + 1
+for j = 1, k do
+  local op = ARGV[i]; local target = KEYS[tonumber(ARGV[i + 1])]; local arg = ARGV[i + 2]; i = i + 3
+  if op == 'sadd' then redis.call('SADD', target, arg)
+  elseif op == 'srem' then redis.call('SREM', target, arg)
+  elseif op == 'expire' then redis.call('EXPIRE', key, tonumber(arg))
+  elseif op == 'persist' then redis.call('PERSIST', key)
+  end
+end
+if ARGV[4] == '' then return {1, 0, created} end
+local seq = redis.call('INCR', KEYS[2])
+local payload = '{"seq":' .. seq .. ',"event_type":"' .. ARGV[3] .. '",' .. ARGV[4]
+xadd_kept(KEYS[3], seq, payload, ARGV[5])
+if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], payload) end
+return {1, seq, created}
+"""
+)
