@@ -44,6 +44,7 @@ async def test_the_trigger_script_writes_the_cas_and_the_intent_or_nothing(hp: H
     assert await h.store.trailing_stops.trigger_many([trigger]) == [True]
     stored = await h.store.trailing_stops.get("u1", "okx", SYMBOL, "long")
     assert stored is not None and stored.state is StopState.TRIGGERED and stored.close_client_order_id == cid
+    assert stored.model_dump() == trigger.stop.model_dump()  # the fields it writes make the whole record
     raw = await h.store.intents.get_raw("u1", "okx", cid)
     assert raw["state"] == "pending" and raw["order_type"] == "market"
     assert orjson.loads(raw["metadata"]) == {"purpose": "trailing_stop", "trailing_stop_id": stop.id}

@@ -40,6 +40,18 @@ class Trigger:
     intent: dict[str, str]
 
 
+SEP = "\x1f"
+TRIGGER_FIELDS = (
+    "state",
+    "trigger_price",
+    "close_client_order_id",
+    "owner",
+    "lease_until_ms",
+    "version",
+    "updated_at",
+)
+
+
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
@@ -105,27 +117,16 @@ class TrailingStopRepository:
         for t in triggers:
             stop = t.stop
             key = self.key_of(stop)
-            fields = STOP_CODEC.encode(stop)
-            absent = STOP_CODEC.absent_fields(fields)
+            encoded = STOP_CODEC.encode(stop)
+            # what a trigger changes; the rest is what the CAS's expected version stored (the extreme moves
+            # by RAISE_EXTREME alone, never backwards)
+            fields = {k: encoded[k] for k in TRIGGER_FIELDS if k in encoded}
             member = f"{stop.exchange.value}:{stop.symbol}:{stop.side.value}"
             event = {**envelope(stop.user_id, stop.exchange.value), **stop_fields(stop)}
-            args: list[str | int] = [
-                str(t.expected_version),
-                self.channels.trailing_stops(stop.user_id),
-                event_type,
-                event_body(event),
-                self.writer.keep_arg(),
-                INTENT_TTL_S,
-                len(t.intent),
-            ]
-            for k, v in t.intent.items():
-                args += [k, v]
-            args.append(len(fields))
-            for k, v in fields.items():
-                args += [k, v]
-            args.append(len(absent))
-            args += absent
-            args += [3, "sadd", 5, key, "sadd", 6, member, "persist", 1, ""]
+            intent = SEP.join(x for kv in t.intent.items() for x in kv)
+            changed = SEP.join(x for kv in fields.items() for x in kv)
+            if any(SEP in x for kv in (*t.intent.items(), *fields.items()) for x in kv):
+                raise ValueError("a trigger's field holds the separator \\x1f")
             pipe.evalsha(
                 self._trigger.sha,
                 6,
@@ -135,7 +136,16 @@ class TrailingStopRepository:
                 t.intent_key,
                 self.keys.trailing_stop_index(),
                 self.keys.user_trailing_stops(stop.user_id),
-                *args,
+                str(t.expected_version),
+                self.channels.trailing_stops(stop.user_id),
+                event_type,
+                event_body(event),
+                self.writer.keep_arg(),
+                INTENT_TTL_S,
+                intent,
+                changed,
+                key,
+                member,
             )
         await self._trigger.load()
         results = await pipe.execute(raise_on_error=False)
