@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from position_order_service.domain.trailing import StopState, TrailingStop
+from position_order_service.services import trailing as trailing_mod
 from position_order_service.store import Store
 
 from .harness import SYMBOL, Harness, eventually, make_harness
@@ -54,7 +55,11 @@ async def test_the_trigger_script_writes_the_cas_and_the_intent_or_nothing(hp: H
     assert events.count("trailing_stop.triggered") == 1
 
 
-async def test_one_tick_firing_many_stops_sends_each_close_order_once(hp: Harness) -> None:
+@pytest.mark.parametrize("chunk", [25, 4])
+async def test_one_tick_firing_many_stops_sends_each_close_order_once(
+    hp: Harness, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trailing_mod, "FIRE_CHUNK", chunk)
     h = hp
     h.price("60000")
     users = [f"b{i}" for i in range(6)]
@@ -81,7 +86,9 @@ async def test_one_tick_firing_many_stops_sends_each_close_order_once(hp: Harnes
 
     await eventually(executed)
     await h.settle(2)
-    assert calls == [len(users)]  # one round trip recorded the tick's triggers
+    assert calls == (
+        [6] if chunk == 25 else [4, 2]
+    )  # the tick's triggers: one pipelined round trip per chunk
     for u, s in zip(users, stops, strict=True):
         sells = [o for o in h.engine.order_history(keys[u], SYMBOL) if o.side.value == "sell"]
         assert len(sells) == 1, u

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 BookKey = tuple[str, str, PriceSource, PositionSide]
 LEASE_MS = 30_000
+FIRE_CHUNK = 25  # triggers recorded per pipelined round trip (the chunks of one tick are in flight together)
 FLUSH_CHUNK = 256  # moved extremes persisted per Redis round trip (and per hold of the event loop)
 _ALWAYS = {PositionSide.LONG: Decimal(0), PositionSide.SHORT: Decimal("Infinity")}
 
@@ -316,23 +317,32 @@ class TrailingStopEngine:
         return Trigger(new, current.version, key, self.executor.intent_fields(new))
 
     async def _fire_many(self, stop_ids: list[str]) -> None:
-        """Record the triggers of one tick in ONE round trip (each: compare-and-set to `triggered` plus the
-        intent of its close order, one script), then send their close orders concurrently. A trigger that is
-        not recorded by that round trip is retried on its own (`_fire`), until recorded or moot."""
-        batch: list[Trigger] = []
-        retry: list[str] = []
+        """Record the triggers of one tick in pipelined round trips (each trigger: compare-and-set to
+        `triggered` plus the intent of its close order, one script; FIRE_CHUNK of them per round trip, the
+        chunks in flight together, so Redis runs one chunk while the next is packed), then send their close
+        orders concurrently. A trigger not recorded that way is retried on its own (`_fire`) until recorded or
+        moot."""
+        ready: list[tuple[TrailingStop, Decimal]] = []
         for sid in stop_ids:
             current = self.stops.get(sid)
             if sid not in self.firing or current is None:
                 self.firing.pop(sid, None)
                 continue
             if current.state is not StopState.ACTIVE:  # activated and crossed in one tick, or changed
-                retry.append(sid)
+                self._job(f"fire:{sid}", lambda sid=sid: self._fire(sid))  # type: ignore[misc]
                 continue
-            batch.append(self._trigger_of(current, self.firing[sid][0]))
+            ready.append((current, self.firing[sid][0]))
+        chunks = [ready[i : i + FIRE_CHUNK] for i in range(0, len(ready), FIRE_CHUNK)]
+        for chunk in chunks[1:]:
+            self._job(f"fire:{chunk[0][0].id}", lambda c=chunk: self._record_and_send(c))  # type: ignore[misc]
+        if chunks:
+            await self._record_and_send(chunks[0])
+
+    async def _record_and_send(self, chunk: list[tuple[TrailingStop, Decimal]]) -> None:
+        batch = [self._trigger_of(stop, price) for stop, price in chunk]
         results: list[bool | Exception]
         try:
-            results = await self.store.trailing_stops.trigger_many(batch) if batch else []
+            results = await self.store.trailing_stops.trigger_many(batch)
         except (
             Exception
         ) as exc:  # nothing known of any of them: each is retried (a won CAS then reads as lost)
@@ -343,15 +353,13 @@ class TrailingStopEngine:
                 metrics.trigger_retries.labels(kind="stop_trigger").inc()
                 log.warning("trailing stop %s fired; trigger not recorded yet (%s): retrying", t.stop.id, r,
                             extra={"user_id": t.stop.user_id})  # fmt: skip
-                retry.append(t.stop.id)
+                self._job(f"fire:{t.stop.id}", lambda sid=t.stop.id: self._fire(sid))  # type: ignore[misc]
                 continue
             send = await self._recorded(t.stop, r)
             if send is not None:
                 if last is not None:  # sent concurrently, each in its own job
                     self._job(f"execute:{last[0].id}", lambda a=last: self.executor.execute(*a))  # type: ignore[misc]
                 last = send
-        for sid in retry:
-            self._job(f"fire:{sid}", lambda sid=sid: self._fire(sid))  # type: ignore[misc]
         if last is not None:
             await self.executor.execute(*last)
 

@@ -117,10 +117,9 @@ class TrailingStopRepository:
         for t in triggers:
             stop = t.stop
             key = self.key_of(stop)
-            encoded = STOP_CODEC.encode(stop)
             # what a trigger changes; the rest is what the CAS's expected version stored (the extreme moves
             # by RAISE_EXTREME alone, never backwards)
-            fields = {k: encoded[k] for k in TRIGGER_FIELDS if k in encoded}
+            fields = STOP_CODEC.encode_some(stop, TRIGGER_FIELDS)
             member = f"{stop.exchange.value}:{stop.symbol}:{stop.side.value}"
             event = {**envelope(stop.user_id, stop.exchange.value), **stop_fields(stop)}
             intent = SEP.join(x for kv in t.intent.items() for x in kv)
