@@ -50,7 +50,10 @@ class StopExecutor:
         """The live position size (the order is capped at it) and whether the account is in hedge mode: from
         the account once it has reconciled, else from the exchange."""
         user, exchange = stop.user_id, stop.exchange.value
-        if await self.engine.accounts.wait_reconciled(user, exchange, RECONCILED_WAIT_S):
+        accounts = self.engine.accounts
+        if accounts.reconciled(user, exchange) or await accounts.wait_reconciled(
+            user, exchange, RECONCILED_WAIT_S
+        ):
             p = self.engine.accounts.position(user, exchange, stop.symbol, stop.side.value)
             return (p.size if p is not None else Decimal(0)), bool(
                 self.engine.accounts.hedged(user, exchange)
