@@ -45,17 +45,22 @@ def spawn(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
     return asyncio.create_task(coro, name=name)
 
 
+_DEFAULT_WAIT = wait_exponential_jitter(multiplier=0.2, max=30, jitter=0.2)
+
+
 class Backoff:
     """Delays between attempts from one tenacity wait strategy (exponential with jitter by default); `reset`
     after a success so the next failure starts small again."""
 
     def __init__(self, wait: wait_base | None = None) -> None:
-        self._wait = wait or wait_exponential_jitter(multiplier=0.2, max=30, jitter=0.2)
-        self._state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # (only the attempt number is read)
+        self._wait = wait or _DEFAULT_WAIT
+        self._state: RetryCallState | None = None  # made at the first failure: most attempts succeed at once
         self.attempts = 0
 
     def next(self) -> float:
         self.attempts += 1
+        if self._state is None:
+            self._state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # (only the attempt number is read)
         self._state.attempt_number = self.attempts
         return float(self._wait(self._state))
 

@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from .api.commands import router as commands_router
     from .api.dashboard import router as dashboard_router
     from .api.errors import install_error_handlers
+    from .api.fast import PositionsFastPath
     from .api.feed import router as feed_router
     from .api.health import router as health_router
     from .api.history import router as history_router
@@ -57,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     metrics.instrument(app)
+    # outermost: the hot read route's common case skips routing and the dependency graph (api/fast.py)
+    app.add_middleware(PositionsFastPath, observers=metrics.http_observers())
     install_error_handlers(app)
     for router in (
         health_router,

@@ -204,6 +204,11 @@ _HTTP_METRICS = [
 ]
 
 
+def http_observers() -> list[Callable[[Any], None]]:
+    """The request metrics' observers, for a route served outside the instrumented app (api/fast.py)."""
+    return list(_HTTP_METRICS)
+
+
 def instrument(app: FastAPI) -> None:
     """Count and time every HTTP request of `app` (not /metrics itself) on this registry."""
     instrumentator = Instrumentator(registry=REGISTRY, excluded_handlers=["/metrics"])

@@ -22,10 +22,10 @@ SymbolQuery = Annotated[
 ]
 
 
-def _listing(user_id: str, exchange: Exchange, name: str, items: Sequence[BaseModel]) -> Response:
+def listing_bytes(user_id: str, exchange: Exchange, name: str, items: Sequence[BaseModel]) -> bytes:
     """The listing as bytes: each model serialises itself (pydantic-core), no intermediate dicts."""
     head = orjson.dumps({"user_id": user_id, "exchange": exchange.value, "count": len(items)})
-    body = b"".join(
+    return b"".join(
         (
             head[:-1],
             b',"',
@@ -35,7 +35,10 @@ def _listing(user_id: str, exchange: Exchange, name: str, items: Sequence[BaseMo
             b"]}",
         )
     )
-    return Response(content=body, media_type="application/json")
+
+
+def _listing(user_id: str, exchange: Exchange, name: str, items: Sequence[BaseModel]) -> Response:
+    return Response(content=listing_bytes(user_id, exchange, name, items), media_type="application/json")
 
 
 def _symbol(exchange: Exchange, symbol: str | None) -> str | None:

@@ -521,6 +521,9 @@ class PaperGateway:
         return PositionSide.LONG if buy else PositionSide.SHORT
 
     async def create_order(self, request: OrderRequest) -> Order:
+        # the request is on its way: as over a socket, the sender's other work goes on while the exchange
+        # (here the engine, in this process) matches it; orders sent together all leave before the first match
+        await asyncio.sleep(0)
         key = self._key()
         m = self.market(request.symbol)
         qty = m.round_size(request.quantity)

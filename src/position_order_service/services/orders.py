@@ -16,6 +16,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -129,24 +130,44 @@ class OrderManager:
         )
         return await self.place(cmd)
 
-    async def place(self, cmd: OrderCommand) -> Order:
+    async def place(
+        self,
+        cmd: OrderCommand,
+        *,
+        intent_recorded: bool = False,
+        before_send: Callable[[], None] | None = None,
+    ) -> Order:
+        """Place an order: its intent is recorded first (DESIGN invariant 4), unless the caller recorded it in
+        the same atomic step as its own decision (`intent_recorded`: a trailing stop's trigger, whose script
+        writes the intent of its close order, fixed client order id included). `before_send` is called just
+        before the order leaves (latency measurement)."""
         async with metrics.timed(metrics.order_manager_latency, operation="create_order"):
-            return await self._place(cmd)
+            return await self._place(cmd, intent_recorded, before_send)
 
-    async def _place(self, cmd: OrderCommand) -> Order:
-        gateway = await self.gateways.for_user(cmd.user_id, cmd.exchange)
-        request = self._prepare(cmd, gateway)
+    @staticmethod
+    def intent_of(cmd: OrderCommand, symbol: str, client_order_id: str) -> tuple[Intent, dict[str, str]]:
+        """The intent record of a command (and its request summary: native symbol, side), as `place` writes
+        it."""
         intent = Intent(
-            client_order_id=request.client_order_id,
+            client_order_id=client_order_id,
             order_type=cmd.order_type.value,
             grid_level=cmd.grid_level,
             metadata=cmd.metadata,
         )
-        created = await self.store.intents.create(
-            cmd.user_id, cmd.exchange, intent, request={"symbol": request.symbol, "side": request.side.value}
-        )
-        if not created:
-            return await self._existing(cmd, request, gateway)
+        return intent, {"symbol": symbol, "side": cmd.side.value}
+
+    async def _place(
+        self, cmd: OrderCommand, intent_recorded: bool, before_send: Callable[[], None] | None
+    ) -> Order:
+        gateway = await self.gateways.for_user(cmd.user_id, cmd.exchange)
+        request = self._prepare(cmd, gateway)
+        intent, summary = self.intent_of(cmd, request.symbol, request.client_order_id)
+        if not intent_recorded:
+            created = await self.store.intents.create(cmd.user_id, cmd.exchange, intent, request=summary)
+            if not created:
+                return await self._existing(cmd, request, gateway)
+        if before_send is not None:
+            before_send()
         sent_at = time.monotonic()
         try:
             reply = await gateway.create_order(request)

@@ -38,6 +38,7 @@ from ..domain.trailing import PriceSource, StopMode, StopState, TrailingStop, ob
 from ..domain.trailing_book import BookChange, TrailingBook
 from ..exchanges.base import GatewayError
 from ..store import Store
+from ..store.machines import Trigger
 from ..supervisor import Supervisor, run_jobs
 from .account.ports import Accounts
 from .commands import CommandError, Conflict, NotFound
@@ -51,6 +52,11 @@ log = logging.getLogger(__name__)
 
 BookKey = tuple[str, str, PriceSource, PositionSide]
 LEASE_MS = 30_000
+# triggers recorded per pipelined round trip: a tick's triggers in one (up to this many). Smaller chunks in flight
+# together overlap Redis with packing, but the first chunks' sends then run (and their replies are handled) before
+# the last chunk is read: measured worse for the last order of a 100-stop tick (bench_trailing_tick.py)
+FIRE_CHUNK = 500
+FLUSH_CHUNK = 256  # moved extremes persisted per Redis round trip (and per hold of the event loop)
 _ALWAYS = {PositionSide.LONG: Decimal(0), PositionSide.SHORT: Decimal("Infinity")}
 
 
@@ -194,6 +200,7 @@ class TrailingStopEngine:
     # -- the tick ---------------------------------------------------------------------------------------
     def on_tick(self, tick: PriceTick) -> None:
         seen = time.perf_counter()
+        fired: list[str] = []
         for source in PriceSource:
             if source is PriceSource.MARK and tick.mark is None:
                 continue  # a mark stop watches the exchange's mark price, never the last price
@@ -204,45 +211,60 @@ class TrailingStopEngine:
                     continue
                 price = observed_price(source, side, tick.last, tick.bid, tick.ask, tick.mark)
                 for change in book.on_price(price):
-                    self._on_change(change, seen)
+                    if self._on_change(change, seen):
+                        fired.append(change.stop_id)
                 self._dirty.add(key)
+        if fired:  # the tick's triggers are recorded together: one round trip for all of them
+            self._job(f"fire:{fired[0]}", lambda: self._fire_many(fired))
 
-    def _on_change(self, change: BookChange, seen: float) -> None:
+    def _on_change(self, change: BookChange, seen: float) -> bool:
+        """Start what a change of the book asks for; True for a trigger (recorded with the tick's others)."""
         stop = self.stops.get(change.stop_id)
         if stop is None:
-            return
+            return False
         if change.kind == "activated":
             self._job(f"activate:{stop.id}", lambda: self._activate(stop.id, change.extreme))
         elif change.kind == "triggered":
             self.firing[stop.id] = (change.price, seen)
-            self._job(f"fire:{stop.id}", lambda: self._fire(stop.id))
+            return True
+        return False
 
     async def flush(self) -> None:
-        """Persist extremes that moved since the last flush (coalesced) and emit trailing_stop.updated."""
+        """Persist extremes that moved since the last flush (coalesced) and emit trailing_stop.updated.
+
+        In chunks of FLUSH_CHUNK stops, each computed when the previous one is written: the event loop (and the
+        ticks) runs between two chunks, so 100k moved extremes never hold it for more than one chunk. A chunk
+        that cannot be written hands its trees back to the book: the next flush writes their latest extremes.
+        """
         keys, self._dirty = self._dirty, set()
-        moved: list[TrailingStop] = []
-        now = datetime.now(UTC)
         for key in keys:
             book = self.books.get(key)
             if book is None:
                 continue
-            for sid, extreme in book.take_moved():
-                stop = self.stops.get(sid)
-                if stop is None or stop.state is not StopState.ACTIVE or stop.extreme_price == extreme:
-                    continue
-                stop = stop.model_copy(update={"extreme_price": extreme, "updated_at": now})
-                self._remember(stop)
-                moved.append(stop)
-        try:
-            for i in range(0, len(moved), 500):
-                await self.store.trailing_stops.raise_extremes(moved[i : i + 500])
-        except Exception:
-            self._dirty |= keys  # (the book keeps the extremes: the next flush writes them)
-            for stop in moved:
-                book = self.books.get(self._book_key(stop))
-                if book is not None:
-                    book.add(stop.id, stop.callback_rate, stop.activation_price, stop.extreme_price)
-            raise
+            report = book.moved_chunks(FLUSH_CHUNK)
+            try:
+                for chunk in report:
+                    await self._persist_extremes(chunk)
+            except Exception:
+                report.requeue()
+                self._dirty.add(key)
+                raise
+
+    async def _persist_extremes(self, chunk: list[tuple[str, Decimal]]) -> None:
+        moved: list[TrailingStop] = []
+        now = datetime.now(UTC)
+        for sid, extreme in chunk:
+            stop = self.stops.get(sid)
+            if stop is None or stop.state is not StopState.ACTIVE or stop.extreme_price == extreme:
+                continue
+            moved.append(stop.model_copy(update={"extreme_price": extreme, "updated_at": now}))
+        if not moved:
+            return
+        await self.store.trailing_stops.raise_extremes(moved)
+        for stop in moved:  # written: remembered (same version, same indexes) unless it changed meanwhile
+            known = self.stops.get(stop.id)
+            if known is not None and known.version == stop.version:
+                self.stops[stop.id] = stop
 
     # -- transitions ------------------------------------------------------------------------------------
     async def transition(self, stop: TrailingStop, event: str | None, **changes: Any) -> TrailingStop | None:
@@ -280,11 +302,99 @@ class TrailingStopEngine:
                 log.warning("trailing stop %s: activation not recorded yet: %s", stop_id, exc)
                 await backoff.sleep()
 
+    def _trigger_of(self, current: TrailingStop, price: Decimal) -> Trigger:
+        """The `triggered` version of an active stop, with its close order's fixed client id and intent."""
+        version = current.version + 1
+        new = current.model_copy(
+            update={
+                "state": StopState.TRIGGERED,
+                "trigger_price": price,
+                "close_client_order_id": f"ts{current.id[:24]}v{version}"[:32],
+                "owner": self.instance_id,
+                "lease_until_ms": int(time.time() * 1000) + self.lease_ms,
+                "version": version,
+                "updated_at": datetime.now(UTC),
+            }
+        )
+        key = self.store.intents.key(new.user_id, new.exchange.value, new.close_client_order_id or "")
+        return Trigger(new, current.version, key, self.executor.intent_fields(new))
+
+    async def _fire_many(self, stop_ids: list[str]) -> None:
+        """Record the triggers of one tick in one pipelined round trip (each trigger: compare-and-set to
+        `triggered` plus the intent of its close order, one script; FIRE_CHUNK at most per round trip, more
+        chunks in flight together), then send their close orders concurrently. A trigger not recorded that way is retried on its own (`_fire`) until recorded or
+        moot."""
+        ready: list[tuple[TrailingStop, Decimal]] = []
+        for sid in stop_ids:
+            current = self.stops.get(sid)
+            if sid not in self.firing or current is None:
+                self.firing.pop(sid, None)
+                continue
+            if current.state is not StopState.ACTIVE:  # activated and crossed in one tick, or changed
+                self._job(f"fire:{sid}", lambda sid=sid: self._fire(sid))  # type: ignore[misc]
+                continue
+            ready.append((current, self.firing[sid][0]))
+        chunks = [ready[i : i + FIRE_CHUNK] for i in range(0, len(ready), FIRE_CHUNK)]
+        for chunk in chunks[1:]:
+            self._job(f"fire:{chunk[0][0].id}", lambda c=chunk: self._record_and_send(c))  # type: ignore[misc]
+        if chunks:
+            await self._record_and_send(chunks[0])
+
+    async def _record_and_send(self, chunk: list[tuple[TrailingStop, Decimal]]) -> None:
+        batch = [self._trigger_of(stop, price) for stop, price in chunk]
+        results: list[bool | Exception]
+        try:
+            results = await self.store.trailing_stops.trigger_many(batch)
+        except (
+            Exception
+        ) as exc:  # nothing known of any of them: each is retried (a won CAS then reads as lost)
+            results = [exc] * len(batch)
+        last = None
+        for t, r in zip(batch, results, strict=True):
+            if isinstance(r, Exception):
+                metrics.trigger_retries.labels(kind="stop_trigger").inc()
+                log.warning("trailing stop %s fired; trigger not recorded yet (%s): retrying", t.stop.id, r,
+                            extra={"user_id": t.stop.user_id})  # fmt: skip
+                self._job(f"fire:{t.stop.id}", lambda sid=t.stop.id: self._fire(sid))  # type: ignore[misc]
+                continue
+            send = await self._recorded(t.stop, r)
+            if send is not None:
+                if last is not None:  # sent concurrently, each in its own job
+                    self._job(f"execute:{last[0].id}", lambda a=last: self.executor.execute(*a))  # type: ignore[misc]
+                last = send
+        if last is not None:
+            await self.executor.execute(*last)
+
+    async def _recorded(self, new: TrailingStop, won: bool) -> tuple[TrailingStop, float | None, bool] | None:
+        """After a trigger's CAS: what to execute (the stop, the tick's time, its intent recorded), if any."""
+        fired = self.firing.pop(new.id, None)
+        if won:
+            self._remember(new)
+            metrics.count_outcome("trailing_stop.triggered")
+            return new, fired[1] if fired else None, True
+        # lost the race: re-read; if still ours to fire (a flush bumped nothing), the book re-fires
+        fresh = await self.store.trailing_stops.get(*new.key_parts())
+        if fresh is None or fresh.id != new.id:
+            return None
+        if fresh.state.is_final:
+            self._forget(fresh)
+            return None
+        self._remember(fresh)
+        if fresh.state is StopState.ACTIVE and fresh.mode is StopMode.EMULATED:
+            self._track(fresh)
+        elif (
+            fresh.state is StopState.TRIGGERED
+            and fresh.owner == self.instance_id
+            and not self.executor.executing(fresh.id)
+        ):  # recorded by us in a round trip whose answer was lost: executed, asking first whether it left
+            return fresh, None, False
+        return None
+
     async def _fire(self, stop_id: str) -> None:
         """Record the trigger, retrying until it is recorded, the stop is gone, or another instance won."""
         backoff = Backoff()
         while stop_id in self.firing:
-            price, seen = self.firing[stop_id]
+            price, _seen = self.firing[stop_id]
             current = self.stops.get(stop_id)
             if current is None:
                 self.firing.pop(stop_id, None)
@@ -298,29 +408,19 @@ class TrailingStopEngine:
                 if current.state is not StopState.ACTIVE:  # cancelled meanwhile, or fired elsewhere
                     self.firing.pop(stop_id, None)
                     return
-                version = current.version + 1
-                triggered = await self.transition(
-                    current,
-                    "trailing_stop.triggered",
-                    state=StopState.TRIGGERED,
-                    trigger_price=price,
-                    close_client_order_id=f"ts{current.id[:24]}v{version}"[:32],
-                    owner=self.instance_id,
-                    lease_until_ms=int(time.time() * 1000) + self.lease_ms,
-                )
+                trigger = self._trigger_of(current, price)
+                (result,) = await self.store.trailing_stops.trigger_many([trigger])
+                if isinstance(result, Exception):
+                    raise result
             except Exception as exc:
                 metrics.trigger_retries.labels(kind="stop_trigger").inc()
                 log.warning("trailing stop %s fired; trigger not recorded yet (%s): retrying", stop_id, exc,
                             extra={"user_id": current.user_id})  # fmt: skip
                 await backoff.sleep()
                 continue
-            self.firing.pop(stop_id, None)
-            if triggered is not None:
-                await self.executor.execute(triggered, seen)
-            else:  # lost the race: re-read; if still ours to fire (a flush bumped nothing), the book re-fires
-                fresh = self.stops.get(stop_id)
-                if fresh is not None and fresh.state is StopState.ACTIVE and fresh.mode is StopMode.EMULATED:
-                    self._track(fresh)
+            send = await self._recorded(trigger.stop, result)
+            if send is not None:
+                await self.executor.execute(*send)
             return
 
     def books_extreme(self, stop: TrailingStop) -> Decimal | None:

@@ -21,10 +21,12 @@ from .. import metrics
 from ..aio import Backoff
 from ..domain.enums import OrderType
 from ..domain.models import Order
+from ..domain.symbols import native_symbol
 from ..domain.trailing import StopMode, StopState, TrailingStop
 from ..exchanges.base import ExchangeUnavailable, GatewayError
+from ..store.intents import IntentRepository
 from .commands import CommandError, OutcomeUnknown
-from .orders import OrderCommand
+from .orders import OrderCommand, OrderManager
 
 if TYPE_CHECKING:
     from .trailing import TrailingStopEngine
@@ -48,7 +50,10 @@ class StopExecutor:
         """The live position size (the order is capped at it) and whether the account is in hedge mode: from
         the account once it has reconciled, else from the exchange."""
         user, exchange = stop.user_id, stop.exchange.value
-        if await self.engine.accounts.wait_reconciled(user, exchange, RECONCILED_WAIT_S):
+        accounts = self.engine.accounts
+        if accounts.reconciled(user, exchange) or await accounts.wait_reconciled(
+            user, exchange, RECONCILED_WAIT_S
+        ):
             p = self.engine.accounts.position(user, exchange, stop.symbol, stop.side.value)
             return (p.size if p is not None else Decimal(0)), bool(
                 self.engine.accounts.hedged(user, exchange)
@@ -60,8 +65,41 @@ class StopExecutor:
                 return p.size, hedged
         return Decimal(0), hedged
 
-    async def execute(self, stop: TrailingStop, seen: float | None = None) -> None:
-        """Send the close order of a triggered stop, exactly once; transient failures are retried."""
+    def close_command(self, stop: TrailingStop, qty: Decimal, hedged: bool) -> OrderCommand:
+        """The reduce-only market order that closes a fired stop's position (its intent is written with the
+        trigger: `intent_fields`)."""
+        assert stop.close_client_order_id is not None
+        return OrderCommand(
+            user_id=stop.user_id,
+            exchange=stop.exchange.value,
+            symbol=stop.symbol,
+            side=stop.side.exit_order_side,
+            order_type=OrderType.MARKET,
+            quantity=qty,
+            reduce_only=True,
+            position_side=stop.side if hedged else None,
+            client_order_id=stop.close_client_order_id,
+            metadata={"purpose": "trailing_stop", "trailing_stop_id": stop.id},
+        )
+
+    def intent_fields(self, stop: TrailingStop) -> dict[str, str]:
+        """The intent record of the stop's close order, as OrderManager.place would write it (the trigger
+        script writes it with the trigger, in the same atomic step)."""
+        assert stop.close_client_order_id is not None
+        cmd = self.close_command(stop, Decimal(1), False)
+        intent, summary = OrderManager.intent_of(
+            cmd, native_symbol(stop.exchange.value, stop.symbol), stop.close_client_order_id
+        )
+        return IntentRepository.fields(intent, summary)
+
+    async def execute(
+        self, stop: TrailingStop, seen: float | None = None, intent_recorded: bool = False
+    ) -> None:
+        """Send the close order of a triggered stop, exactly once; transient failures are retried.
+
+        `seen` (the tick's time) and `intent_recorded` are given by the instance that just recorded the trigger
+        (with its close order's intent, in one script): it sends at once. Without them (a retry, a restart,
+        another instance) it first asks whether the order left already."""
         if stop.id in self._running:
             return
         self._running.add(stop.id)
@@ -69,7 +107,7 @@ class StopExecutor:
         try:
             while True:
                 try:
-                    await self._execute_once(stop, seen)
+                    await self._execute_once(stop, seen, intent_recorded)
                     return
                 except TRANSIENT as exc:
                     metrics.trigger_retries.labels(kind="stop_execute").inc()
@@ -79,7 +117,10 @@ class StopExecutor:
                     metrics.trigger_retries.labels(kind="stop_execute").inc()
                     log.warning("trailing stop %s could not be executed yet: %s", stop.id, exc,
                                 extra={"user_id": stop.user_id})  # fmt: skip
-                seen = None  # from now on, ask whether the order left before sending it
+                seen, intent_recorded = (
+                    None,
+                    False,
+                )  # from now on, ask whether the order left before sending it
                 await backoff.sleep()
                 with contextlib.suppress(Exception):
                     fresh = await self.engine.store.trailing_stops.get(*stop.key_parts())
@@ -89,7 +130,7 @@ class StopExecutor:
         finally:
             self._running.discard(stop.id)
 
-    async def _execute_once(self, stop: TrailingStop, seen: float | None) -> None:
+    async def _execute_once(self, stop: TrailingStop, seen: float | None, intent_recorded: bool) -> None:
         assert stop.close_client_order_id is not None
         now_ms = int(time.time() * 1000)
         if stop.owner != self.engine.instance_id and (stop.lease_until_ms or 0) > now_ms:
@@ -124,28 +165,22 @@ class StopExecutor:
                 stop, "trailing_stop.failed", state=StopState.FAILED, error="no open position"
             )
             return
-        if seen is not None:
-            elapsed = time.perf_counter() - seen
-            self.engine.tick_to_send_s.append(elapsed)
-            if len(self.engine.tick_to_send_s) > 10_000:
-                del self.engine.tick_to_send_s[:5_000]
-            metrics.tick_to_trigger.observe(elapsed)
-        if self.engine.on_sent is not None:
-            self.engine.on_sent(stop)
+
+        def before_send() -> None:
+            if seen is not None:
+                elapsed = time.perf_counter() - seen
+                self.engine.tick_to_send_s.append(elapsed)
+                if len(self.engine.tick_to_send_s) > 10_000:
+                    del self.engine.tick_to_send_s[:5_000]
+                metrics.tick_to_trigger.observe(elapsed)
+            if self.engine.on_sent is not None:
+                self.engine.on_sent(stop)
+
         try:
             order = await self.engine.orders.place(
-                OrderCommand(
-                    user_id=user,
-                    exchange=exchange,
-                    symbol=stop.symbol,
-                    side=stop.side.exit_order_side,
-                    order_type=OrderType.MARKET,
-                    quantity=qty,
-                    reduce_only=True,
-                    position_side=stop.side if hedged else None,
-                    client_order_id=cid,
-                    metadata={"purpose": "trailing_stop", "trailing_stop_id": stop.id},
-                )
+                self.close_command(stop, qty, hedged),
+                intent_recorded=intent_recorded and seen is not None,
+                before_send=before_send,
             )
         except TRANSIENT:
             raise

@@ -159,6 +159,16 @@ class HashCodec(Generic[M]):
                 out[f.name] = f.encode(value)
         return out
 
+    def encode_some(self, obj: M, names: tuple[str, ...]) -> dict[str, str]:
+        """`encode`, for the named (top-level) fields only: what a partial write changes."""
+        out: dict[str, str] = {}
+        for f in self.fields:
+            if f.name in names:
+                value = getattr(obj, f.path[0])
+                if value is not None:
+                    out[f.name] = f.encode(value)
+        return out
+
     def absent_fields(self, encoded: Mapping[str, str]) -> list[str]:
         """Fields of the model that `encoded` leaves out: they must be deleted from a stored hash."""
         return [f.name for f in self.fields if f.name not in encoded]

@@ -25,12 +25,13 @@ class IntentRepository:
         self.keys = keys
         self._create = LuaScript(redis, lua.CREATE)
 
-    async def create(
-        self, user_id: str, exchange: str, intent: Intent, request: dict[str, Any] | None = None
-    ) -> bool:
-        """Record an intent; False if one with this client order id exists already (a duplicate)."""
-        key = self.keys.client_order(user_id, exchange, intent.client_order_id)
-        body = {
+    def key(self, user_id: str, exchange: str, client_order_id: str) -> str:
+        return self.keys.client_order(user_id, exchange, client_order_id)
+
+    @staticmethod
+    def fields(intent: Intent, request: dict[str, Any] | None = None) -> dict[str, str]:
+        """The stored record of an intent (also written by the trigger script, store/machines.py)."""
+        return {
             "client_order_id": intent.client_order_id,
             "order_type": intent.order_type or "",
             "grid_level": "" if intent.grid_level is None else str(intent.grid_level),
@@ -38,8 +39,14 @@ class IntentRepository:
             "request": orjson.dumps(request or {}, default=str).decode(),
             "state": "pending",
         }
+
+    async def create(
+        self, user_id: str, exchange: str, intent: Intent, request: dict[str, Any] | None = None
+    ) -> bool:
+        """Record an intent; False if one with this client order id exists already (a duplicate)."""
+        key = self.key(user_id, exchange, intent.client_order_id)
         args: list[str | int | float] = [INTENT_TTL_S]
-        for k, v in body.items():
+        for k, v in self.fields(intent, request).items():
             args += [k, v]
         return bool(await self._create(keys=[key], args=args))
 

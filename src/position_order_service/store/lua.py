@@ -268,3 +268,48 @@ for _, m in ipairs(members) do
 end
 return out
 """
+
+# TRIGGER: the compare-and-set of a trailing stop to `triggered` AND the intent record of its close order, in one
+# atomic step and one round trip (issue 15 4d): the intent exists exactly when the trigger does.
+# KEYS[1] stop hash  KEYS[2] seq  KEYS[3] stream  KEYS[4] intent hash  KEYS[5] live stop index  KEYS[6] user's index
+# ARGV 1 expected version  2 channel  3 event type  4 body ("" = none)  5 retention  6 intent ttl s
+#      7 intent field/value pairs joined by \x1f ("" = none)  8 the stop's changed field/value pairs, joined by \x1f
+#      9 member of the live index (the stop's key)  10 member of the user's index
+# (Few, packed arguments: a pipelined tick of 100 triggers costs the client little to pack. A prelude may check
+# KEYS/ARGV appended after these.)
+# Returns {1, seq, intent created (1) or already there (0)} on success, {0, current version or -1} when the
+# expectation failed (then nothing is written, the intent neither).
+TRIGGER = (
+    XADD_KEPT
+    + r"""
+local function pairs_of(packed)
+  local out = {}
+  local start = 1
+  while true do
+    local sep = string.find(packed, '\31', start, true)
+    if not sep then out[#out + 1] = string.sub(packed, start); return out end
+    out[#out + 1] = string.sub(packed, start, sep - 1)
+    start = sep + 1
+  end
+end
+local key = KEYS[1]
+local cur = redis.call('HGET', key, 'version')
+if cur ~= ARGV[1] then return {0, tonumber(cur) or -1} end
+local created = 0
+if ARGV[7] ~= '' and redis.call('EXISTS', KEYS[4]) == 0 then
+  redis.call('HSET', KEYS[4], unpack(pairs_of(ARGV[7])))
+  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[6]))
+  created = 1
+end
+redis.call('HSET', key, unpack(pairs_of(ARGV[8])))
+redis.call('PERSIST', key)
+redis.call('SADD', KEYS[5], ARGV[9])
+redis.call('SADD', KEYS[6], ARGV[10])
+if ARGV[4] == '' then return {1, 0, created} end
+local seq = redis.call('INCR', KEYS[2])
+local payload = '{"seq":' .. seq .. ',"event_type":"' .. ARGV[3] .. '",' .. ARGV[4]
+xadd_kept(KEYS[3], seq, payload, ARGV[5])
+if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], payload) end
+return {1, seq, created}
+"""
+)

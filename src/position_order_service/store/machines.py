@@ -7,10 +7,11 @@ in one step, so a trigger fires exactly once across restarts and instances.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from .. import metrics
 from ..domain.events import envelope
@@ -20,12 +21,35 @@ from ..domain.trailing import TrailingStop
 from ..domain.trailing import event_fields as stop_fields
 from . import lua
 from .codec import HashCodec, enc_decimal
+from .intents import INTENT_TTL_S
 from .keys import Channels, Keys
 from .writer import EventWriter, IndexOp, LuaScript, event_body
 
 STOP_CODEC: HashCodec[TrailingStop] = HashCodec(TrailingStop)
 RULE_CODEC: HashCodec[ConditionalRule] = HashCodec(ConditionalRule)
 FINISHED_TTL_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """One trigger to record: `stop` (already `triggered`, version expected + 1) and its close order's intent."""
+
+    stop: TrailingStop
+    expected_version: int
+    intent_key: str
+    intent: dict[str, str]
+
+
+SEP = "\x1f"
+TRIGGER_FIELDS = (
+    "state",
+    "trigger_price",
+    "close_client_order_id",
+    "owner",
+    "lease_until_ms",
+    "version",
+    "updated_at",
+)
 
 
 def _s(v: Any) -> str:
@@ -39,6 +63,7 @@ class TrailingStopRepository:
         self.channels = channels
         self.writer = writer
         self._raise = LuaScript(redis, lua.RAISE_EXTREME)
+        self._trigger = LuaScript(redis, lua.TRIGGER)
 
     def key_of(self, stop: TrailingStop) -> str:
         return self.keys.trailing_stop(*stop.key_parts())
@@ -78,6 +103,64 @@ class TrailingStopRepository:
         if done and event_type:
             metrics.count_outcome(event_type)  # executed | failed | cancelled
         return done
+
+    async def trigger_many(self, triggers: Sequence[Trigger]) -> list[bool | Exception]:
+        """Record triggers: each a compare-and-set to `triggered` plus its close order's intent, atomically (one
+        script, store/lua.py TRIGGER); all of them in one pipelined round trip. Per trigger: True where the CAS
+        won, False where the stored version was another, the error where the script failed (retry it). A lost
+        connection raises (nothing known: retry all; a CAS that did win is then seen as lost and resync picks
+        the triggered stop up)."""
+        if not triggers:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        event_type = "trailing_stop.triggered"
+        for t in triggers:
+            stop = t.stop
+            key = self.key_of(stop)
+            # what a trigger changes; the rest is what the CAS's expected version stored (the extreme moves
+            # by RAISE_EXTREME alone, never backwards)
+            fields = STOP_CODEC.encode_some(stop, TRIGGER_FIELDS)
+            member = f"{stop.exchange.value}:{stop.symbol}:{stop.side.value}"
+            event = {**envelope(stop.user_id, stop.exchange.value), **stop_fields(stop)}
+            intent = SEP.join(x for kv in t.intent.items() for x in kv)
+            changed = SEP.join(x for kv in fields.items() for x in kv)
+            if any(SEP in x for kv in (*t.intent.items(), *fields.items()) for x in kv):
+                raise ValueError("a trigger's field holds the separator \\x1f")
+            pipe.evalsha(
+                self._trigger.sha,
+                6,
+                key,
+                self.keys.event_seq(stop.user_id),
+                self.keys.event_stream(stop.user_id),
+                t.intent_key,
+                self.keys.trailing_stop_index(),
+                self.keys.user_trailing_stops(stop.user_id),
+                str(t.expected_version),
+                self.channels.trailing_stops(stop.user_id),
+                event_type,
+                event_body(event),
+                self.writer.keep_arg(),
+                INTENT_TTL_S,
+                intent,
+                changed,
+                key,
+                member,
+            )
+        await self._trigger.load()
+        results = await pipe.execute(raise_on_error=False)
+        out: list[bool | Exception] = []
+        for r in results:
+            if isinstance(r, Exception):
+                if isinstance(
+                    r, ResponseError
+                ):  # e.g. NOSCRIPT after a Redis restart: loaded again next time
+                    self._trigger.forget()
+                out.append(r)
+            else:
+                out.append(int(r[0]) == 1)
+        metrics.count_redis("transition", ok=True, n=sum(1 for r in out if r is True or r is False))
+        metrics.count_events([event_type] * sum(1 for r in out if r is True))
+        return out
 
     async def raise_extremes(self, moves: Sequence[TrailingStop]) -> int:
         """Persist newer extremes of active stops (already set on the given copies), pipelined."""
