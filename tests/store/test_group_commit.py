@@ -49,7 +49,7 @@ async def test_accounts_submitting_in_different_loop_turns_share_round_trips(
     assert codes == [1] * n
     assert sum(sizes) == n
     # one pipeline per loop turn would be ~50 here; behind an in-flight one they gather
-    assert len(sizes) <= 8, sizes  # two in flight, then what queued behind them (one per turn: 50)
+    assert len(sizes) <= 8, sizes  # one in flight, then what queued behind it (one per turn: 50)
     for i in (0, 77, 199):
         stored = await store.orders.get(f"u{i}", "okx", f"o{i}")
         assert stored is not None and stored.order_id == f"o{i}"
