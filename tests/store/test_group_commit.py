@@ -103,6 +103,7 @@ async def test_an_update_sends_only_what_changed_and_the_record_is_whole(any_sto
     write = orders.write_for(fill)
     delta = w._apply_call(write, write.digest(), w._written[write.key])
     assert len(delta.args) < len(w._apply_call(write).args) - 30  # a few fields, not all of them
+    assert "sadd" not in delta.args and "persist" not in delta.args  # its first write made both
     assert (await w.apply(write)).applied
     assert await orders.get("u1", "okx", "o1") == fill  # fee_currency gone, the rest as written
 
@@ -134,3 +135,19 @@ async def test_a_position_delta_always_carries_the_fields_a_mark_writes(any_stor
     assert (await any_store.positions.upsert(again)).applied
     stored = await any_store.positions.get("u1", "okx", "BTC-USDT-SWAP", "long")
     assert stored is not None and stored.current_price is None and stored.size == Decimal("0.2")
+
+
+async def test_index_ops_skipped_by_a_delta_are_the_ones_already_made(any_store: Store) -> None:
+    index = any_store.keys.position_index("u1", "okx")
+    p = pos()
+    steps = [
+        p,
+        p.model_copy(update={"size": Decimal("0.3"), "updated_at": T0.replace(second=1)}),  # still open: no SADD
+        p.model_copy(update={"size": Decimal("0"), "updated_at": T0.replace(second=2)}),  # open status, no size
+        p.model_copy(update={"size": Decimal("0.2"), "updated_at": T0.replace(second=3)}),  # back in the index
+    ]
+    members = []
+    for step in steps:
+        assert (await any_store.positions.upsert(step)).applied
+        members.append(await any_store.redis.smembers(index))
+    assert [len(m) for m in members] == [1, 1, 0, 1]

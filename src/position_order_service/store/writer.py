@@ -104,6 +104,27 @@ class WriteResult:
         return self.code == 1
 
 
+# Index ops that change nothing when the record's previous write (of the same content's kind) made them too:
+# a member already in the set, a key already without a time to live. EXPIRE is not one (it restarts the clock).
+IDEMPOTENT_OPS = frozenset({"sadd", "srem", "persist"})
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A record as this process last wrote it: its digest, fields, and the idempotent index ops that write
+    made (ops follow from the content, and only the record's own writes touch its index members)."""
+
+    digest: str
+    fields: dict[str, str]
+    ops: frozenset[tuple[str, str, str]]
+
+    @classmethod
+    def of(cls, w: Write, digest: str) -> Written:
+        return cls(
+            digest, w.set_fields, frozenset((o.op, o.key, o.arg) for o in w.ops if o.op in IDEMPOTENT_OPS)
+        )
+
+
 def _result(reply: Any) -> WriteResult:
     c, s, e = reply
     return WriteResult(int(c), int(s), e.decode() if isinstance(e, bytes) else str(e))
@@ -163,30 +184,31 @@ class EventWriter:
         self._emit_once = LuaScript(redis, lua.EMIT_ONCE)
         self._mark = LuaScript(redis, lua.MARK)
         self._transition = LuaScript(redis, lua.TRANSITION)
-        # record key -> (digest, fields) as last written by this process (see WRITTEN_CACHE_SIZE)
-        self._written: LRUCache[str, tuple[str, dict[str, str]]] = LRUCache(maxsize=WRITTEN_CACHE_SIZE)
+        # record key -> the record as last written by this process (see WRITTEN_CACHE_SIZE)
+        self._written: LRUCache[str, Written] = LRUCache(maxsize=WRITTEN_CACHE_SIZE)
 
-    def _apply_call(
-        self, w: Write, digest: str | None = None, base: tuple[str, dict[str, str]] | None = None
-    ) -> Call:
-        """The APPLY call of a write: every field, or (`base`: the digest and fields the stored record holds,
-        as this process wrote them) only the fields that differ, the fields gone, and the fields outside the
-        digest (a mark's, updated_at), guarded by the base digest."""
+    def _apply_call(self, w: Write, digest: str | None = None, base: Written | None = None) -> Call:
+        """The APPLY call of a write: every field, or (`base`: the record as this process wrote it) only the
+        fields that differ, the fields gone, the fields outside the digest (a mark's, updated_at) and the
+        index ops the base's write did not make already, guarded by the base digest."""
         digest = digest or w.digest()
         set_fields: dict[str, str] = w.set_fields
         del_fields: list[str] = w.del_fields
+        ops = w.ops
         digest_arg = digest
         if base is not None:
-            base_digest, base_fields = base
+            base_fields = base.fields
             excluded = w.digest_exclude
             set_fields = {k: v for k, v in w.set_fields.items() if k in excluded or base_fields.get(k) != v}
             del_fields = [k for k in base_fields if k not in w.set_fields]
             del_fields += [k for k in excluded if k not in w.set_fields and k not in base_fields]
-            digest_arg = f"{digest}|{base_digest}"
+            digest_arg = f"{digest}|{base.digest}"
+            if base.ops:
+                ops = [o for o in w.ops if (o.op, o.key, o.arg) not in base.ops]
         keys = [w.key, self.keys.event_seq(w.user_id), self.keys.event_stream(w.user_id)]
         key_index: dict[str, int] = {}
         op_args: list[str | int | float] = []
-        for op in w.ops:
+        for op in ops:
             if op.key not in key_index:
                 keys.append(op.key)
                 key_index[op.key] = len(keys)
@@ -207,7 +229,7 @@ class EventWriter:
             args += [k, v]
         args.append(len(del_fields))
         args += del_fields
-        args.append(len(w.ops))
+        args.append(len(ops))
         args += op_args
         return Call(self._apply, keys, args)
 
@@ -225,10 +247,10 @@ class EventWriter:
             return []
         digests = [w.digest() for w in writes]
         calls = []
-        ahead: dict[str, tuple[str, dict[str, str]]] = {}  # an earlier write of the same record in this batch
+        ahead: dict[str, Written] = {}  # an earlier write of the same record in this batch
         for w, d in zip(writes, digests, strict=True):
             calls.append(self._apply_call(w, d, ahead.get(w.key) or self._written.get(w.key)))
-            ahead[w.key] = (d, w.set_fields)
+            ahead[w.key] = Written.of(w, d)
         try:
             replies = await self.submit(calls)
         except BaseException:
@@ -243,7 +265,7 @@ class EventWriter:
                 results[i] = _result(r)
         for w, d, r in zip(writes, digests, results, strict=True):
             if r.code >= 0:  # applied, or already this content: the record holds these fields
-                self._written[w.key] = (d, w.set_fields)
+                self._written[w.key] = Written.of(w, d)
             else:
                 self._written.pop(w.key, None)
         metrics.count_events(r.event_type for r in results)
