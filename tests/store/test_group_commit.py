@@ -140,11 +140,12 @@ async def test_a_position_delta_always_carries_the_fields_a_mark_writes(any_stor
 async def test_index_ops_skipped_by_a_delta_are_the_ones_already_made(any_store: Store) -> None:
     index = any_store.keys.position_index("u1", "okx")
     p = pos()
+    at = [T0.replace(second=i) for i in range(4)]
     steps = [
         p,
-        p.model_copy(update={"size": Decimal("0.3"), "updated_at": T0.replace(second=1)}),  # still open: no SADD
-        p.model_copy(update={"size": Decimal("0"), "updated_at": T0.replace(second=2)}),  # open status, no size
-        p.model_copy(update={"size": Decimal("0.2"), "updated_at": T0.replace(second=3)}),  # back in the index
+        p.model_copy(update={"size": Decimal("0.3"), "updated_at": at[1]}),  # still open: no SADD sent
+        p.model_copy(update={"size": Decimal("0"), "updated_at": at[2]}),  # open status, no size: out
+        p.model_copy(update={"size": Decimal("0.2"), "updated_at": at[3]}),  # back in the index
     ]
     members = []
     for step in steps:
