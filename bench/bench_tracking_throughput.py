@@ -1,7 +1,11 @@
 """Tracking throughput (issue 4): exchange order messages in -> Redis state + PUBLISH + XADD, on one core.
 
 Run: ``.venv/bin/python bench/bench_tracking_throughput.py [--quick] [--users 1,100,1000] [--runs 3]
-[--updates 30000] [--pushes ours|ccxt] [--profile]``
+[--updates 30000] [--pushes ours|ccxt] [--profile] [--redis own|shared]``
+
+Redis: ``--redis own`` (the default when ``redis-server`` is on the PATH) starts a private redis-server on a free
+loopback port (no persistence) for the run, so INFO commandstats counts this benchmark's commands only; ``shared``
+uses ``BENCH_REDIS_URL`` (default 127.0.0.1:6379, where other clients' commands are counted too).
 
 The path measured, in one process and one event loop, per user (each user has its own OkxGateway and its own
 ccxt.pro okx client, markets shared through the MarketRegistry as the app does):
@@ -29,7 +33,13 @@ Figures: updates/s (wall, one process) and updates per CPU-second of this proces
 process' CPU between parsing (the socket reader's handling of a frame: ours, or ccxt's), the gateway mapping
 (ccxt path only) and the rest (tracker + store + redis-py + asyncio);
 Redis' time per update and per APPLY call (INFO commandstats deltas; a shared server: an upper bound), next to
-the yardstick script's. Target: >= 5,000 updates/s per core. Medians of ``--runs`` runs.
+the yardstick script's. Target: >= 5,000 updates/s per core (updates per CPU-second of this process).
+Medians of ``--runs`` runs.
+
+APPLY beside the yardstick (issue 15 item 3: <= 20 us of Redis time per event): the store's writes of orders
+going through their life cycle (new, partially filled, filled; 100 users, as the actors write them: group
+commit, delta updates) and the yardstick script, in alternating pipelines of 50 calls, each side's
+``cmdstat_evalsha`` usec per call from INFO commandstats deltas.
 ``--profile`` adds a cProfile pass (1 user) grouped by package and the top functions.
 """
 
@@ -43,6 +53,8 @@ import gc
 import os
 import platform
 import pstats
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -77,6 +89,7 @@ from position_order_service.supervisor import Supervisor  # noqa: E402
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 INST = "BTC-USDT-SWAP"
 TARGET = 5000.0
+TARGET_APPLY_US = 20.0
 
 
 def fmt_list(values: Any, spec: str = ",.0f") -> str:
@@ -341,6 +354,81 @@ async def micro_costs(gw: OkxGateway, store: Store, text: str) -> dict[str, floa
     return out
 
 
+# ----------------------------------------------------------------------------------------- APPLY vs yardstick
+async def evalsha_stats(redis: Redis) -> tuple[float, float]:
+    st = (await redis.info("commandstats")).get("cmdstat_evalsha", {"calls": 0, "usec": 0})
+    return float(st["calls"]), float(st["usec"])
+
+
+async def apply_vs_yardstick(
+    redis: Redis, prefix: str, users: int = 100, orders: int = 10
+) -> tuple[float, float]:
+    """(APPLY usec per event, yardstick usec per call): alternating pipelines of 50 calls on the same server."""
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from position_order_service.domain.enums import OrderStatus
+    from position_order_service.domain.models import Order
+
+    store = Store.create(redis, prefix=f"{prefix}apply{uuid.uuid4().hex[:6]}:")
+    t0 = datetime.now(UTC)
+    steps = ((OrderStatus.OPEN, "0"), (OrderStatus.PARTIALLY_FILLED, "1"), (OrderStatus.FILLED, "2"))
+    writes = [
+        store.orders.write_for(Order(
+            exchange_order_id=f"o{j}", client_order_id=f"c{j}", user_id=f"u{u}", exchange="okx",
+            symbol="BTC/USDT:USDT", side="buy", order_type="limit", quantity=Decimal("2"), price=Decimal("59990"),
+            filled_qty=Decimal(filled), avg_fill_price=Decimal("59990") if filled != "0" else None, status=status,
+            created_at=t0, updated_at=t0 + timedelta(milliseconds=10 * j + k),
+        ))
+        for j in range(orders) for k, (status, filled) in enumerate(steps) for u in range(users)
+    ]  # fmt: skip
+    sha = await redis.script_load(YARDSTICK_LUA)
+    fields: list[str] = []
+    for i in range(12):
+        fields += [f"field{i}", f"{60000 + i}.12345678"]
+    payload = "x" * 700
+    ykeys = [f"{prefix}yard:h", f"{prefix}yard:s", f"{prefix}yard:x"]
+    apply_calls = apply_us = yard_calls = yard_us = 0.0
+    for i in range(0, len(writes), 50):
+        a = await evalsha_stats(redis)
+        pipe = redis.pipeline(transaction=False)
+        for j in range(50):
+            pipe.evalsha(sha, 3, *ykeys, f"m{j}", f"{prefix}yard:ch", payload, *fields)
+        await pipe.execute()
+        b = await evalsha_stats(redis)
+        results = await store.writer.apply_many(writes[i : i + 50])
+        c = await evalsha_stats(redis)
+        assert all(r.applied for r in results)
+        yard_calls += b[0] - a[0]
+        yard_us += b[1] - a[1]
+        apply_calls += c[0] - b[0]
+        apply_us += c[1] - b[1]
+    return apply_us / max(1.0, apply_calls), yard_us / max(1.0, yard_calls)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_own_redis() -> tuple[subprocess.Popen[bytes], str]:
+    exe = shutil.which("redis-server")
+    assert exe is not None, "redis-server is not on the PATH: use --redis shared"
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.1):
+            return proc, url
+        time.sleep(0.05)
+    proc.terminate()
+    raise RuntimeError("the private redis-server did not start")
+
+
 # ----------------------------------------------------------------------------------------- one config
 async def bench_config(
     n_users: int, total_updates: int, runs: int, backlog: int, registry: MarketRegistry, base_url: str,
@@ -448,25 +536,34 @@ async def main() -> None:
     ap.add_argument("--backlog", type=int, default=2000, help="max messages queued before the reader pauses")
     ap.add_argument("--pushes", choices=("ours", "ccxt"), default="ours", help="who parses the pushes")
     ap.add_argument("--profile", action="store_true", help="cProfile one extra round of the first config")
+    ap.add_argument(
+        "--redis", choices=("own", "shared"), default="own" if shutil.which("redis-server") else "shared",
+        help="own: a private redis-server for the run (clean commandstats); shared: BENCH_REDIS_URL",
+    )  # fmt: skip
     args = ap.parse_args()
     if args.quick:
         args.runs, args.updates = 1, 3000
 
     prefix = f"bench:{uuid.uuid4().hex[:12]}:"
-    redis = make_redis(REDIS_URL)
+    own: subprocess.Popen[bytes] | None = None
+    redis_url = REDIS_URL
+    if args.redis == "own":
+        own, redis_url = start_own_redis()
+    redis = make_redis(redis_url)
     await redis.ping()
     sim = await SimServer("okx").start()  # only to load the markets the way the gateways do
     registry = MarketRegistry()
     await registry.load("okx", sim.url)
     sub = subprocess.Popen(  # noqa: ASYNC220 (a long-lived helper, started once)
-        ["redis-cli", "-u", REDIS_URL, "psubscribe", f"{prefix}orders:*"],
+        ["redis-cli", "-u", redis_url, "psubscribe", f"{prefix}orders:*"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     path = "our parser" if args.pushes == "ours" else "ccxt.pro's parser -> gateway mapping"
     print(f"tracking throughput: OKX orders push -> {path} -> AccountActor (its turn) "
           f"-> Redis; python {platform.python_version()}, {os.cpu_count()} cpus, {args.runs} runs, "
-          f"~{args.updates} updates/run")  # fmt: skip
-    summary: list[tuple[int, float]] = []
+          f"~{args.updates} updates/run; redis: {'a private redis-server' if own else redis_url}")  # fmt: skip
+    summary: list[tuple[int, float, float]] = []
+    apply_runs: list[tuple[float, float]] = []
     try:
         y0 = await redis_cmd_usec(redis)
         yard = statistics.median(
@@ -477,6 +574,7 @@ async def main() -> None:
         print(f"yardstick (Lua HSET12+SADD+PUBLISH+XADD, pipelined 50/round trip, same run): {yard:,.0f} events/s "
               f"(reference machine ~14,000); its script costs Redis {yard_lua_us:.1f} us/call here "
               f"(reference ~10-11)")  # fmt: skip
+        apply_runs.append(await apply_vs_yardstick(redis, prefix))
         for i, n in enumerate(int(x) for x in args.users.split(",")):
             res = await bench_config(
                 n, args.updates, args.runs, args.backlog, registry, sim.url, redis, prefix, args.pushes,
@@ -493,7 +591,7 @@ async def main() -> None:
             map_us = statistics.median(1e6 * r["map"] / r["updates"] for r in res)
             redis_us = statistics.median(r["redis_us"] / r["updates"] for r in res)
             evalsha_us = statistics.median(r["evalsha_us"] for r in res)
-            summary.append((n, rate))
+            summary.append((n, rate, per_cpu))
             print(f"throughput {n} users: {rate:,.0f} updates/s  (runs: "
                   f"{fmt_list(r['updates'] / r['wall'] for r in res)}; process busy {100 * cpu_share:.0f}%"
                   f" of wall; batch p50 {med['batch_p50']:.0f}, mean {med['batch_mean']:.1f} updates)")  # fmt: skip
@@ -505,6 +603,11 @@ async def main() -> None:
                   f"(INFO commandstats; the yardstick's script: {yard_lua_us:.1f} us/call); client connections opened: "
                   f"{max(r['conns'] for r in res):.0f}")  # fmt: skip
             print(f"ratio to yardstick {n} users: {rate / yard:.2f}")
+        apply_runs.append(await apply_vs_yardstick(redis, prefix))
+        for i, (a_us, y_us) in enumerate(apply_runs):
+            print(f"APPLY beside the yardstick ({'before' if i == 0 else 'after'} the tracking runs; orders new -> "
+                  f"partially filled -> filled, 100 users, alternating pipelines of 50): APPLY {a_us:.1f} us/event, "
+                  f"yardstick script {y_us:.1f} us/call (ratio {a_us / y_us:.2f})")  # fmt: skip
     finally:
         sub.terminate()
         with contextlib.suppress(Exception):
@@ -512,10 +615,19 @@ async def main() -> None:
         await sim.stop()
         deleted = await cleanup(redis, prefix)
         await redis.aclose()
+        if own is not None:
+            own.terminate()
+            with contextlib.suppress(Exception):
+                own.wait(5)
         print(f"(cleaned up {deleted} keys under {prefix})")
-    for n, rate in summary:
-        print(f"target >= {TARGET:,.0f} updates/s, {n} users: {'met' if rate >= TARGET else 'NOT met'} "
-              f"({rate:,.0f})")  # fmt: skip
+    for n, rate, per_cpu in summary:
+        print(f"target >= {TARGET:,.0f} updates/s per core, {n} users: {'met' if per_cpu >= TARGET else 'NOT met'} "
+              f"({per_cpu:,.0f} per cpu-second; wall {rate:,.0f}/s)")  # fmt: skip
+    if apply_runs:
+        worst = max(a for a, _ in apply_runs)
+        print(f"target APPLY <= {TARGET_APPLY_US:.0f} us of Redis time per event: "
+              f"{'met' if worst <= TARGET_APPLY_US else 'NOT met'} ({', '.join(f'{a:.1f}' for a, _ in apply_runs)} us; "
+              f"yardstick {', '.join(f'{y:.1f}' for _, y in apply_runs)} us)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,11 +4,15 @@ the paper gateway: see conftest)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import orjson
+import pytest
 
-from position_order_service.domain import OrderStatus
+from position_order_service.domain import Order, OrderStatus
+from position_order_service.services.account.messages import StreamOrders
 
 from .harness import SYMBOL, Harness, eventually
 
@@ -219,3 +223,53 @@ async def test_fills_of_two_symbols_with_the_same_trade_id_are_both_recorded(h: 
 
 async def _count(fetch: object, n: int) -> bool:
     return len(await fetch()) == n  # type: ignore[operator]
+
+
+async def test_stream_batches_queued_behind_a_write_are_applied_in_one_turn_in_order(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: while the actor waits for a write, the stream batches that queue are folded, each with its
+    arrival, into one plan and written in one group commit; the events keep the exchange's order."""
+    h.account("u1")
+    h.price("60000")
+    actor = await h.track("u1")
+    await h.settle()
+    t0 = datetime.now(UTC)
+
+    def report(oid: str, status: OrderStatus, filled: str, ms: int) -> Order:
+        return Order(
+            exchange_order_id=oid, user_id="u1", exchange="okx", symbol=SYMBOL, side="buy", order_type="limit",
+            quantity=Decimal("2"), price=Decimal("59000"), filled_qty=Decimal(filled),
+            avg_fill_price=Decimal("59000") if filled != "0" else None, status=status,
+            created_at=t0, updated_at=t0 + timedelta(milliseconds=ms),
+        )  # fmt: skip
+
+    pipelines: list[int] = []
+    run = h.store.writer._run_pipeline
+
+    async def counted(batch: list[tuple[list[Any], Any]]) -> list[Any]:
+        pipelines.append(sum(len(items) for items, _ in batch))
+        return await run(batch)
+
+    monkeypatch.setattr(h.store.writer, "_run_pipeline", counted)
+    messages = [
+        [report("x1", OrderStatus.OPEN, "0", 1)],
+        [report("x1", OrderStatus.PARTIALLY_FILLED, "1", 2)],
+        [report("x2", OrderStatus.OPEN, "0", 3)],
+        [report("x1", OrderStatus.FILLED, "2", 4)],
+        [report("x2", OrderStatus.CANCELLED, "0", 5)],
+    ]
+    for orders in messages:  # queued at once, as a busy socket delivers them
+        actor.inbox.post(StreamOrders(orders))
+    await eventually(lambda: _status(h, "x2", "cancelled"))
+    events = [(e["order_id"], e["event_type"]) for e in await h.events("u1") if e["order_id"] in ("x1", "x2")]
+    assert events == [
+        ("x1", "order.created"),
+        ("x1", "order.partially_filled"),
+        ("x2", "order.created"),
+        ("x1", "order.filled"),
+        ("x2", "order.cancelled"),
+    ]
+    assert len(pipelines) <= 3, (
+        pipelines
+    )  # the stored records and intents, then the writes (one per batch: 10)

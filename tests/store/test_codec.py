@@ -3,11 +3,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from position_order_service.domain import Order, OrderType, PnLInfo, Position
+from position_order_service.domain.events import order_fields
 from position_order_service.store.codec import CorruptRecord
 from position_order_service.store.repositories import ORDER_CODEC, POSITION_CODEC
 
@@ -118,3 +120,36 @@ def test_corrupt_hash_names_key_and_field(field: str, value: str | None, problem
     assert "positions:realtime:u:okx:X:long" in str(err.value)
     assert field in str(err.value)
     assert problem in str(err.value)
+
+
+@given(
+    price=st.none() | decimals,
+    trigger=st.none() | decimals,
+    filled=st.sampled_from(["0", "0.5", "1"]),
+    cid=st.none() | st.text("abc123", min_size=1, max_size=8),
+    position_side=st.none() | st.sampled_from(["long", "short"]),
+    grid=st.none() | st.integers(0, 20),
+    reduce_only=st.booleans(),
+)
+def test_an_order_event_from_the_stored_spellings_is_the_same_bytes(
+    price: Decimal | None,
+    trigger: Decimal | None,
+    filled: str,
+    cid: str | None,
+    position_side: str | None,
+    grid: int | None,
+    reduce_only: bool,
+) -> None:
+    """The store builds an order's event from the fields it encoded (issue 15: no second formatting pass):
+    the payload is byte for byte the one built from the order itself."""
+    o = Order.model_validate(
+        {
+            "user_id": "u1", "exchange": "okx", "symbol": "BTC-USDT-SWAP", "exchange_order_id": "1",
+            "client_order_id": cid, "side": "buy", "order_type": "limit" if price is not None else "market",
+            "quantity": "1", "price": price, "trigger_price": trigger, "filled_qty": filled,
+            "avg_fill_price": "100.50" if filled != "0" else None, "position_side": position_side,
+            "grid_level": grid, "reduce_only": reduce_only, "fee": "0.0100",
+        }
+    )  # fmt: skip
+    spelled = ORDER_CODEC.encode(o)
+    assert orjson.dumps(order_fields(o, spelled)) == orjson.dumps(order_fields(o))

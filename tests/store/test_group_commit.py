@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
+from position_order_service.domain.enums import OrderStatus
+from position_order_service.domain.reconcile import marked
 from position_order_service.store import Store
 from position_order_service.store.writer import EventWriter
 
-from .test_repositories import T0, order
+from .test_repositories import T0, order, pos, stream_events
 
 
 def count_pipelines(writer: EventWriter, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -47,7 +49,7 @@ async def test_accounts_submitting_in_different_loop_turns_share_round_trips(
     assert codes == [1] * n
     assert sum(sizes) == n
     # one pipeline per loop turn would be ~50 here; behind an in-flight one they gather
-    assert len(sizes) <= 8, sizes  # two in flight, then what queued behind them (one per turn: 50)
+    assert len(sizes) <= 8, sizes  # one in flight, then what queued behind it (one per turn: 50)
     for i in (0, 77, 199):
         stored = await store.orders.get(f"u{i}", "okx", f"o{i}")
         assert stored is not None and stored.order_id == f"o{i}"
@@ -88,3 +90,65 @@ async def test_apply_answers_unchanged_and_stale_and_caps_the_closed_list(any_st
     assert await any_store.redis.llen(any_store.keys.closed_orders("u1", "okx")) == 1000
     newest = await orders.list_closed("u1", "okx", limit=1)
     assert [o.order_id for o in newest] == ["f1002"]
+
+
+async def test_an_update_sends_only_what_changed_and_the_record_is_whole(any_store: Store) -> None:
+    w, orders = any_store.writer, any_store.orders
+    first = order(exchange_order_id="o1", trigger_price=None, fee_currency="USDT")
+    assert (await w.apply(orders.write_for(first))).applied
+    fill = first.model_copy(
+        update={"status": OrderStatus.PARTIALLY_FILLED, "filled_qty": Decimal("0.5"), "avg_fill_price": Decimal("45000"),
+                "fee_currency": None, "updated_at": T0.replace(second=1)}
+    )  # fmt: skip
+    write = orders.write_for(fill)
+    delta = w._apply_call(write, write.digest(), w._written[write.key])
+    assert len(delta.args) < len(w._apply_call(write).args) - 30  # a few fields, not all of them
+    assert "sadd" not in delta.args and "persist" not in delta.args  # its first write made both
+    assert (await w.apply(write)).applied
+    assert await orders.get("u1", "okx", "o1") == fill  # fee_currency gone, the rest as written
+
+
+async def test_a_delta_over_a_record_another_writer_changed_is_sent_whole(any_store: Store) -> None:
+    other = Store.create(any_store.redis, prefix=any_store.keys.prefix)  # another process, same records
+    v1 = order(exchange_order_id="o1")
+    assert (await any_store.orders.upsert(v1)).applied
+    v2 = v1.model_copy(
+        update={"fee_currency": "USDT", "price": Decimal("46000"), "updated_at": T0.replace(second=1)}
+    )
+    assert (await other.orders.upsert(v2)).applied
+    v3 = v1.model_copy(update={"price": Decimal("47000"), "updated_at": T0.replace(second=2)})
+    r = await any_store.orders.upsert(v3)  # a delta over v1 would keep v2's fee_currency
+    assert r.code == 1
+    assert await any_store.orders.get("u1", "okx", "o1") == v3
+    events = [e["event_type"] for e in await stream_events(any_store)]
+    assert events == ["order.created", "order.updated", "order.updated"]  # the refused delta emitted nothing
+
+
+async def test_a_position_delta_always_carries_the_fields_a_mark_writes(any_store: Store) -> None:
+    p = pos(current_price="45000")
+    await any_store.positions.upsert(p)
+    (seq,) = await any_store.writer.submit([any_store.positions.mark_call(marked(p, Decimal("46000")))])
+    assert int(seq) > 0
+    again = p.model_copy(
+        update={"size": Decimal("0.2"), "current_price": None, "updated_at": T0.replace(second=1)}
+    )
+    assert (await any_store.positions.upsert(again)).applied
+    stored = await any_store.positions.get("u1", "okx", "BTC-USDT-SWAP", "long")
+    assert stored is not None and stored.current_price is None and stored.size == Decimal("0.2")
+
+
+async def test_index_ops_skipped_by_a_delta_are_the_ones_already_made(any_store: Store) -> None:
+    index = any_store.keys.position_index("u1", "okx")
+    p = pos()
+    at = [T0.replace(second=i) for i in range(4)]
+    steps = [
+        p,
+        p.model_copy(update={"size": Decimal("0.3"), "updated_at": at[1]}),  # still open: no SADD sent
+        p.model_copy(update={"size": Decimal("0"), "updated_at": at[2]}),  # open status, no size: out
+        p.model_copy(update={"size": Decimal("0.2"), "updated_at": at[3]}),  # back in the index
+    ]
+    members = []
+    for step in steps:
+        assert (await any_store.positions.upsert(step)).applied
+        members.append(await any_store.redis.smembers(index))
+    assert [len(m) for m in members] == [1, 1, 0, 1]

@@ -7,6 +7,7 @@ builders here produce everything but it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -180,7 +181,30 @@ def position_fields(p: Position) -> dict[str, Any]:
     }
 
 
-def order_fields(o: Order) -> dict[str, Any]:
+def order_fields(o: Order, spelled: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`spelled`: the order's fields as the store encodes them (the same canonical spellings: numbers by
+    `dec`, times ISO-8601, enums their value, None absent), reused instead of formatting them again."""
+    if spelled is not None:
+        get = spelled.get
+        return {
+            "order_id": o.order_id,
+            "client_order_id": o.client_order_id,
+            "symbol": o.symbol,
+            "side": get("side"),
+            "order_type": get("order_type"),
+            "quantity": get("quantity"),
+            "price": get("price"),
+            "trigger_price": get("trigger_price"),
+            "filled_qty": get("filled_qty"),
+            "avg_fill_price": get("avg_fill_price"),
+            "status": get("status"),
+            "reduce_only": o.reduce_only,
+            "position_side": get("position_side"),
+            "grid_level": o.grid_level,
+            "fee": get("fee"),
+            "created_at": get("created_at"),
+            "updated_at": get("updated_at"),
+        }
     return {
         "order_id": o.order_id,
         "client_order_id": o.client_order_id,

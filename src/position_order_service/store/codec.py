@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -147,16 +148,16 @@ class HashCodec(Generic[M]):
             enc, dec = _codec_for(tp)
             self.fields.append(_FieldCodec(name, (name,), enc, dec, required and not optional))
         self.field_names = frozenset(f.name for f in self.fields)
+        # (hash field, getter of its attribute path, encoder): one getter call per field on the hot path
+        self._encoders = tuple((f.name, attrgetter(".".join(f.path)), f.encode) for f in self.fields)
 
     def encode(self, obj: M) -> dict[str, str]:
         """Every field that is set; a None is left out (absent field)."""
         out: dict[str, str] = {}
-        for f in self.fields:
-            value: Any = obj
-            for attr in f.path:
-                value = getattr(value, attr)
+        for name, get, enc in self._encoders:
+            value = get(obj)
             if value is not None:
-                out[f.name] = f.encode(value)
+                out[name] = enc(value)
         return out
 
     def encode_some(self, obj: M, names: tuple[str, ...]) -> dict[str, str]:

@@ -41,23 +41,31 @@ end
 #       7 comma-wrapped statuses that count as "new again" (",closed,liquidated,")   8 stream MAXLEN
 #       (ARGV 1 "" = a record without an exchange version: neither checked nor stored, and never listed by
 #       lpush_capped_on_status_change until an exchange-versioned write comes)
-#       9 digest of the content (all fields but updated_at): equal to the stored one = unchanged
+#       9 digest of the content (all fields but updated_at): equal to the stored one = unchanged;
+#       "<digest>|<base digest>": the pairs are a delta (only what changed, plus the fields outside the
+#       digest) over a record holding <base digest>: another stored content answers -2 (send every field)
 #       10 n = number of field/value pairs, then the pairs; then m = number of fields to delete, the fields;
 #       then k = number of index ops, each "op key_index arg": sadd | srem | lpush_capped_on_status_change
 #       (arg = the value, list capped at 1000) | del | expire (of the state hash; arg seconds) | persist |
 #       hset_mirror (arg = field/value pairs joined by \x1f: replaces a legacy mirror hash) | del.
-# Returns {code, seq, event_type}: code 1 applied, 0 unchanged (nothing written), -1 stale (behind what is stored).
+# Returns {code, seq, event_type}: code 1 applied, 0 unchanged (nothing written), -1 stale (behind what is stored),
+# -2 a delta over another content (nothing written).
 #
 # Cost (issue 15: <= 20 us of Redis time per event): the script reads what it compares in ONE HMGET, writes
 # the fields with ONE HSET straight from ARGV (unpack: no Lua loop over the pairs), reads the new status only
 # when an op needs it, and decodes no JSON. A record exists when it holds a digest or a status (every APPLY
-# write stores `_digest`; every order and position has a `status`).
+# write stores `_digest`; every order and position has a `status`). A delta write sends a few fields instead of
+# all of them: the arguments, not the commands, are most of a call's cost.
 APPLY = (
     XADD_KEPT
     + r"""
 local key = KEYS[1]
 local ts = ARGV[1]
 local progress = tonumber(ARGV[2]) or 0
+local digest = ARGV[9]
+local base = false
+local bar = string.find(digest, '|', 1, true)
+if bar then base = string.sub(digest, bar + 1); digest = string.sub(digest, 1, bar - 1) end
 local cur = redis.call('HMGET', key, '_ts', '_progress', '_digest', 'status', '_listed')
 local exists = cur[3] ~= false or cur[4] ~= false
 if exists and ts ~= '' then
@@ -71,17 +79,18 @@ if exists and ts ~= '' then
   end
 end
 -- unchanged content (ARGV 9: a digest of every field but updated_at) writes and emits nothing
-if exists and cur[3] == ARGV[9] then return {0, 0, ''} end
+if exists and cur[3] == digest then return {0, 0, ''} end
+if base and cur[3] ~= base then return {-2, 0, ''} end
 local prev_status = exists and cur[4]
 local had_version = exists and cur[1] ~= false
 local i = 11 + 2 * tonumber(ARGV[10])
 if ts ~= '' then
-  redis.call('HSET', key, '_digest', ARGV[9], '_ts', ts, '_progress', ARGV[2], unpack(ARGV, 11, i - 1))
+  redis.call('HSET', key, '_digest', digest, '_ts', ts, '_progress', ARGV[2], unpack(ARGV, 11, i - 1))
 else
-  redis.call('HSET', key, '_digest', ARGV[9], unpack(ARGV, 11, i - 1))
+  redis.call('HSET', key, '_digest', digest, unpack(ARGV, 11, i - 1))
 end
 local m = tonumber(ARGV[i]); i = i + 1
-if m > 0 then redis.call('HDEL', key, unpack(ARGV, i, i + m - 1)) end
+if m > 0 and exists then redis.call('HDEL', key, unpack(ARGV, i, i + m - 1)) end
 i = i + m
 local k = tonumber(ARGV[i]); i = i + 1
 for j = 1, k do
@@ -108,7 +117,8 @@ for j = 1, k do
     end
   elseif op == 'del' then redis.call('DEL', target)
   elseif op == 'expire' then redis.call('EXPIRE', key, tonumber(arg))
-  elseif op == 'persist' then redis.call('PERSIST', key)
+  elseif op == 'persist' then
+    if exists then redis.call('PERSIST', key) end  -- a new hash has no time to live
   elseif op == 'hset_mirror' then
     -- arg: field \31 value \31 field \31 value ...; replaces the mirror hash (legacy keys)
     redis.call('DEL', target)

@@ -177,7 +177,7 @@ class OrderRepository:
             version_ts=_ms(o.updated_at) if versioned else None,
             progress=self.progress(o),
             channel=self.channels.orders(o.user_id, ex),
-            event=None if event is None else {**envelope(o.user_id, ex, metadata), **order_fields(o)},
+            event=None if event is None else {**envelope(o.user_id, ex, metadata), **order_fields(o, fields)},
             event_type_new=("order.created" if o.status.is_active else etype) if event == AUTO else etype,
             event_type=etype,
         )

@@ -161,6 +161,9 @@ class AccountActor:
         while True:
             arrival, msg = await self.inbox.get()
             try:
+                if isinstance(msg, (StreamOrders, StreamPositions)) and len(self.inbox):
+                    await self._stream_turn([(arrival, msg), *self.inbox.take_stream_run()])
+                    continue
                 await self._handle(arrival, msg)
             except asyncio.CancelledError:
                 raise
@@ -219,6 +222,20 @@ class AccountActor:
             case SnapshotFailed(reason, auth):
                 self.health.failed(reason, auth)
                 log.warning("account %s:%s: snapshot failed: %s", self.user_id, self.exchange, reason)
+
+    async def _stream_turn(self, run: list[tuple[int, StreamOrders | StreamPositions]]) -> None:
+        """Stream batches that queued while the previous turn was writing: each folded with its own arrival,
+        in order, into one plan, written in one group commit (per record atomic, as always)."""
+        orders = [o for _, m in run if isinstance(m, StreamOrders) for o in m.orders]
+        intents = await self._preload(orders)
+        plan = Plan()
+        for arrival, m in run:
+            if isinstance(m, StreamOrders):
+                self.book.fold_orders(m.orders, arrival, intents, plan)
+            else:
+                self.book.fold_positions(m.positions, arrival, plan)
+        await self._apply(plan)
+        self._stream_event()
 
     def _stream_event(self) -> None:
         self.health.last_event_at = datetime.now(UTC)

@@ -152,3 +152,15 @@ class Inbox:
             self._wake.clear()
             await self._wake.wait()
         return self._queue.popleft()
+
+    def take_stream_run(self, limit: int = 256) -> list[tuple[int, StreamOrders | StreamPositions]]:
+        """The order and position stream batches at the head of the queue (up to `limit`), each with its
+        arrival: the actor folds them in one turn and writes them in one group commit."""
+        run: list[tuple[int, StreamOrders | StreamPositions]] = []
+        while self._queue and len(run) < limit:
+            arrival, msg = self._queue[0]
+            if not isinstance(msg, (StreamOrders, StreamPositions)):
+                break
+            self._queue.popleft()
+            run.append((arrival, msg))
+        return run
