@@ -253,6 +253,14 @@ return seq
 """
 )
 
+# PRICE: store the last price of a symbol and publish its price.updated payload, atomically.
+# KEYS[1] last price hash   ARGV 1 channel  2 payload  3.. field/value pairs
+PRICE = r"""
+if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+
 # LIST_INDEXED: the hashes an index set points to, in one round trip (the read API's hot path).
 # KEYS[1] index set   ARGV 1 key prefix of the hashes (prefix .. member)   2 member prefix filter ("" = all)
 # Returns {member, {field, value, ...}, member, {...}, ...} sorted by member; members whose hash is gone skipped.

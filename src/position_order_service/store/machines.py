@@ -6,7 +6,7 @@ in one step, so a trigger fires exactly once across restarts and instances.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -20,7 +20,7 @@ from ..domain.trailing import event_fields as stop_fields
 from . import lua
 from .codec import HashCodec, enc_decimal
 from .keys import Channels, Keys
-from .writer import EventWriter, IndexOp, LuaScript, event_body
+from .writer import EventWriter, IndexOp, LuaScript, evalsha_in, event_body
 
 STOP_CODEC: HashCodec[TrailingStop] = HashCodec(TrailingStop)
 RULE_CODEC: HashCodec[ConditionalRule] = HashCodec(ConditionalRule)
@@ -31,6 +31,34 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+class GlobalIndex:
+    """A set of every live record's key, across users (the engines load it at start), kept OUT of the records'
+    transition scripts: those touch one user's keys only, so they stay in one Redis Cluster slot.
+
+    The set is a superset of the live records: a key is added before its transition (and again after it), and
+    removed after a final one with a re-check, so a record that became live meanwhile is added back. Readers
+    skip what is not live and prune it. A crash between the steps leaves at most an extra member, never a
+    missing live one."""
+
+    def __init__(self, redis: Redis, key: str, is_live: Callable[[str], Awaitable[bool]]) -> None:
+        self.redis = redis
+        self.key = key
+        self.is_live = is_live
+
+    async def add(self, member: str) -> None:
+        await self.redis.sadd(self.key, member)
+
+    async def discard(self, member: str) -> None:
+        await self.redis.srem(self.key, member)
+        if await self.is_live(member):  # made live again (a new record under the key) while we removed it
+            await self.add(member)
+
+    async def prune(self, members: set[str]) -> None:
+        """Drop members found not live (gone, or final): leftovers of a crash or of a refused transition."""
+        for member in members:
+            await self.discard(member)
+
+
 class TrailingStopRepository:
     def __init__(self, redis: Redis, keys: Keys, channels: Channels, writer: EventWriter) -> None:
         self.redis = redis
@@ -38,6 +66,11 @@ class TrailingStopRepository:
         self.channels = channels
         self.writer = writer
         self._raise = LuaScript(redis, lua.RAISE_EXTREME)
+        self._index = GlobalIndex(redis, keys.trailing_stop_index(), self._is_live)
+
+    async def _is_live(self, key: str) -> bool:
+        stop = await self.get_by_key(key)
+        return stop is not None and not stop.state.is_final
 
     def key_of(self, stop: TrailingStop) -> str:
         return self.keys.trailing_stop(*stop.key_parts())
@@ -48,18 +81,13 @@ class TrailingStopRepository:
         key = self.key_of(stop)
         fields = STOP_CODEC.encode(stop)
         member = f"{stop.exchange.value}:{stop.symbol}:{stop.side.value}"
-        if stop.state.is_final:
-            ops = [
-                IndexOp("srem", self.keys.trailing_stop_index(), key),
-                IndexOp("sadd", self.keys.user_trailing_stops(stop.user_id), member),
-                IndexOp("expire", key, str(FINISHED_TTL_S)),
-            ]
-        else:
-            ops = [
-                IndexOp("sadd", self.keys.trailing_stop_index(), key),
-                IndexOp("sadd", self.keys.user_trailing_stops(stop.user_id), member),
-                IndexOp("persist", key),
-            ]
+        ops = [
+            IndexOp("sadd", self.keys.user_trailing_stops(stop.user_id), member),
+            IndexOp("expire", key, str(FINISHED_TTL_S)) if stop.state.is_final else IndexOp("persist", key),
+        ]
+        live = not stop.state.is_final
+        if live:
+            await self._index.add(key)
         event = None
         if event_type:
             event = {**envelope(stop.user_id, stop.exchange.value), **stop_fields(stop)}
@@ -74,6 +102,8 @@ class TrailingStopRepository:
             event_type or "",
             event,
         )
+        if done:
+            await (self._index.add(key) if live else self._index.discard(key))
         if done and event_type:
             metrics.count_outcome(event_type)  # executed | failed | cancelled
         return done
@@ -86,18 +116,18 @@ class TrailingStopRepository:
         for stop in moves:
             assert stop.extreme_price is not None
             body = event_body({**envelope(stop.user_id, stop.exchange.value), **stop_fields(stop)})
-            pipe.evalsha(
+            evalsha_in(
+                pipe,
                 self._raise.sha,
-                3,
-                self.key_of(stop),
-                self.keys.event_seq(stop.user_id),
-                self.keys.event_stream(stop.user_id),
-                stop.side.value,
-                enc_decimal(stop.extreme_price),
-                stop.updated_at.isoformat(),
-                self.channels.trailing_stops(stop.user_id),
-                body,
-                self.writer.keep_arg(),
+                [self.key_of(stop), self.keys.event_seq(stop.user_id), self.keys.event_stream(stop.user_id)],
+                [
+                    stop.side.value,
+                    enc_decimal(stop.extreme_price),
+                    stop.updated_at.isoformat(),
+                    self.channels.trailing_stops(stop.user_id),
+                    body,
+                    self.writer.keep_arg(),
+                ],
             )
         await self._raise.load()
         return sum(1 for r in await pipe.execute() if r)
@@ -130,7 +160,9 @@ class TrailingStopRepository:
 
     async def list_live(self) -> list[TrailingStop]:
         keys = sorted(_s(m) for m in await self.redis.smembers(self.keys.trailing_stop_index()))
-        return [s for s in await self._many(keys) if not s.state.is_final]
+        stops = await self._many(keys)
+        await self._index.prune(set(keys) - {self.key_of(s) for s in stops if not s.state.is_final})
+        return [s for s in stops if not s.state.is_final]
 
 
 class RuleRepository:
@@ -139,19 +171,23 @@ class RuleRepository:
         self.keys = keys
         self.channels = channels
         self.writer = writer
+        self._index = GlobalIndex(redis, keys.live_rule_index(), self._is_live)
+
+    async def _is_live(self, key: str) -> bool:
+        rules = await self._many([key])
+        return bool(rules) and not rules[0].state.is_final
 
     async def save(self, rule: ConditionalRule, expected_version: int | None, event_type: str | None) -> bool:
         key = self.keys.conditional_rule(rule.user_id, rule.id)
         fields = RULE_CODEC.encode(rule)
         user_index = self.keys.conditional_rule_index(rule.user_id)
-        if rule.state.is_final:
-            ops = [
-                IndexOp("srem", self.keys.live_rule_index(), key),
-                IndexOp("expire", key, str(FINISHED_TTL_S)),
-            ]
-        else:
-            ops = [IndexOp("sadd", self.keys.live_rule_index(), key), IndexOp("persist", key)]
-        ops.append(IndexOp("sadd", user_index, rule.id))
+        live = not rule.state.is_final
+        ops = [
+            IndexOp("persist", key) if live else IndexOp("expire", key, str(FINISHED_TTL_S)),
+            IndexOp("sadd", user_index, rule.id),
+        ]
+        if live:
+            await self._index.add(key)
         event = None
         if event_type:
             event = {**envelope(rule.user_id, rule.exchange.value), **rule_fields(rule)}
@@ -166,6 +202,8 @@ class RuleRepository:
             event_type or "",
             event,
         )
+        if done:
+            await (self._index.add(key) if live else self._index.discard(key))
         if done and event_type:
             metrics.count_outcome(event_type)  # executed | failed
         return done
@@ -190,4 +228,7 @@ class RuleRepository:
 
     async def list_live(self) -> list[ConditionalRule]:
         keys = sorted(_s(m) for m in await self.redis.smembers(self.keys.live_rule_index()))
-        return [r for r in await self._many(keys) if not r.state.is_final]
+        rules = await self._many(keys)
+        live = {self.keys.conditional_rule(r.user_id, r.id) for r in rules if not r.state.is_final}
+        await self._index.prune(set(keys) - live)
+        return [r for r in rules if not r.state.is_final]

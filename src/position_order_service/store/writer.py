@@ -90,6 +90,12 @@ class WriteResult:
         return self.code == 1
 
 
+def evalsha_in(pipe: Any, sha: str, keys: list[str], args: list[str | int | float]) -> None:
+    """Queue an EVALSHA on a pipeline. Spelled as a raw command: redis-py's cluster pipeline refuses its
+    `evalsha` method, yet routes the raw command to the slot of its keys (all of one user: store/keys.py)."""
+    pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+
+
 class LuaScript:
     """EVALSHA with a reload when the server lost its script cache (a restart, SCRIPT FLUSH).
 
@@ -241,7 +247,7 @@ class EventWriter:
                     pipe = self.redis.pipeline(transaction=False)
                     for calls, _ in batch:
                         for c in calls:
-                            pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
+                            evalsha_in(pipe, c.script.sha, c.keys, c.args)
                     out: list[Any] = await pipe.execute(raise_on_error=False)
                 except (NoScriptError, RedisConnectionError):
                     forget()  # the reload itself may meet a connection the server just closed
