@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     embedded_redis_port: int = Field(6399, ge=0, le=65535, description="0 = any free port")
     embedded_redis: Literal["auto", "redis-server", "fakeredis"] = "auto"
     key_prefix: str = Field("", description="prefix of every Redis key and channel (tests, shared servers)")
+    redis_cluster: Literal["auto", "true", "false"] = Field(
+        "auto",
+        description="Redis Cluster: true = REDIS_URL/REDIS_HOST is a cluster node (the client discovers the "
+        "others; keys of one user gain a {user} hash tag); auto = ask the server (INFO cluster) at start",
+    )
     redis_socket_timeout_s: float = Field(
         5.0, gt=0, description="a Redis command that gets no answer this long fails (and is retried)"
     )

@@ -177,3 +177,17 @@ async def test_a_price_is_stored_and_published_in_one_step(backend_store: Store)
     await pubsub.aclose()
     assert msg is not None and orjson.loads(msg["data"]) == {"price": "60000"}
     assert await s.redis.hget(s.keys.last_price("okx", "BTC-USDT-SWAP"), "price") == b"60000"
+
+
+async def test_the_feed_reads_many_users_streams_at_once(backend_store: Store) -> None:
+    """The live feed follows several users' streams with one call (on a cluster: one XREAD per slot)."""
+    s = backend_store
+    users = USERS[:6]
+    cursors = {s.events.stream_key(u): "0-0" for u in users}
+    assert await s.events.read(cursors, block_ms=50) == []
+    for i, u in enumerate(users):
+        await s.orders.upsert(make_order(user_id=u, exchange_order_id=str(i)))
+    got = await s.events.read(cursors, block_ms=50)
+    assert sorted((key, e["seq"], e["user_id"]) for key, _, e in got) == sorted(
+        (s.events.stream_key(u), 1, u) for u in users
+    )

@@ -65,6 +65,11 @@ def make_cluster(url: str, max_connections: int = DEFAULT_MAX_CONNECTIONS, **kwa
     return cast(Redis, client)
 
 
+def is_cluster_client(redis: Redis) -> bool:
+    """The client is redis-py's cluster client (the store then uses the cluster hash tags of keys.py)."""
+    return isinstance(redis, RedisCluster)
+
+
 async def is_cluster(url: str, **kwargs: Any) -> bool:
     """`INFO cluster` says cluster_enabled:1 (a server without that section, fakeredis say, is no cluster)."""
     probe = Redis.from_url(url, **kwargs)
