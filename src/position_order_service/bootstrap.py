@@ -26,6 +26,7 @@ from .api.auth import TokenGrant, parse_tokens
 from .bus import Bus
 from .config import Settings
 from .exchanges.base import Credentials, ExchangeGateway
+from .exchanges.ccxt_factory import set_connection_limits
 from .exchanges.markets import MarketRegistry
 from .services.account import AccountOptions, AccountRegistry
 from .services.active_users import ActiveUserManager
@@ -250,6 +251,7 @@ def build_graph(
     """Build every part once. `gateway_builder` (tests) replaces the ccxt gateways over `base_urls`;
     `track_accounts=False` builds the command services of a bot process (no actors, no feeds started)."""
     s = settings
+    set_connection_limits(s.connection_limits())
     urls = base_urls if base_urls is not None else {"okx": s.okx_base_url, "binance": s.binance_base_url}
     store = Store.create(
         redis,
