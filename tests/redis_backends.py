@@ -144,14 +144,32 @@ class LocalRedisCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+START_ATTEMPTS = 3  # another test worker may take a port between our check and redis-server's bind
+
+
+def start_local_cluster() -> LocalRedisCluster:
+    """A running cluster; raises (the last reason) when none could start."""
+    error: Exception | None = None
+    for _ in range(START_ATTEMPTS):
+        cluster = LocalRedisCluster()
+        try:
+            cluster.start()
+            return cluster
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            cluster.stop()
+            error = exc
+            if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+                break
+    assert error is not None
+    raise error
+
+
 @pytest.fixture(scope="session")
 def redis_cluster_url() -> Iterator[str]:
     """URL of one node of a real 3-master Redis Cluster on loopback (the client discovers the others)."""
-    cluster = LocalRedisCluster()
     try:
-        cluster.start()
+        cluster = start_local_cluster()
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        cluster.stop()
         message = f"a local Redis Cluster could not start: {exc}"
         if IN_CI:
             pytest.fail(message + " (CI requires it)")
