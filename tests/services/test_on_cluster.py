@@ -48,3 +48,29 @@ async def test_a_trailing_stop_triggers_and_closes_once_on_the_cluster(h: Harnes
 
 async def test_an_oco_rule_fires_on_the_cluster(h: Harness) -> None:
     await trailing_rules.test_oco_in_one_call_and_price_reached(h)
+
+
+async def test_the_service_finds_the_cluster_by_itself(redis_cluster_url: str) -> None:
+    """REDIS_URL pointing at one master, REDIS_CLUSTER left at auto: build_service connects the cluster client
+    and switches the keys to their hash tags; REDIS_CLUSTER=false on a cluster would not."""
+    from redis.asyncio import RedisCluster
+
+    from position_order_service.bootstrap import build_service
+    from position_order_service.config import Settings
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        redis_url=redis_cluster_url,
+        key_prefix=f"test:{uuid.uuid4().hex[:12]}:",
+        sim="off",
+        history=False,
+    )
+    services = await build_service(settings)
+    try:
+        assert isinstance(services.store.redis, RedisCluster)
+        assert services.store.keys.cluster_tags
+        await services.store.users.activate("alice", ["okx"])
+        assert "alice" in await services.store.users.active_user_ids()
+    finally:
+        await delete_prefixed(services.store.redis, settings.key_prefix)
+        await services.stop()
