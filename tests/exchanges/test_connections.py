@@ -97,13 +97,13 @@ async def test_okx_attempts_are_spread_evenly_over_the_window() -> None:
     together than they left: OKX's pacer spaces attempts by window / limit instead."""
     limits = ConnectionLimits(okx_connects_per_s=10)
     window = limits.connect_window(Exchange.OKX)
-    assert window is not None and window[2] == pytest.approx(0.11)
+    assert window is not None and window[2] == pytest.approx(0.125)
     pacer = ConnectPacer(*window)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     for _ in range(4):
         await pacer.wait()
-    assert loop.time() - t0 >= 3 * 0.11 - 0.01
+    assert loop.time() - t0 >= 3 * 0.125 - 0.01
     binance = limits.connect_window(Exchange.BINANCE)
     assert binance is not None and binance[0] == 300 and binance[2] == 0  # a 5-minute window: burst kept
 
@@ -114,7 +114,7 @@ async def _subscribe_three_tickers(paced: bool) -> tuple[int, Any]:
     client = make_client("okx", server.url)
     limits = ConnectionLimits(okx_requests_per_conn_per_hour=2, reconnect_jitter_s=0)
     if paced:
-        pace_connections(client, ConnectPacer(3, 1.1, 0.37), limits, Exchange.OKX)
+        pace_connections(client, ConnectPacer(3, 1.25, 0.42), limits, Exchange.OKX)
     watches: list[asyncio.Future[Any]] = []
     try:
         async with aiohttp.ClientSession() as http:
