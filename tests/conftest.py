@@ -11,7 +11,10 @@ import pytest
 from redis.asyncio import Redis
 
 from position_order_service.store import Store
+from position_order_service.store.connection import connect_redis
 from position_order_service.store.embedded import FakeRedisTcp, free_port
+
+from .redis_backends import backend_store, redis_backend, redis_cluster_url  # noqa: F401 (fixtures)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REAL_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -60,11 +63,11 @@ def real_redis_url() -> str:
     return REAL_REDIS_URL
 
 
-@pytest.fixture(params=["real", "embedded"])
+@pytest.fixture(params=["real", "embedded", "cluster"])
 def any_redis_url(request: pytest.FixtureRequest) -> str:
-    """The store suite runs on the real Redis and on the embedded server."""
-    name = "real_redis_url" if request.param == "real" else "embedded_redis_url"
-    return str(request.getfixturevalue(name))
+    """The store suite runs on the real Redis, on the embedded server and on a 3-master Redis Cluster."""
+    name = {"real": "real_redis_url", "embedded": "embedded_redis_url", "cluster": "redis_cluster_url"}
+    return str(request.getfixturevalue(name[request.param]))
 
 
 async def _cleanup(redis: Redis, prefix: str) -> None:
@@ -92,8 +95,10 @@ async def store(redis_client: Redis, key_prefix: str) -> Store:
 
 @pytest.fixture
 async def any_store(any_redis_url: str, key_prefix: str) -> AsyncIterator[Store]:
-    client = Redis.from_url(any_redis_url)
-    yield Store.create(client, prefix=key_prefix)
+    """A Store as the service builds one: through its connection factory, with cluster hash tags on a cluster
+    (tests that build a second Store on it pass `cluster_tags=any_store.keys.cluster_tags`)."""
+    client, on_cluster = await connect_redis(any_redis_url)
+    yield Store.create(client, prefix=key_prefix, cluster_tags=on_cluster)
     await _cleanup(client, key_prefix)
     await client.aclose()
 

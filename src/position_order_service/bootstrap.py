@@ -26,6 +26,7 @@ from .api.auth import TokenGrant, parse_tokens
 from .bus import Bus
 from .config import Settings
 from .exchanges.base import Credentials, ExchangeGateway
+from .exchanges.ccxt_factory import set_connection_limits
 from .exchanges.markets import MarketRegistry
 from .services.account import AccountOptions, AccountRegistry
 from .services.active_users import ActiveUserManager
@@ -37,7 +38,7 @@ from .services.prices import PriceHub
 from .services.rules import ConditionalRuleEngine
 from .services.trailing import TrailingStopEngine
 from .store import Store
-from .store.connection import make_redis, wait_until_loaded
+from .store.connection import connect_redis, is_cluster_client, wait_until_loaded
 from .supervisor import Job, Supervisor
 
 if TYPE_CHECKING:
@@ -250,9 +251,14 @@ def build_graph(
     """Build every part once. `gateway_builder` (tests) replaces the ccxt gateways over `base_urls`;
     `track_accounts=False` builds the command services of a bot process (no actors, no feeds started)."""
     s = settings
+    set_connection_limits(s.connection_limits())
     urls = base_urls if base_urls is not None else {"okx": s.okx_base_url, "binance": s.binance_base_url}
     store = Store.create(
-        redis, prefix=s.key_prefix, dual_write=s.dual_schema_write, retention=s.stream_retention
+        redis,
+        prefix=s.key_prefix,
+        cluster_tags=is_cluster_client(redis),
+        dual_write=s.dual_schema_write,
+        retention=s.stream_retention,
     )
     supervisor = Supervisor("")
     bus = Bus(supervisor)
@@ -339,12 +345,17 @@ async def build_service(settings: Settings | None = None) -> Services:
             log.info("embedded %s listening at %s (keeps nothing)", embedded.kind, url)
     else:
         url = s.redis_dsn()
-    redis = make_redis(
+    redis, on_cluster = await connect_redis(
         url,
+        "false" if embedded is not None else s.redis_cluster,
         health_check_interval=30,
         socket_timeout=s.redis_socket_timeout_s,
         socket_connect_timeout=s.redis_connect_timeout_s,
     )
+    if on_cluster:
+        from .preflight import mask_url
+
+        log.info("Redis Cluster at %s: keys of one user carry its {user} hash tag", mask_url(url))
     base_urls = {"okx": s.okx_base_url, "binance": s.binance_base_url}
     try:
         await wait_until_loaded(redis)

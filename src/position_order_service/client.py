@@ -41,6 +41,7 @@ from .domain.events import (
     TrailingStopEvent,
     parse_event,
 )
+from .store.connection import is_cluster_client
 from .store.keys import Channels, Keys
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ class PubSubManager:
         reconnect_max_s: float = 5.0,
     ) -> None:
         self.redis = redis
-        self.keys = Keys(prefix=prefix)
+        # on a Redis Cluster client the event streams carry the user's hash tag (store/keys.py)
+        self.keys = Keys(prefix=prefix, cluster_tags=is_cluster_client(redis))
         self.channels = Channels(prefix=prefix)
         self.track_gaps = track_gaps
         self.reconnect_max_s = reconnect_max_s

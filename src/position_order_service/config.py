@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
+    from .exchanges.ccxt_factory import ConnectionLimits
     from .store.retention import StreamRetention
 
 
@@ -28,6 +29,11 @@ class Settings(BaseSettings):
     embedded_redis_port: int = Field(6399, ge=0, le=65535, description="0 = any free port")
     embedded_redis: Literal["auto", "redis-server", "fakeredis"] = "auto"
     key_prefix: str = Field("", description="prefix of every Redis key and channel (tests, shared servers)")
+    redis_cluster: Literal["auto", "true", "false"] = Field(
+        "auto",
+        description="Redis Cluster: true = REDIS_URL/REDIS_HOST is a cluster node (the client discovers the "
+        "others; keys of one user gain a {user} hash tag); auto = ask the server (INFO cluster) at start",
+    )
     redis_socket_timeout_s: float = Field(
         5.0, gt=0, description="a Redis command that gets no answer this long fails (and is retried)"
     )
@@ -54,6 +60,26 @@ class Settings(BaseSettings):
     sim_port: int = Field(8090, ge=0, le=65535, description="port of the in-process OKX simulator")
     sim_binance_port: int = Field(
         8091, ge=0, le=65535, description="port of the in-process Binance simulator"
+    )
+
+    # -- exchange connection limits (per egress IP; exchange-wire-notes.md, README "Running at scale") ------
+    okx_ws_connects_per_s: int = Field(
+        3, ge=1, le=1_000_000, description="OKX WebSocket connection attempts per second per IP (OKX's limit)"
+    )
+    okx_ws_requests_per_conn_per_hour: int = Field(
+        480,
+        ge=1,
+        le=1_000_000,
+        description="OKX login/subscribe/unsubscribe requests per connection per hour (OKX's limit)",
+    )
+    binance_ws_connects_per_5min: int = Field(
+        300, ge=1, le=1_000_000, description="Binance WebSocket connection attempts per 5 minutes per IP"
+    )
+    ws_reconnect_jitter_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="a dropped socket reconnects after a random 0..this, then its paced turn",
     )
 
     # -- users and tracking ----------------------------------------------------------------------------
@@ -166,6 +192,16 @@ class Settings(BaseSettings):
     def history_url(self) -> str:
         """DATABASE_URL, or the SQLite file in DATA_DIR."""
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'history.sqlite3'}"
+
+    def connection_limits(self) -> ConnectionLimits:
+        from .exchanges.ccxt_factory import ConnectionLimits
+
+        return ConnectionLimits(
+            okx_connects_per_s=self.okx_ws_connects_per_s,
+            okx_requests_per_conn_per_hour=self.okx_ws_requests_per_conn_per_hour,
+            binance_connects_per_5min=self.binance_ws_connects_per_5min,
+            reconnect_jitter_s=self.ws_reconnect_jitter_s,
+        )
 
     @property
     def uses_embedded_redis(self) -> bool:

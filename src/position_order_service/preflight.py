@@ -88,18 +88,22 @@ def _check_embedded_port(settings: Settings) -> None:
 async def _check_redis(settings: Settings) -> None:
     if settings.uses_embedded_redis:
         return
-    from .store.connection import make_redis
+    from .store.connection import connect_redis
 
     variable = "REDIS_URL" if settings.redis_url else "REDIS_HOST"
     shown = mask_url(settings.redis_dsn()) if settings.redis_url else settings.redis_host
-    client = make_redis(settings.redis_dsn(), socket_connect_timeout=CHECK_TIMEOUT_S)
+    client = None
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S + 1):
+            client, _ = await connect_redis(
+                settings.redis_dsn(), settings.redis_cluster, socket_connect_timeout=CHECK_TIMEOUT_S
+            )
             await client.ping()
     except Exception as exc:
         raise ConfigError(variable, shown, f"Redis unreachable: {_one_line(exc)}") from None
     finally:
-        await client.aclose()
+        if client is not None:
+            await client.aclose()
 
 
 async def _check_database(settings: Settings) -> None:

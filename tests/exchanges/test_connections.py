@@ -8,9 +8,16 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import pytest
 
+from position_order_service.domain.enums import Exchange
 from position_order_service.exchanges.base import Credentials, ExchangeGateway
-from position_order_service.exchanges.ccxt_factory import ConnectPacer
+from position_order_service.exchanges.ccxt_factory import (
+    ConnectionLimits,
+    ConnectPacer,
+    make_client,
+    pace_connections,
+)
 from position_order_service.exchanges.factory import build_gateway
 from position_order_service.exchanges.markets import MarketRegistry
 from position_order_service.sim.server import SimServer
@@ -83,3 +90,54 @@ async def test_many_accounts_starting_at_once_are_admitted_within_okx_s_connecti
         for g in gateways:
             await g.close()
         await server.stop()
+
+
+async def test_okx_attempts_are_spread_evenly_over_the_window() -> None:
+    """A burst at the end of one window and another at the start of the next could reach the exchange closer
+    together than they left: OKX's pacer spaces attempts by window / limit instead."""
+    limits = ConnectionLimits(okx_connects_per_s=10)
+    window = limits.connect_window(Exchange.OKX)
+    assert window is not None and window[2] == pytest.approx(0.125)
+    pacer = ConnectPacer(*window)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for _ in range(4):
+        await pacer.wait()
+    assert loop.time() - t0 >= 3 * 0.125 - 0.01
+    binance = limits.connect_window(Exchange.BINANCE)
+    assert binance is not None and binance[0] == 300 and binance[2] == 0  # a 5-minute window: burst kept
+
+
+async def _subscribe_three_tickers(paced: bool) -> tuple[int, Any]:
+    """One public OKX socket subscribing three symbols, the venue allowing 2 requests per connection per hour."""
+    server = await SimServer("okx").start()
+    client = make_client("okx", server.url)
+    limits = ConnectionLimits(okx_requests_per_conn_per_hour=2, reconnect_jitter_s=0)
+    if paced:
+        pace_connections(client, ConnectPacer(3, 1.25, 0.42), limits, Exchange.OKX)
+    watches: list[asyncio.Future[Any]] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(server.url + "/sim/limits", json={"okx_ws_requests_per_conn_per_hour": 2}):
+                pass
+            for symbol in ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"):
+                watches.append(asyncio.ensure_future(client.watch_ticker(symbol)))
+                await asyncio.sleep(0.3)
+            await asyncio.sleep(0.5)
+            async with http.get(server.url + "/sim/state") as resp:
+                closed = (await resp.json())["closed_for_requests"]["okx"]
+            budget = [getattr(ws, "request_budget", None) for ws in client.clients.values()]
+            return closed, budget
+    finally:
+        for w in watches:
+            w.cancel()
+        await client.close()
+        await server.stop()
+
+
+async def test_okx_subscribe_requests_are_paced_within_the_per_connection_hourly_budget() -> None:
+    closed, _ = await _subscribe_three_tickers(paced=False)
+    assert closed == 1  # the third subscribe is over the budget: 60014 and the socket closed
+    closed, budgets = await _subscribe_three_tickers(paced=True)
+    assert closed == 0
+    assert len(budgets) == 1 and budgets[0] is not None and budgets[0].waited >= 1  # the third one waits

@@ -173,7 +173,12 @@ async def test_corrupt_stored_hash_raises_naming_key_and_field(any_store: Store)
 
 
 async def test_dual_write_mirrors_the_legacy_hyperrsi_key_atomically(any_store: Store) -> None:
-    store = Store.create(any_store.redis, prefix=any_store.keys.prefix, dual_write=True)
+    store = Store.create(
+        any_store.redis,
+        prefix=any_store.keys.prefix,
+        cluster_tags=any_store.keys.cluster_tags,
+        dual_write=True,
+    )
     await store.positions.upsert(pos(stop_loss_price="44000", metadata={"is_DCA": True}))
     legacy_key = store.keys.legacy_hyperrsi_position("u1", "BTC-USDT-SWAP", "long")
     new_key = store.keys.position("u1", "okx", "BTC-USDT-SWAP", "long")

@@ -38,7 +38,12 @@ async def _emit(writer: EventWriter, n: int, start: int = 0) -> None:
 
 
 async def test_count_retention_trims_every_xadd(any_store: Store) -> None:
-    store = Store.create(any_store.redis, prefix=any_store.keys.prefix, retention=StreamRetention.parse("50"))
+    store = Store.create(
+        any_store.redis,
+        prefix=any_store.keys.prefix,
+        cluster_tags=any_store.keys.cluster_tags,
+        retention=StreamRetention.parse("50"),
+    )
     await _emit(store.writer, 400)
     kept = await store.redis.xlen(store.keys.event_stream("u1"))
     # MAXLEN ~ trims whole macro nodes: about 50 kept, never the 400 written
@@ -46,7 +51,12 @@ async def test_count_retention_trims_every_xadd(any_store: Store) -> None:
 
 
 async def test_age_retention_drops_entries_older_than_the_age(any_store: Store) -> None:
-    store = Store.create(any_store.redis, prefix=any_store.keys.prefix, retention=StreamRetention.parse("1s"))
+    store = Store.create(
+        any_store.redis,
+        prefix=any_store.keys.prefix,
+        cluster_tags=any_store.keys.cluster_tags,
+        retention=StreamRetention.parse("1s"),
+    )
     stream = store.keys.event_stream("u1")
     await _emit(store.writer, 5)
     first_batch_at = time.monotonic()

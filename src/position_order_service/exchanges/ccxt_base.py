@@ -122,7 +122,7 @@ class CcxtGateway(CcxtStreams):
         )
         client = self.make_client(*args, timeout_ms=self._timeout_ms, hedged=bool(self._hedged))
         self.configure_client(client)
-        pace_connections(client, pacer_for(self.exchange, self._base_url))
+        pace_connections(client, pacer_for(self.exchange, self._base_url), exchange=self.exchange)
         if self._table is not None:
             self._table.attach(client)
         return client

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import random
 import ssl
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import certifi
@@ -79,49 +81,119 @@ def make_client(
 
 
 # An exchange refuses WebSocket connection attempts over its per-IP rate (OKX: 3 per second, Binance USD-M:
-# 300 per 5 minutes; HTTP 429): (attempts, window in seconds) kept by every client of a venue address, with a
-# little margin for the time an attempt takes to reach the exchange.
-WS_CONNECT_LIMITS = {Exchange.OKX: (3, 1.1), Exchange.BINANCE: (300, 310.0)}
+# 300 per 5 minutes; HTTP 429) and OKX closes a connection that sends more than 480 login/subscribe/unsubscribe
+# requests in an hour (60014). Every client of a venue address in this process keeps one pacer per venue
+# address (a window with a guard for the time an attempt takes to reach the exchange); each socket
+# keeps its own request budget. Settings (OKX_WS_CONNECTS_PER_S, OKX_WS_REQUESTS_PER_CONN_PER_HOUR,
+# BINANCE_WS_CONNECTS_PER_5MIN, WS_RECONNECT_JITTER_S) change them: bootstrap calls set_connection_limits.
+# An attempt reaches the exchange some time after it leaves the pacer, and not always the same time (a busy
+# event loop, the network): three attempts spaced over OKX's one-second window left it with 0.1 s to spare and
+# were still refused now and then at the real 3/s (bench/bench_cold_start.py); a quarter second was not.
+OKX_WINDOW_S = 1.0 + 0.25
+BINANCE_WINDOW_S = 300.0 + 10.0
+OKX_REQUEST_WINDOW_S = 3600.0 + 60.0
+REQUEST_OPS = frozenset({"login", "subscribe", "unsubscribe"})
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    okx_connects_per_s: int = 3
+    okx_requests_per_conn_per_hour: int = 480
+    binance_connects_per_5min: int = 300
+    reconnect_jitter_s: float = 1.0  # a reconnect waits a random 0..this before its turn at the pacer
+
+    def connect_window(self, exchange: Exchange) -> tuple[int, float, float] | None:
+        """(attempts, window in seconds, spacing in seconds) of the venue's per-IP connection limit, margin
+        included. OKX's window is one second: attempts are spread evenly over it (a burst of them sent at the
+        end of one window and another at the start of the next may reach the exchange closer together than
+        they left, and be refused). Binance's is five minutes: its burst is kept (300 accounts at once)."""
+        if exchange is Exchange.OKX:
+            return self.okx_connects_per_s, OKX_WINDOW_S, OKX_WINDOW_S / self.okx_connects_per_s
+        if exchange is Exchange.BINANCE:
+            return self.binance_connects_per_5min, BINANCE_WINDOW_S, 0.0
+        return None
+
+    def request_window(self, exchange: Exchange) -> tuple[int, float] | None:
+        if exchange is Exchange.OKX:
+            return self.okx_requests_per_conn_per_hour, OKX_REQUEST_WINDOW_S
+        return None
+
+
+_LIMITS = ConnectionLimits()
 
 
 class ConnectPacer:
     """At most `limit` connection attempts in any `window_s`: the private and business sockets of many
     accounts and the public feeds, all starting at once after a restart, are spread so the exchange admits
-    them all, not refused and retried one backoff after another."""
+    them all, not refused and retried one backoff after another. Waiters get their turn in the order they
+    asked (a lock is first come, first served), so accounts started first connect first."""
 
-    def __init__(self, limit: int, window_s: float) -> None:
+    def __init__(self, limit: int, window_s: float, spacing_s: float = 0.0) -> None:
         self.limit = limit
         self.window_s = window_s
+        self.spacing_s = spacing_s  # at least this long between two attempts
         self._times: deque[float] = deque()
+        self._turn = asyncio.Lock()
+        self.waited = 0  # attempts that had to wait for the window
 
     async def wait(self) -> None:
-        while True:
-            now = time.monotonic()
-            while self._times and now - self._times[0] >= self.window_s:
-                self._times.popleft()
-            if len(self._times) < self.limit:
-                self._times.append(now)
-                return
-            await asyncio.sleep(self.window_s - (now - self._times[0]) + 0.01)
+        async with self._turn:
+            while True:
+                now = time.monotonic()
+                while self._times and now - self._times[0] >= self.window_s:
+                    self._times.popleft()
+                if self._times and now - self._times[-1] < self.spacing_s:
+                    self.waited += 1
+                    await asyncio.sleep(self.spacing_s - (now - self._times[-1]))
+                    continue
+                if len(self._times) < self.limit:
+                    self._times.append(now)
+                    return
+                self.waited += 1
+                await asyncio.sleep(self.window_s - (now - self._times[0]) + 0.01)
 
 
 _PACERS: dict[tuple[str, str], ConnectPacer] = {}
 
 
+def set_connection_limits(limits: ConnectionLimits) -> None:
+    """The limits every gateway of this process paces by (bootstrap, from the settings)."""
+    global _LIMITS
+    if limits != _LIMITS:
+        _LIMITS = limits
+        _PACERS.clear()
+
+
+def connection_limits() -> ConnectionLimits:
+    return _LIMITS
+
+
 def pacer_for(exchange: Exchange, base_url: str) -> ConnectPacer | None:
     """The process-wide pacer of a venue address (None for a venue without a known limit)."""
-    limit = WS_CONNECT_LIMITS.get(exchange)
-    if limit is None:
+    window = _LIMITS.connect_window(exchange)
+    if window is None:
         return None
-    return _PACERS.setdefault((exchange.value, base_url.rstrip("/")), ConnectPacer(*limit))
+    return _PACERS.setdefault((exchange.value, base_url.rstrip("/")), ConnectPacer(*window))
 
 
-def pace_connections(client: Any, pacer: ConnectPacer | None) -> None:
+def pace_connections(
+    client: Any,
+    pacer: ConnectPacer | None,
+    limits: ConnectionLimits | None = None,
+    exchange: Exchange | None = None,
+) -> None:
     """Every WebSocket client `client` makes waits for the venue's pacer before each connection attempt (after
-    ccxt's own reconnect backoff). Only the service's gateways are paced: a plain `make_client` is not."""
+    ccxt's own reconnect backoff, and on a reconnect after a random jitter of up to reconnect_jitter_s, so that
+    sockets dropped together do not all queue in the order they dropped, and several processes sharing an
+    address do not come back in lockstep). On OKX each socket also paces its login/subscribe/unsubscribe
+    requests within the per-connection hourly budget. Only the service's gateways are paced: a plain
+    `make_client` is not."""
     if pacer is None:
         return
+    limits = limits or _LIMITS
+    requests = limits.request_window(exchange) if exchange is not None else None
     make = client.client
+    opened: set[str] = set()  # urls this client connected before: the next open of one is a reconnect
 
     def paced_client(url: str) -> Any:
         ws = make(url)
@@ -132,10 +204,23 @@ def pace_connections(client: Any, pacer: ConnectPacer | None) -> None:
             async def paced_open(session: Any, backoff_delay: float = 0) -> Any:
                 if backoff_delay:
                     await asyncio.sleep(backoff_delay)
+                if url in opened and limits.reconnect_jitter_s > 0:
+                    await asyncio.sleep(random.uniform(0, limits.reconnect_jitter_s))
+                opened.add(url)
                 await pacer.wait()
                 return await open_(session, 0)
 
             ws.open = paced_open
+            if requests is not None:
+                budget = ws.request_budget = ConnectPacer(*requests)  # bursts allowed: the window is an hour
+                send = ws.send
+
+                async def paced_send(message: Any) -> Any:
+                    if isinstance(message, dict) and message.get("op") in REQUEST_OPS:
+                        await budget.wait()
+                    return await send(message)
+
+                ws.send = paced_send
         return ws
 
     client.client = paced_client

@@ -44,6 +44,7 @@ from sqlalchemy.sql.dml import Insert
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
 from ..aio import cancel_requested
+from ..store.events import read_groups
 from ..store.keys import Keys
 from . import tables as t
 from .db import HistoryDB, make_engine
@@ -552,9 +553,7 @@ class HistoryWriter:
                 await asyncio.sleep(block_ms / 1000)
             return []
         count = max(1, -(-self.batch_size // len(offs)))  # per stream: about batch_size in all
-        groups = [
-            offs[i : i + self.max_streams_per_read] for i in range(0, len(offs), self.max_streams_per_read)
-        ]
+        groups = read_groups(self.redis, offs, lambda o: o.stream, self.max_streams_per_read)
 
         def streams(group: list[StreamOffset]) -> dict[Any, Any]:
             return {o.stream: f"{o.last_seq}-{MAX_SEQ_PART}" if o.last_seq else "0-0" for o in group}

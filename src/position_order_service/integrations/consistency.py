@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from ..config import Settings
 from ..store.codec import CorruptRecord
+from ..store.connection import connect_redis
 from ..store.grid import GRID_CODEC
 from ..store.keys import Keys
 from ..store.legacy import GRID_FIELDS, HYPERRSI_EXCHANGE, grid_fields, hyperrsi_fields
@@ -252,10 +253,10 @@ def run_check(user_id: str | None = None, settings: Settings | None = None, out:
         return 2
 
     async def run() -> ConsistencyReport:
-        redis = Redis.from_url(s.redis_dsn())
+        redis, on_cluster = await connect_redis(s.redis_dsn(), s.redis_cluster)
         try:
             await KeyReader(redis).ping()
-            return await check_consistency(redis, Keys(prefix=s.key_prefix), user_id)
+            return await check_consistency(redis, Keys(prefix=s.key_prefix, cluster_tags=on_cluster), user_id)
         finally:
             await redis.aclose()
 

@@ -66,7 +66,7 @@ class ActiveUserManager:
         async with self._lock:
             want = await self.desired()
             have = self.accounts.tracked_accounts() | set(self.accounts.failures)
-            for user_id, exchange in sorted(want - have):
+            for user_id, exchange in await self.start_order(want - have):
                 await self.accounts.start(user_id, exchange)
             for user_id, exchange in sorted(have - want):
                 await self.accounts.stop(user_id, exchange)
@@ -74,6 +74,18 @@ class ActiveUserManager:
             for user_id, exchange in sorted(set(self.accounts.failures) & want):
                 self.accounts.failures.pop((user_id, exchange), None)
                 await self.accounts.start(user_id, exchange)
+
+    async def start_order(self, accounts: set[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Accounts with money at stake first: open positions or live trailing stops or rules. Their sockets
+        then take the first places at the exchange's connection pacer (a cold start of many accounts on one
+        IP takes minutes at OKX's 3 attempts per second), the others follow; each group sorted by id."""
+        if not accounts:
+            return []
+        ordered = sorted(accounts)
+        at_stake = {a for a, n in (await self.store.positions.open_counts(ordered)).items() if n > 0}
+        at_stake |= {(s.user_id, s.exchange.value) for s in await self.store.trailing_stops.list_live()}
+        at_stake |= {(r.user_id, r.exchange.value) for r in await self.store.rules.list_live()}
+        return sorted(ordered, key=lambda a: a not in at_stake)
 
     async def rescan_symbols(self) -> None:
         for user_id, exchange in sorted(self.accounts.tracked_accounts()):

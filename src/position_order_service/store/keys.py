@@ -1,8 +1,14 @@
 """Every Redis key and channel name the service uses (SPEC sections 2 and 3). Nothing else spells one.
 
-Keys of one user may carry a Redis Cluster hash tag: set `Keys(cluster_tags=True)` and every per-user key
-wraps the user id in braces, so one user's state, stream and seq live in one slot and the Lua scripts that
+Keys of one user may carry a Redis Cluster hash tag: set `Keys(cluster_tags=True)` (the service does on a
+cluster: REDIS_CLUSTER=true, or detected) and every per-user key the service writes wraps the user id in
+braces, so one user's state, stream, seq, indexes and legacy mirrors live in one slot and the Lua scripts that
 touch several of them stay valid on a cluster. The seed's names are kept exactly when tags are off.
+
+Not tagged: the bots' own keys the service only reads, one key per command (user:{id}:bot:status,
+bot:exchanges, watchlist, api:keys), per-user keys only ever used alone (tracked_exchanges), and the global
+sets (active/deactivated users, the live stop and rule indexes, prices, leases): no script touches those; the
+repositories write them in commands of their own (store/machines.py GlobalIndex, store/users.py).
 """
 
 from __future__ import annotations
@@ -114,10 +120,10 @@ class Keys:
 
     # -- legacy keys of the bots (migration dual write) -------------------------------------------------
     def legacy_hyperrsi_position(self, user_id: str, symbol: str, side: str) -> str:
-        return f"{self.prefix}user:{user_id}:position:{symbol}:{side}"
+        return f"{self.prefix}user:{self._u(user_id)}:position:{symbol}:{side}"
 
     def legacy_grid_level(self, exchange: str, user_id: str, symbol: str, level: int) -> str:
-        return f"{self.prefix}{exchange}:user:{user_id}:symbol:{symbol}:active_grid:{level}"
+        return f"{self.prefix}{exchange}:user:{self._u(user_id)}:symbol:{symbol}:active_grid:{level}"
 
     # -- coordination ----------------------------------------------------------------------------------
     def lease(self, name: str) -> str:
@@ -163,15 +169,15 @@ class Keys:
             return None
         user_id, sep, rest = key[len(head) :].partition(":position:")
         symbol, _, side = rest.rpartition(":")
-        return (user_id, symbol, side) if sep and user_id and symbol and side else None
+        return (self._untag(user_id), symbol, side) if sep and user_id and symbol and side else None
 
     def legacy_grid_level_pattern(self, user_id: str | None) -> str:
-        return f"{self.prefix}*:user:{user_id or '*'}:symbol:*:active_grid:*"
+        return f"{self.prefix}*:user:{self._u(user_id or '*')}:symbol:*:active_grid:*"
 
     def parse_legacy_grid_level(self, key: str) -> tuple[str, str, str, int] | None:
         """{exchange}:user:{user_id}:symbol:{symbol}:active_grid:{level} -> (user_id, exchange, symbol, level)."""
         m = _LEGACY_GRID.match(key[len(self.prefix) :]) if key.startswith(self.prefix) else None
-        return (m["uid"], m["ex"], m["sym"], int(m["lv"])) if m else None
+        return (self._untag(m["uid"]), m["ex"], m["sym"], int(m["lv"])) if m else None
 
     def parse_position_index(self, key: str) -> tuple[str, str] | None:
         """positions:index:{user_id}:{exchange} -> (user_id, exchange)."""

@@ -262,6 +262,14 @@ return seq
 """
 )
 
+# PRICE: store the last price of a symbol and publish its price.updated payload, atomically.
+# KEYS[1] last price hash   ARGV 1 channel  2 payload  3.. field/value pairs
+PRICE = r"""
+if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+
 # LIST_INDEXED: the hashes an index set points to, in one round trip (the read API's hot path).
 # KEYS[1] index set   ARGV 1 key prefix of the hashes (prefix .. member)   2 member prefix filter ("" = all)
 # Returns {member, {field, value, ...}, member, {...}, ...} sorted by member; members whose hash is gone skipped.
@@ -281,10 +289,12 @@ return out
 
 # TRIGGER: the compare-and-set of a trailing stop to `triggered` AND the intent record of its close order, in one
 # atomic step and one round trip (issue 15 4d): the intent exists exactly when the trigger does.
-# KEYS[1] stop hash  KEYS[2] seq  KEYS[3] stream  KEYS[4] intent hash  KEYS[5] live stop index  KEYS[6] user's index
+# KEYS[1] stop hash  KEYS[2] seq  KEYS[3] stream  KEYS[4] intent hash  KEYS[5] user's index
 # ARGV 1 expected version  2 channel  3 event type  4 body ("" = none)  5 retention  6 intent ttl s
 #      7 intent field/value pairs joined by \x1f ("" = none)  8 the stop's changed field/value pairs, joined by \x1f
-#      9 member of the live index (the stop's key)  10 member of the user's index
+#      9 member of the user's index
+# (The cross-user live stop index is not touched: a triggered stop was live, so it is there already, and a script
+# touching it would cross Redis Cluster slots; see machines.GlobalIndex.)
 # (Few, packed arguments: a pipelined tick of 100 triggers costs the client little to pack. A prelude may check
 # KEYS/ARGV appended after these.)
 # Returns {1, seq, intent created (1) or already there (0)} on success, {0, current version or -1} when the
@@ -314,7 +324,6 @@ end
 redis.call('HSET', key, unpack(pairs_of(ARGV[8])))
 redis.call('PERSIST', key)
 redis.call('SADD', KEYS[5], ARGV[9])
-redis.call('SADD', KEYS[6], ARGV[10])
 if ARGV[4] == '' then return {1, 0, created} end
 local seq = redis.call('INCR', KEYS[2])
 local payload = '{"seq":' .. seq .. ',"event_type":"' .. ARGV[3] .. '",' .. ARGV[4]

@@ -6,7 +6,7 @@ in one step, so a trigger fires exactly once across restarts and instances.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from . import lua
 from .codec import HashCodec, enc_decimal
 from .intents import INTENT_TTL_S
 from .keys import Channels, Keys
-from .writer import EventWriter, IndexOp, LuaScript, event_body
+from .writer import EventWriter, IndexOp, LuaScript, evalsha_in, event_body
 
 STOP_CODEC: HashCodec[TrailingStop] = HashCodec(TrailingStop)
 RULE_CODEC: HashCodec[ConditionalRule] = HashCodec(ConditionalRule)
@@ -56,6 +56,34 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+class GlobalIndex:
+    """A set of every live record's key, across users (the engines load it at start), kept OUT of the records'
+    transition scripts: those touch one user's keys only, so they stay in one Redis Cluster slot.
+
+    The set is a superset of the live records: a key is added before its transition (and again after it), and
+    removed after a final one with a re-check, so a record that became live meanwhile is added back. Readers
+    skip what is not live and prune it. A crash between the steps leaves at most an extra member, never a
+    missing live one."""
+
+    def __init__(self, redis: Redis, key: str, is_live: Callable[[str], Awaitable[bool]]) -> None:
+        self.redis = redis
+        self.key = key
+        self.is_live = is_live
+
+    async def add(self, member: str) -> None:
+        await self.redis.sadd(self.key, member)
+
+    async def discard(self, member: str) -> None:
+        await self.redis.srem(self.key, member)
+        if await self.is_live(member):  # made live again (a new record under the key) while we removed it
+            await self.add(member)
+
+    async def prune(self, members: set[str]) -> None:
+        """Drop members found not live (gone, or final): leftovers of a crash or of a refused transition."""
+        for member in members:
+            await self.discard(member)
+
+
 class TrailingStopRepository:
     def __init__(self, redis: Redis, keys: Keys, channels: Channels, writer: EventWriter) -> None:
         self.redis = redis
@@ -64,6 +92,11 @@ class TrailingStopRepository:
         self.writer = writer
         self._raise = LuaScript(redis, lua.RAISE_EXTREME)
         self._trigger = LuaScript(redis, lua.TRIGGER)
+        self._index = GlobalIndex(redis, keys.trailing_stop_index(), self._is_live)
+
+    async def _is_live(self, key: str) -> bool:
+        stop = await self.get_by_key(key)
+        return stop is not None and not stop.state.is_final
 
     def key_of(self, stop: TrailingStop) -> str:
         return self.keys.trailing_stop(*stop.key_parts())
@@ -74,18 +107,13 @@ class TrailingStopRepository:
         key = self.key_of(stop)
         fields = STOP_CODEC.encode(stop)
         member = f"{stop.exchange.value}:{stop.symbol}:{stop.side.value}"
-        if stop.state.is_final:
-            ops = [
-                IndexOp("srem", self.keys.trailing_stop_index(), key),
-                IndexOp("sadd", self.keys.user_trailing_stops(stop.user_id), member),
-                IndexOp("expire", key, str(FINISHED_TTL_S)),
-            ]
-        else:
-            ops = [
-                IndexOp("sadd", self.keys.trailing_stop_index(), key),
-                IndexOp("sadd", self.keys.user_trailing_stops(stop.user_id), member),
-                IndexOp("persist", key),
-            ]
+        ops = [
+            IndexOp("sadd", self.keys.user_trailing_stops(stop.user_id), member),
+            IndexOp("expire", key, str(FINISHED_TTL_S)) if stop.state.is_final else IndexOp("persist", key),
+        ]
+        live = not stop.state.is_final
+        if live:
+            await self._index.add(key)
         event = None
         if event_type:
             event = {**envelope(stop.user_id, stop.exchange.value), **stop_fields(stop)}
@@ -100,6 +128,8 @@ class TrailingStopRepository:
             event_type or "",
             event,
         )
+        if done:
+            await (self._index.add(key) if live else self._index.discard(key))
         if done and event_type:
             metrics.count_outcome(event_type)  # executed | failed | cancelled
         return done
@@ -126,25 +156,27 @@ class TrailingStopRepository:
             changed = SEP.join(x for kv in fields.items() for x in kv)
             if any(SEP in x for kv in (*t.intent.items(), *fields.items()) for x in kv):
                 raise ValueError("a trigger's field holds the separator \\x1f")
-            pipe.evalsha(
+            evalsha_in(
+                pipe,
                 self._trigger.sha,
-                6,
-                key,
-                self.keys.event_seq(stop.user_id),
-                self.keys.event_stream(stop.user_id),
-                t.intent_key,
-                self.keys.trailing_stop_index(),
-                self.keys.user_trailing_stops(stop.user_id),
-                str(t.expected_version),
-                self.channels.trailing_stops(stop.user_id),
-                event_type,
-                event_body(event),
-                self.writer.keep_arg(),
-                INTENT_TTL_S,
-                intent,
-                changed,
-                key,
-                member,
+                [
+                    key,
+                    self.keys.event_seq(stop.user_id),
+                    self.keys.event_stream(stop.user_id),
+                    t.intent_key,
+                    self.keys.user_trailing_stops(stop.user_id),
+                ],
+                [
+                    str(t.expected_version),
+                    self.channels.trailing_stops(stop.user_id),
+                    event_type,
+                    event_body(event),
+                    self.writer.keep_arg(),
+                    INTENT_TTL_S,
+                    intent,
+                    changed,
+                    member,
+                ],
             )
         await self._trigger.load()
         results = await pipe.execute(raise_on_error=False)
@@ -179,18 +211,18 @@ class TrailingStopRepository:
         for stop in moves:
             assert stop.extreme_price is not None
             body = event_body({**envelope(stop.user_id, stop.exchange.value), **stop_fields(stop)})
-            pipe.evalsha(
+            evalsha_in(
+                pipe,
                 self._raise.sha,
-                3,
-                self.key_of(stop),
-                self.keys.event_seq(stop.user_id),
-                self.keys.event_stream(stop.user_id),
-                stop.side.value,
-                enc_decimal(stop.extreme_price),
-                stop.updated_at.isoformat(),
-                self.channels.trailing_stops(stop.user_id),
-                body,
-                self.writer.keep_arg(),
+                [self.key_of(stop), self.keys.event_seq(stop.user_id), self.keys.event_stream(stop.user_id)],
+                [
+                    stop.side.value,
+                    enc_decimal(stop.extreme_price),
+                    stop.updated_at.isoformat(),
+                    self.channels.trailing_stops(stop.user_id),
+                    body,
+                    self.writer.keep_arg(),
+                ],
             )
         await self._raise.load()
         return sum(1 for r in await pipe.execute() if r)
@@ -223,7 +255,9 @@ class TrailingStopRepository:
 
     async def list_live(self) -> list[TrailingStop]:
         keys = sorted(_s(m) for m in await self.redis.smembers(self.keys.trailing_stop_index()))
-        return [s for s in await self._many(keys) if not s.state.is_final]
+        stops = await self._many(keys)
+        await self._index.prune(set(keys) - {self.key_of(s) for s in stops if not s.state.is_final})
+        return [s for s in stops if not s.state.is_final]
 
 
 class RuleRepository:
@@ -232,19 +266,23 @@ class RuleRepository:
         self.keys = keys
         self.channels = channels
         self.writer = writer
+        self._index = GlobalIndex(redis, keys.live_rule_index(), self._is_live)
+
+    async def _is_live(self, key: str) -> bool:
+        rules = await self._many([key])
+        return bool(rules) and not rules[0].state.is_final
 
     async def save(self, rule: ConditionalRule, expected_version: int | None, event_type: str | None) -> bool:
         key = self.keys.conditional_rule(rule.user_id, rule.id)
         fields = RULE_CODEC.encode(rule)
         user_index = self.keys.conditional_rule_index(rule.user_id)
-        if rule.state.is_final:
-            ops = [
-                IndexOp("srem", self.keys.live_rule_index(), key),
-                IndexOp("expire", key, str(FINISHED_TTL_S)),
-            ]
-        else:
-            ops = [IndexOp("sadd", self.keys.live_rule_index(), key), IndexOp("persist", key)]
-        ops.append(IndexOp("sadd", user_index, rule.id))
+        live = not rule.state.is_final
+        ops = [
+            IndexOp("persist", key) if live else IndexOp("expire", key, str(FINISHED_TTL_S)),
+            IndexOp("sadd", user_index, rule.id),
+        ]
+        if live:
+            await self._index.add(key)
         event = None
         if event_type:
             event = {**envelope(rule.user_id, rule.exchange.value), **rule_fields(rule)}
@@ -259,6 +297,8 @@ class RuleRepository:
             event_type or "",
             event,
         )
+        if done:
+            await (self._index.add(key) if live else self._index.discard(key))
         if done and event_type:
             metrics.count_outcome(event_type)  # executed | failed
         return done
@@ -283,4 +323,7 @@ class RuleRepository:
 
     async def list_live(self) -> list[ConditionalRule]:
         keys = sorted(_s(m) for m in await self.redis.smembers(self.keys.live_rule_index()))
-        return [r for r in await self._many(keys) if not r.state.is_final]
+        rules = await self._many(keys)
+        live = {self.keys.conditional_rule(r.user_id, r.id) for r in rules if not r.state.is_final}
+        await self._index.prune(set(keys) - live)
+        return [r for r in rules if not r.state.is_final]

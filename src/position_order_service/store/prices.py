@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from . import lua
 from .keys import Channels, Keys
+from .writer import LuaScript
 
 
 class PriceRepository:
@@ -12,10 +14,13 @@ class PriceRepository:
         self.redis = redis
         self.keys = keys
         self.channels = channels
+        self._publish = LuaScript(redis, lua.PRICE)
 
     async def publish(self, exchange: str, symbol: str, fields: dict[str, str], payload: str) -> None:
-        """Store the last price and publish the price.updated payload, in one transaction."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.keys.last_price(exchange, symbol), mapping=fields)  # type: ignore[arg-type]
-        pipe.publish(self.channels.prices(exchange, symbol), payload)
-        await pipe.execute()
+        """Store the last price and publish the price.updated payload, in one atomic step (a script: a Redis
+        Cluster pipeline takes no PUBLISH)."""
+        pairs = [x for kv in fields.items() for x in kv]
+        await self._publish(
+            [self.keys.last_price(exchange, symbol)],
+            [self.channels.prices(exchange, symbol), payload, *pairs],
+        )

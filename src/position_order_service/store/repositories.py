@@ -105,6 +105,16 @@ class PositionRepository:
         raw = await self.redis.hgetall(key)
         return POSITION_CODEC.decode(key, raw) if raw else None
 
+    async def open_counts(self, accounts: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """How many open positions each (user, exchange) has, in one pipelined round trip (a cluster client
+        splits it per node)."""
+        if not accounts:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for user_id, exchange in accounts:
+            pipe.scard(self.keys.position_index(user_id, exchange))
+        return {a: int(n) for a, n in zip(accounts, await pipe.execute(), strict=True)}
+
     async def list(self, user_id: str, exchange: str, symbol: str | None = None) -> list[Position]:
         """Open positions of a user on an exchange (optionally one symbol), sorted by symbol and side: one
         round trip (SMEMBERS and every HGETALL in one script)."""

@@ -41,20 +41,22 @@ class ActiveUserRepository:
         return await self._members(self.keys.watchlist(user_id, exchange))
 
     async def activate(self, user_id: str, exchanges: list[str]) -> None:
+        """The user's own exchanges first, then the global sets: each step within one Redis Cluster slot.
+        Between the two SADD/SREM the user is in both sets, which reads as not active yet."""
         keys = self.keys
-        pipe = self.redis.pipeline(transaction=True)
         # the bot's own keys (bot:status, bot:exchanges) are read, never written: they steer the bots
-        pipe.sadd(keys.active_users(), user_id)
-        pipe.srem(keys.deactivated_users(), user_id)
+        pipe = self.redis.pipeline(transaction=True)
         pipe.delete(keys.tracked_exchanges(user_id))
         pipe.sadd(keys.tracked_exchanges(user_id), *exchanges)
         await pipe.execute()
+        await self.redis.sadd(keys.active_users(), user_id)
+        await self.redis.srem(keys.deactivated_users(), user_id)
 
     async def deactivate(self, user_id: str) -> bool:
-        """Remembered as deactivated (a bot status scan does not bring the user back); True if was active."""
+        """Remembered as deactivated (a bot status scan does not bring the user back); True if was active.
+        Marked deactivated first (that alone makes the user inactive), then removed from the active set: two
+        single-key steps, as the sets may live in different Redis Cluster slots."""
         keys = self.keys
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.srem(keys.active_users(), user_id)
-        pipe.sadd(keys.deactivated_users(), user_id)
-        removed, *_ = await pipe.execute()
+        await self.redis.sadd(keys.deactivated_users(), user_id)
+        removed = await self.redis.srem(keys.active_users(), user_id)
         return bool(removed)
