@@ -20,7 +20,7 @@ from ..domain.trailing import event_fields as stop_fields
 from . import lua
 from .codec import HashCodec, enc_decimal
 from .keys import Channels, Keys
-from .writer import EventWriter, IndexOp, LuaScript, event_body
+from .writer import EventWriter, IndexOp, LuaScript, event_body, refused
 
 STOP_CODEC: HashCodec[TrailingStop] = HashCodec(TrailingStop)
 RULE_CODEC: HashCodec[ConditionalRule] = HashCodec(ConditionalRule)
@@ -73,6 +73,7 @@ class TrailingStopRepository:
             self.channels.trailing_stops(stop.user_id),
             event_type or "",
             event,
+            stop.exchange.value,
         )
         if done and event_type:
             metrics.count_outcome(event_type)  # executed | failed | cancelled
@@ -83,24 +84,36 @@ class TrailingStopRepository:
         if not moves:
             return 0
         pipe = self.redis.pipeline(transaction=False)
+        fences = []
         for stop in moves:
             assert stop.extreme_price is not None
             body = event_body({**envelope(stop.user_id, stop.exchange.value), **stop_fields(stop)})
-            pipe.evalsha(
-                self._raise.sha,
-                3,
+            keys = [
                 self.key_of(stop),
                 self.keys.event_seq(stop.user_id),
                 self.keys.event_stream(stop.user_id),
+            ]
+            args: list[Any] = [
                 stop.side.value,
                 enc_decimal(stop.extreme_price),
                 stop.updated_at.isoformat(),
                 self.channels.trailing_stops(stop.user_id),
                 body,
                 self.writer.keep_arg(),
-            )
+            ]
+            fence = self.writer.fences.of(stop.user_id, stop.exchange.value)
+            if fence is not None:
+                fence.extend(keys, args)
+            fences.append(fence)
+            pipe.evalsha(self._raise.sha, len(keys), *keys, *args)
         await self._raise.load()
-        return sum(1 for r in await pipe.execute() if r)
+        moved = 0
+        for fence, r in zip(fences, await pipe.execute(), strict=True):
+            if fence is not None and refused(r):
+                self.writer.fences.refused(fence)  # counted; the lease manager stops the account
+            elif r:
+                moved += 1
+        return moved
 
     async def get(self, user_id: str, exchange: str, symbol: str, side: str) -> TrailingStop | None:
         key = self.keys.trailing_stop(user_id, exchange, symbol, side)
@@ -165,6 +178,7 @@ class RuleRepository:
             self.channels.conditional_rules(rule.user_id),
             event_type or "",
             event,
+            rule.exchange.value,
         )
         if done and event_type:
             metrics.count_outcome(event_type)  # executed | failed
