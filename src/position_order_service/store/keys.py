@@ -137,10 +137,6 @@ class Keys:
         Global: no script touches it together with a user's key."""
         return f"{self.prefix}workers:live"
 
-    def history_writer_lease(self) -> str:
-        """The one active history writer among the workers (global)."""
-        return self.lease("history-writer")
-
     def idempotency(self, user_id: str, key: str) -> str:
         return f"{self.prefix}idempotency:{self._u(user_id)}:{key}"
 

@@ -123,6 +123,11 @@ class LeaseRepository:
                 held.append(Lease(user_id, exchange, key, f"{int(token)}:{worker_id}", int(token)))
         return held
 
+    async def acquire_named(self, key: str, fence_key: str, worker_id: str, ttl_ms: int) -> Lease | None:
+        """A lease of one global role (the history writer): the same scripts, with its own fence counter."""
+        token = int(await self._acquire(keys=[key, fence_key], args=[worker_id, ttl_ms]))
+        return Lease("", "", key, f"{token}:{worker_id}", token) if token > 0 else None
+
     async def renew(self, leases: Iterable[Lease], ttl_ms: int) -> list[Lease]:
         """Renew each lease; returns the ones LOST (expired, or taken by another worker)."""
         mine = list(leases)
