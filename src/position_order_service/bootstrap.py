@@ -439,6 +439,7 @@ async def build_service(settings: Settings | None = None) -> Services:
             return False
 
         services.trailing.owns = services.rules.owns = nobody
+        services.active_users.tracking = False
     services.embedded_redis = embedded
     services.simulators = simulators
     if simulators:

@@ -44,6 +44,7 @@ class ActiveUserManager:
         self.default_exchanges = default_exchanges
         self._lock = asyncio.Lock()
         self.leases: LeaseManager | None = None  # scale-out: the leases decide what this worker tracks
+        self.tracking = True  # False in an api replica (ROLE=api): it records activations, the workers track
 
     async def start(self) -> None:
         await self.rescan_users()
@@ -68,6 +69,8 @@ class ActiveUserManager:
         return out
 
     async def rescan_users(self) -> None:
+        if not self.tracking:
+            return
         if self.leases is not None:
             await self.leases.set_wanted(await self.desired())
             return

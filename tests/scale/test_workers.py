@@ -1,0 +1,286 @@
+"""Scale-out with real processes (issue 14 item 6): one OKX simulator, one api process (ROLE=api), three
+worker processes (ROLE=worker, LEASE_TTL_S=2) sharing 30 accounts by lease, on each backend of BACKENDS.
+
+The scenarios run in order on one deployment (each leaves it with live workers for the next):
+every account tracked by exactly one worker, one event per state change; kill -9 of a worker mid-flow with a
+trailing stop firing during the failover; a new worker gets its share; a graceful stop moves accounts with
+no gap; a worker paused past its lease (SIGSTOP) writes nothing once it runs again (SIGCONT).
+The simulator's connection limits are off here (their pacing has tests of its own): 30 accounts' sockets
+would take ~20 s to open at OKX's 3 per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis
+
+from position_order_service.exchanges.base import Credentials, ExchangeGateway
+from position_order_service.store.keys import Keys
+
+from ..e2e.support import place, venue_client
+from ..processes import ROOT, Process, _start, start_simulator, wait_until
+from .conftest import BACKENDS
+
+pytestmark = pytest.mark.timeout(240)
+
+N_ACCOUNTS = 30
+LEASE_TTL_S = 2.0
+BTC = "BTC-USDT-SWAP"
+CT_VAL = Decimal("0.01")  # BTC-USDT-SWAP: one contract is 0.01 BTC
+CREDENTIALS_KEY = "scale-credentials-key"
+
+
+def user(i: int) -> str:
+    return f"u{i:02d}"
+
+
+@dataclass
+class Deployment:
+    redis_url: str
+    prefix: str
+    tmp: Path
+    sim: Process
+    api: Process | None = None
+    workers: dict[str, Process] = field(default_factory=dict)
+    creds: dict[str, Credentials] = field(default_factory=dict)
+    _n: int = 0
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(prefix=self.prefix)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        names = ("REDIS_", "OKX_", "BINANCE_", "API_", "CREDENTIALS_", "DATABASE_", "EMBEDDED_", "SIM",
+                 "DATA_DIR", "KEY_PREFIX", "LOG_", "HISTORY", "ROLE", "WORKER_", "LEASE_")  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith(names)}
+        env.update(
+            {
+                "REDIS_URL": self.redis_url, "KEY_PREFIX": self.prefix, "SIM": "off", "OKX_BASE_URL": self.sim.url,
+                "CREDENTIALS_KEY": CREDENTIALS_KEY, "HISTORY": "false", "LOG_LEVEL": "INFO", "LOG_FORMAT": "text",
+                "DATA_DIR": str(self.tmp / "data"), "LEASE_TTL_S": str(LEASE_TTL_S),
+                "USER_RESCAN_INTERVAL_S": "1", "ENGINE_RESYNC_INTERVAL_S": "0.5", "TRIGGER_LEASE_S": "2",
+            }
+        )  # fmt: skip
+        env.update(extra)
+        return env
+
+    def start(self, role: str, name: str) -> Process:
+        from position_order_service.store.embedded import free_port
+
+        port = free_port()
+        env = self.env(ROLE=role, WORKER_ID=name)
+        return _start(name, [sys.executable, str(ROOT / "main.py"), "--port", str(port)], env, self.tmp,
+                      f"http://127.0.0.1:{port}", "/health")  # fmt: skip
+
+    def start_worker(self) -> str:
+        self._n += 1
+        name = f"w{self._n}"
+        self.workers[name] = self.start("worker", name)
+        return name
+
+    @property
+    def api_url(self) -> str:
+        assert self.api is not None
+        return self.api.url
+
+    # -- what Redis and the processes say ---------------------------------------------------------------
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+    def holders(self) -> dict[str, str | None]:
+        """user -> the worker holding its account's lease (None: nobody)."""
+        r = self.redis()
+        try:
+            raw = [r.get(self.keys.account_lease(user(i), "okx")) for i in range(N_ACCOUNTS)]
+        finally:
+            r.close()
+        return {user(i): (v.decode().partition(":")[2] if v else None) for i, v in enumerate(raw)}
+
+    def held_by(self, worker: str) -> set[str]:
+        return {u for u, w in self.holders().items() if w == worker}
+
+    def tracked(self, worker: str) -> dict[str, dict[str, Any]]:
+        """The accounts a worker's own status page says it tracks (user -> health)."""
+        body = httpx.get(f"{self.workers[worker].url}/api/v1/status", timeout=5).json()
+        return {u["user_id"]: u for u in body["users"] if u["exchange"] == "okx"}
+
+    def metric(self, worker: str, name: str) -> float:
+        text = httpx.get(f"{self.workers[worker].url}/metrics", timeout=5).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+    def events(self, user_id: str) -> list[dict[str, Any]]:
+        r = self.redis()
+        try:
+            entries = r.xrange(self.keys.event_stream(user_id))
+        finally:
+            r.close()
+        return [orjson.loads(f[b"data"]) for _, f in entries]
+
+    def sim_account(self, user_id: str) -> dict[str, Any]:
+        accounts = httpx.get(f"{self.sim.url}/sim/state", timeout=10).json()["accounts"]
+        return next(a for a in accounts if a["api_key"] == self.creds[user_id].api_key)
+
+    def sim_size(self, user_id: str) -> Decimal:
+        for p in self.sim_account(user_id)["positions"]:
+            if p["inst_id"] == BTC and p["pos_side"] == "net":
+                return Decimal(str(p["qty"])) * CT_VAL
+        return Decimal(0)
+
+    def api_size(self, user_id: str) -> Decimal:
+        r = httpx.get(f"{self.api_url}/api/v1/positions/{user_id}/okx", timeout=10)
+        assert r.status_code == 200, r.text
+        total = Decimal(0)
+        for p in r.json()["positions"]:
+            if p["symbol"] == BTC and p["status"] == "open":
+                total += Decimal(p["size"]) * (1 if p["side"] == "long" else -1)
+        return total
+
+    def api_matches_sim(self, users: list[str]) -> list[str]:
+        """The users whose position in the API differs from the exchange's (empty: all agree)."""
+        return [u for u in users if self.api_size(u) != self.sim_size(u)]
+
+    def logs(self) -> str:
+        parts = [
+            f"--- {p.name}\n{p.tail(30)}" for p in [*self.workers.values(), *(x for x in [self.api] if x)]
+        ]
+        return "\n".join(parts)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _orders(d: Deployment, users: list[str], side: str = "buy", qty: str = "0.01") -> None:
+    """One market order per account, from the account's own bot (another client of the exchange)."""
+
+    async def one(u: str) -> None:
+        gw: ExchangeGateway = await venue_client(_SimRef(d.sim.url), d.creds[u])  # type: ignore[arg-type]
+        try:
+            await place(gw, BTC, side, qty)
+        finally:
+            await gw.close()
+
+    await asyncio.gather(*(one(u) for u in users))
+
+
+@dataclass
+class _SimRef:
+    """What `venue_client` needs of a simulator."""
+
+    url: str
+    venue: str = "okx"
+
+
+def check_events(d: Deployment, users: list[str]) -> None:
+    """Per user: seqs contiguous from 1, no state change written twice, no fill twice."""
+    for u in users:
+        events = d.events(u)
+        seqs = [e["seq"] for e in events]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{u}: seqs not contiguous: {seqs}"
+        fills = Counter(e["trade_id"] for e in events if e["event_type"] == "fill.created")
+        assert all(n == 1 for n in fills.values()), f"{u}: a fill written twice: {fills}"
+        changes = Counter(
+            (
+                e["event_type"],
+                e.get("order_id"),
+                e.get("status"),
+                e.get("filled_qty"),
+                e.get("avg_fill_price"),
+            )
+            for e in events
+            if e["event_type"].startswith("order.")
+        )
+        assert all(n == 1 for n in changes.values()), f"{u}: an order state change written twice: {changes}"
+
+
+def wait_all_held(d: Deployment, workers: set[str], within: float) -> float:
+    """Seconds until every account is held by one of `workers` and tracked (reconciled) by its holder."""
+    t0 = time.monotonic()
+
+    def ok() -> bool:
+        holders = d.holders()
+        if any(h not in workers for h in holders.values()):
+            return False
+        tracked = {w: d.tracked(w) for w in workers}
+        return all(
+            u in tracked[w] and tracked[w][u].get("last_reconcile_at") for u, w in holders.items() if w
+        )
+
+    wait_until(ok, within=within, what=f"every account held and reconciled by {sorted(workers)}", every=0.1)
+    return time.monotonic() - t0
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def deployment(
+    request: pytest.FixtureRequest,
+    redis_url_for: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deployment]:
+    url = redis_url_for(request.param)
+    prefix = f"t:scale:{uuid.uuid4().hex[:8]}:"
+    tmp = tmp_path_factory.mktemp(f"scale-{request.param}")
+    sim = start_simulator(tmp)
+    d = Deployment(url, prefix, tmp, sim)
+    try:
+        assert httpx.post(f"{sim.url}/sim/limits", json={"enabled": False}).status_code == 200
+        assert httpx.post(f"{sim.url}/sim/prices", json={"symbol": BTC, "price": "60000"}).status_code == 200
+        d.api = d.start("api", "api")
+        for i in range(N_ACCOUNTS):
+            u, key = user(i), f"k{i:02d}"
+            body = {"api_key": key, "secret": f"s-{key}", "passphrase": f"p-{key}", "position_mode": "net",
+                    "balances": {"USDT": "1000000"}}  # fmt: skip
+            assert httpx.post(f"{sim.url}/sim/accounts", json=body).status_code == 201
+            d.creds[u] = Credentials(key, f"s-{key}", f"p-{key}")
+            r = httpx.put(f"{d.api_url}/api/v1/users/{u}/credentials/okx",
+                          json={"api_key": key, "secret": f"s-{key}", "passphrase": f"p-{key}"})  # fmt: skip
+            assert r.status_code == 204, r.text
+            r = httpx.post(f"{d.api_url}/api/v1/users/{u}/activate", json={"exchanges": ["okx"]})
+            assert r.status_code == 200, r.text
+        assert d.holders() == {user(i): None for i in range(N_ACCOUNTS)}  # the api process tracks nobody
+        for _ in range(3):
+            d.start_worker()
+        yield d
+    finally:
+        for p in [*d.workers.values(), *(x for x in [d.api] if x), sim]:
+            if p.alive():
+                os.kill(p.proc.pid, signal.SIGCONT)
+            p.stop()
+        r = redis.Redis.from_url(url)
+        for k in r.scan_iter(match=f"{prefix}*", count=500):
+            r.delete(k)
+        r.close()
+
+
+def test_each_account_is_tracked_by_exactly_one_worker_and_each_fill_is_one_event(d: Deployment) -> None:
+    live = set(d.workers)
+    wait_all_held(d, live, within=60)
+    # shares settle at the fair share plus the margin: ceil(30 / 3) + 1
+    wait_until(lambda: max(len(d.held_by(w)) for w in live) <= 11, within=4 * LEASE_TTL_S, what="fair shares")
+    holders = d.holders()
+    for w in live:
+        assert set(d.tracked(w)) == {u for u, h in holders.items() if h == w}, d.logs()
+    users = [user(i) for i in range(N_ACCOUNTS)]
+    run(_orders(d, users))
+    wait_until(lambda: not d.api_matches_sim(users), within=20, what="positions in the API = the exchange's")
+    assert all(d.sim_size(u) == Decimal("0.01") for u in users)
+    check_events(d, users)
+
+
+@pytest.fixture
+def d(deployment: Deployment) -> Deployment:
+    return deployment
