@@ -154,6 +154,19 @@ class Deployment:
         """The users whose position in the API differs from the exchange's (empty: all agree)."""
         return [u for u in users if self.api_size(u) != self.sim_size(u)]
 
+    def agree(self, users: list[str], within: float = 20) -> None:
+        try:
+            wait_until(
+                lambda: not self.api_matches_sim(users), within=within, what="API positions = exchange's"
+            )
+        except AssertionError:
+            holders = self.holders()
+            diff = {
+                u: (str(self.api_size(u)), str(self.sim_size(u)), holders[u])
+                for u in self.api_matches_sim(users)
+            }
+            raise AssertionError(f"API != exchange (api, sim, holder): {diff}\n{self.logs()}") from None
+
     def logs(self) -> str:
         parts = [
             f"--- {p.name}\n{p.tail(30)}" for p in [*self.workers.values(), *(x for x in [self.api] if x)]
@@ -260,6 +273,11 @@ def deployment(
             if p.alive():
                 os.kill(p.proc.pid, signal.SIGCONT)
             p.stop()
+        keep = os.environ.get("SCALE_TEST_LOGS")  # a directory to keep the processes' logs in (debugging)
+        if keep:
+            import shutil
+
+            shutil.copytree(tmp, Path(keep) / tmp.name, dirs_exist_ok=True)
         r = redis.Redis.from_url(url)
         for k in r.scan_iter(match=f"{prefix}*", count=500):
             r.delete(k)
@@ -276,9 +294,86 @@ def test_each_account_is_tracked_by_exactly_one_worker_and_each_fill_is_one_even
         assert set(d.tracked(w)) == {u for u, h in holders.items() if h == w}, d.logs()
     users = [user(i) for i in range(N_ACCOUNTS)]
     run(_orders(d, users))
-    wait_until(lambda: not d.api_matches_sim(users), within=20, what="positions in the API = the exchange's")
+    d.agree(users)
     assert all(d.sim_size(u) == Decimal("0.01") for u in users)
     check_events(d, users)
+
+
+def stop_state(d: Deployment, user_id: str) -> str | None:
+    r = httpx.get(f"{d.api_url}/api/v1/trailing-stops/{user_id}", timeout=5)
+    stops = r.json()["trailing_stops"]
+    return str(stops[-1]["state"]) if stops else None
+
+
+def price(d: Deployment, value: str) -> None:
+    assert httpx.post(f"{d.sim.url}/sim/prices", json={"symbol": BTC, "price": value}).status_code == 200
+
+
+def live_workers(d: Deployment) -> set[str]:
+    return {name for name, p in d.workers.items() if p.alive()}
+
+
+def test_kill_9_mid_flow_moves_accounts_within_a_lease_and_a_firing_stop_closes_once(d: Deployment) -> None:
+    live = live_workers(d)
+    wait_all_held(d, live, within=30)
+    victim = max(live, key=lambda w: len(d.held_by(w)))
+    moved = sorted(d.held_by(victim))
+    u = moved[0]
+    price(d, "60000")
+    r = httpx.post(f"{d.api_url}/api/v1/trailing-stops", json={"user_id": u, "exchange": "okx", "symbol": BTC,
+                   "side": "long", "callback_rate": 0.02})  # fmt: skip
+    assert r.status_code == 201, r.text
+
+    def active() -> bool:
+        price(d, "60000")  # a tick activates it at the current price on the worker holding the account
+        return stop_state(d, u) == "active"
+
+    wait_until(active, within=10, what="the stop to be active", every=0.3)
+    # mid-flow: the victim's accounts trade while it dies; then the price falls through the stop during the
+    # failover, when nobody holds the account yet
+    flow = asyncio.new_event_loop()
+    try:
+        orders = flow.create_task(_orders(d, moved[1:]))
+        flow.run_until_complete(asyncio.sleep(0.05))
+        d.workers[victim].proc.kill()
+        d.workers[victim].proc.wait(timeout=10)
+        killed = time.monotonic()
+        flow.run_until_complete(orders)
+    finally:
+        flow.close()
+    price(d, "57000")  # 5% below the 60000 extreme: a 2% trailing stop fires
+    survivors = live - {victim}
+    wait_until(lambda: all(h in survivors for h in d.holders().values()), within=30, what="leases taken over")
+    taken_s = time.monotonic() - killed
+    wait_all_held(d, survivors, within=30)
+    resumed_s = time.monotonic() - killed
+    print(f"kill -9: leases taken over after {taken_s:.2f} s, accounts reconciled after {resumed_s:.2f} s")
+    # one lease period (+ a renewal tick and the registry's own expiry), then each account's REST reconcile
+    assert taken_s <= 2 * LEASE_TTL_S + 1, f"leases taken {taken_s:.1f} s after the kill\n{d.logs()}"
+    assert resumed_s <= 2 * LEASE_TTL_S + 8, f"accounts resumed {resumed_s:.1f} s after the kill\n{d.logs()}"
+    wait_until(lambda: stop_state(d, u) == "executed", within=15, what="the stop to execute", every=0.2)
+    assert d.sim_size(u) == 0
+    closes = [o for o in d.sim_account(u)["order_history"] if o["reduce_only"]]
+    assert len(closes) == 1, closes  # closed exactly once
+    users = [user(i) for i in range(N_ACCOUNTS)]
+    d.agree(users)
+    assert all(d.sim_size(v) == Decimal("0.02") for v in moved[1:])  # nothing lost, nothing doubled
+    check_events(d, users)
+
+
+def test_a_new_worker_gets_its_share_within_two_lease_periods(d: Deployment) -> None:
+    before = live_workers(d)
+    wait_all_held(d, before, within=30)
+    started = time.monotonic()
+    new = d.start_worker()
+    up = time.monotonic()
+    # the others see it at their next tick and release what is over ceil(30 / live) + 1; it claims them
+    share = N_ACCOUNTS // (len(before) + 1) - 2
+    wait_until(
+        lambda: len(d.held_by(new)) >= share, within=2 * LEASE_TTL_S + 2, what="the new worker's share"
+    )
+    wait_all_held(d, before | {new}, within=20)
+    print(f"new worker {new}: started in {up - started:.1f} s, holds {len(d.held_by(new))} accounts")
 
 
 @pytest.fixture

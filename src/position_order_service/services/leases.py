@@ -218,13 +218,15 @@ class LeaseManager:
         if not free:
             return False
         got = await self.repo.acquire(self.worker_id, free, self.ttl_ms)
-        for lease in got:
+        for lease in got:  # held (so renewed) before any actor starts: starting many takes a while
             self.held[lease.account] = lease
             self.fences.set(lease.fence())
             metrics.lease_moves.labels(action="taken").inc()
             log.info("worker %s took %s/%s (token %d)", self.worker_id, lease.user_id, lease.exchange,
                      lease.token)  # fmt: skip
-            await self.accounts.start(lease.user_id, lease.exchange)
+        for lease in got:
+            if self.held.get(lease.account) is lease:  # (not lost meanwhile)
+                await self.accounts.start(lease.user_id, lease.exchange)
         return bool(got)
 
     async def _drop(self, lease: Lease, *, release: bool) -> None:
