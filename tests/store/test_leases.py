@@ -128,3 +128,15 @@ async def test_unfenced_writes_are_unchanged(store: Store) -> None:
     from position_order_service.domain.reconcile import Intent
 
     assert await store.intents.create("u1", "okx", Intent(client_order_id="c1"))
+
+
+async def test_lease_scripts_are_reloaded_after_redis_lost_them(store: Store) -> None:
+    """SCRIPT FLUSH (or a Redis restart) between two ticks: renewals still work (a worker that failed here
+    lost every account at its next tick)."""
+    leases = LeaseRepository(store.redis, store.keys)
+    held = await leases.acquire("w1", [("u1", "okx"), ("u2", "okx")], 5000)
+    await store.redis.script_flush()
+    assert await leases.renew(held, 5000) == []
+    await store.redis.script_flush()
+    await leases.release(held)
+    assert await leases.holder("u1", "okx") is None

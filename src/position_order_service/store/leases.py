@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from . import lua
 from .keys import Keys
+
+if TYPE_CHECKING:
+    from .writer import LuaScript
 
 
 class StaleWrite(RuntimeError):
@@ -111,13 +115,12 @@ class LeaseRepository:
         wanted = list(accounts)
         if not wanted:
             return []
-        await self._acquire.load()
-        pipe = self.redis.pipeline(transaction=False)
-        for user_id, exchange in wanted:
-            keys = [self.keys.account_lease(user_id, exchange), self.keys.account_fence(user_id, exchange)]
-            pipe.evalsha(self._acquire.sha, 2, *keys, worker_id, ttl_ms)
+        calls = [
+            ([self.keys.account_lease(u, e), self.keys.account_fence(u, e)], [worker_id, ttl_ms])
+            for u, e in wanted
+        ]
         held = []
-        for (user_id, exchange), token in zip(wanted, await pipe.execute(), strict=True):
+        for (user_id, exchange), token in zip(wanted, await self._many(self._acquire, calls), strict=True):
             if int(token) > 0:
                 key = self.keys.account_lease(user_id, exchange)
                 held.append(Lease(user_id, exchange, key, f"{int(token)}:{worker_id}", int(token)))
@@ -133,21 +136,30 @@ class LeaseRepository:
         mine = list(leases)
         if not mine:
             return []
-        await self._renew.load()
-        pipe = self.redis.pipeline(transaction=False)
-        for lease in mine:
-            pipe.evalsha(self._renew.sha, 1, lease.key, lease.value, ttl_ms)
-        return [lease for lease, ok in zip(mine, await pipe.execute(), strict=True) if not int(ok)]
+        replies = await self._many(self._renew, [([lease.key], [lease.value, ttl_ms]) for lease in mine])
+        return [lease for lease, ok in zip(mine, replies, strict=True) if not int(ok)]
 
     async def release(self, leases: Iterable[Lease]) -> None:
         mine = list(leases)
         if not mine:
             return
-        await self._release.load()
-        pipe = self.redis.pipeline(transaction=False)
-        for lease in mine:
-            pipe.evalsha(self._release.sha, 1, lease.key, lease.value)
-        await pipe.execute()
+        await self._many(self._release, [([lease.key], [lease.value]) for lease in mine])
+
+    async def _many(self, script: LuaScript, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """One pipeline of script calls; again once after reloading a script Redis lost (SCRIPT FLUSH, a
+        restart). Re-running is safe: each script is idempotent for its caller."""
+        for attempt in (1, 2):
+            await script.load()
+            pipe = self.redis.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            try:
+                return list(await pipe.execute())
+            except NoScriptError:
+                script.forget()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def holder(self, user_id: str, exchange: str) -> str | None:
         """The worker id holding an account (tests, the status page)."""
