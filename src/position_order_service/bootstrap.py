@@ -32,6 +32,7 @@ from .services.account import AccountOptions, AccountRegistry
 from .services.active_users import ActiveUserManager
 from .services.credentials import CredentialCipher, CredentialStore, credential_cipher
 from .services.gateway_pool import GatewayBuilder, GatewayPool
+from .services.leases import LeaseManager
 from .services.orders import OrderManager
 from .services.positions import PositionManager
 from .services.prices import PriceHub
@@ -77,6 +78,8 @@ class Services:
     token_grants: list[TokenGrant] = field(default_factory=list)
     hyperrsi: HYPERRSIAdapter | None = None
     grid: GRIDAdapter | None = None
+    leases: LeaseManager | None = None  # scale-out: this worker's account leases (None: it tracks everyone)
+    undecryptable: list[tuple[str, str]] = field(default_factory=list)  # credentials our key cannot read
     history: HistoryDB | None = None
     history_writer: HistoryWriter | None = None
     embedded_redis: EmbeddedServer | None = None
@@ -102,11 +105,16 @@ class Services:
         s = self.settings
         self._started = True
         if not self.track_accounts:
+            if s.history and s.role == "api":
+                await self._open_history()  # the history routes read it; the workers write it
             return
         self.prices.start()
         self.accounts.start_marks()
         if self.simulator is not None:
             await self.active_users.activate(s.demo_user, ["okx"])
+        await self._check_credentials()
+        if self.leases is not None:
+            await self.leases.start()
         await self.active_users.start()
         await self.trailing.start()
         await self.rules.start()
@@ -126,18 +134,46 @@ class Services:
         if s.history:
             await self._start_history()
 
-    async def _start_history(self) -> None:
-        from .history import HistoryDB, HistoryWriter
+    async def _check_credentials(self) -> None:
+        """Every process of a deployment shares CREDENTIALS_KEY: say so in one line (and in /ready) when
+        stored credentials of active accounts cannot be decrypted with ours."""
+        wanted = sorted(await self.active_users.desired())
+        self.undecryptable = await self.credentials.undecryptable(wanted)
+        if self.undecryptable:
+            names = ", ".join(f"{u}/{e}" for u, e in self.undecryptable[:10])
+            more = f" and {len(self.undecryptable) - 10} more" if len(self.undecryptable) > 10 else ""
+            log.error(
+                "CREDENTIALS_KEY cannot decrypt the stored credentials of %d account(s): %s%s; this process "
+                "cannot track them (every process of a deployment must share one CREDENTIALS_KEY)",
+                len(self.undecryptable), names, more,
+            )  # fmt: skip
+
+    async def _open_history(self) -> HistoryDB:
+        from .history import HistoryDB
         from .preflight import mask_url
 
         log.info("history database: %s", mask_url(self.settings.history_url()))
         db = self.history = await HistoryDB.open(self.settings.history_url())
+        return db
+
+    async def _start_history(self) -> None:
+        from .history import HistoryWriter
+
+        db = await self._open_history()
         writer = self.history_writer = HistoryWriter(
             self.redis, self.store.keys, db, track_active_users=True, discover_interval_s=5
         )
         for user_id in await self.active_users.active_user_ids():
             writer.add_user(user_id)
-        self._history_job = self.supervisor.spawn("history-writer", writer.run)
+        if self.leases is not None:  # one active history writer among the workers, by lease
+            leases = self.leases
+
+            async def by_lease() -> None:
+                await leases.run_as_singleton("history-writer", writer.run, writer.stop)
+
+            self._history_job = self.supervisor.spawn("history-writer", by_lease)
+        else:
+            self._history_job = self.supervisor.spawn("history-writer", writer.run)
 
         async def lag() -> None:
             metrics.consumer_lag.set(sum((await writer.lag()).values()))
@@ -156,6 +192,8 @@ class Services:
             await self.trailing.stop()
             await self.rules.stop()
             await self.active_users.stop()
+        if self.leases is not None:
+            await self.leases.stop()  # the actors stop, then every lease is released at once
         await self.accounts.stop_all()
         await self.supervisor.stop()  # the bus, the price feeds, the history writer, the periodic jobs
         if self.history is not None:
@@ -187,6 +225,8 @@ class Services:
             checks["redis"] = {"ok": False, "detail": f"unreachable: {type(exc).__name__}"}
         if not self.settings.history:
             checks["history_writer"] = {"ok": True, "detail": "history is off (HISTORY=false)"}
+        elif self.settings.role == "api":
+            checks["history_writer"] = {"ok": True, "detail": "written by the workers (ROLE=api)"}
         else:
             alive = self._history_job is not None and not self._history_job.done()
             checks["history_writer"] = {"ok": alive} if alive else {"ok": False, "detail": "not running"}
@@ -203,6 +243,20 @@ class Services:
         if untrackable:
             streams["untrackable"] = untrackable
         checks["streams"] = streams
+        if self.undecryptable:
+            checks["credentials"] = {
+                "ok": False,
+                "detail": f"CREDENTIALS_KEY cannot decrypt the stored credentials of {len(self.undecryptable)} "
+                "account(s): every process must share one key",
+                "accounts": [f"{u}/{e}" for u, e in self.undecryptable],
+            }
+        if self.leases is not None:
+            checks["leases"] = {
+                "ok": True,
+                "worker_id": self.leases.worker_id,
+                "held": len(self.leases.held),
+                "live_workers": len(self.leases.live),
+            }
         return all(c["ok"] for c in checks.values()), checks
 
     async def status(self) -> dict[str, Any]:
@@ -247,9 +301,12 @@ def build_graph(
     instance_id: str | None = None,
     cipher: CredentialCipher | None = None,
     adapters: bool = True,
+    leases: bool = False,
 ) -> Services:
     """Build every part once. `gateway_builder` (tests) replaces the ccxt gateways over `base_urls`;
-    `track_accounts=False` builds the command services of a bot process (no actors, no feeds started)."""
+    `track_accounts=False` builds the command services of a bot process (no actors, no feeds started).
+    `leases=True` (the service process of roles all and worker) tracks only the accounts this worker holds a
+    lease of (services/leases.py) and fences its writes; the engines follow the leases."""
     s = settings
     set_connection_limits(s.connection_limits())
     urls = base_urls if base_urls is not None else {"okx": s.okx_base_url, "binance": s.binance_base_url}
@@ -315,6 +372,18 @@ def build_graph(
         position_manager=positions, trailing=trailing, rules=rules, active_users=active,
         track_accounts=track_accounts, base_urls=urls, token_grants=parse_tokens(s.api_tokens.get_secret_value()),
     )  # fmt: skip
+    if leases and track_accounts:
+        manager = services.leases = LeaseManager(
+            store, accounts, supervisor, worker_id=s.resolved_worker_id(), ttl_s=s.lease_ttl_s
+        )
+        active.leases = manager
+        trailing.owns = rules.owns = manager.evaluates
+
+        async def follow() -> None:  # the engines pick up (or let go of) the stops of moved accounts at once
+            await trailing.resync()
+            await rules.resync()
+
+        manager.listeners.append(follow)
     if adapters:
         from .integrations.context import CommandServices
         from .integrations.grid import GRIDAdapter
@@ -372,7 +441,16 @@ async def build_service(settings: Settings | None = None) -> Services:
         if embedded is not None:
             embedded.stop()
         raise
-    services = build_graph(s, redis, base_urls=base_urls)
+    services = build_graph(
+        s, redis, base_urls=base_urls, track_accounts=s.tracks_accounts, leases=s.tracks_accounts
+    )
+    if not s.tracks_accounts:  # ROLE=api: stops and rules it creates are evaluated by the account's worker
+
+        def nobody(user_id: str, exchange: str) -> bool:
+            return False
+
+        services.trailing.owns = services.rules.owns = nobody
+        services.active_users.tracking = False
     services.embedded_redis = embedded
     services.simulators = simulators
     if simulators:

@@ -17,19 +17,49 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reload", action="store_true", help="restart on code changes (development)")
 
 
+def _add_role_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--role",
+        choices=["all", "api", "worker"],
+        default=None,
+        help="all (default: one process does everything), api (HTTP + feed only, stateless) or worker "
+        "(account actors, streams, trailing stops, rules, history, by lease); overrides ROLE",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (ROLE=api replicas, or workers sharing the accounts by lease); needs "
+        "an external Redis",
+    )
+
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def serve(host: str, port: int, reload: bool) -> int:
+def serve(host: str, port: int, reload: bool, role: str | None = None, workers: int = 1) -> int:
     import logging
+    import os
 
     from .logging_setup import configure_logging
     from .preflight import ConfigError, preflight
 
+    if role is not None:
+        os.environ["ROLE"] = role  # the settings (and uvicorn's worker processes) read it
     try:
         settings = preflight()
     except ConfigError as exc:
         print(exc.line(), file=sys.stderr)
+        return 2
+    if workers < 1:
+        print("--workers must be 1 or more", file=sys.stderr)
+        return 2
+    if workers > 1 and (settings.uses_embedded_redis or settings.runs_simulator):
+        print(
+            "--workers > 1 needs an external Redis (REDIS_URL) and exchanges (OKX_BASE_URL/BINANCE_BASE_URL "
+            "or the real ones): the embedded Redis and simulators belong to one process",
+            file=sys.stderr,
+        )
         return 2
     configure_logging()
     log = logging.getLogger("position_order_service")
@@ -42,7 +72,16 @@ def serve(host: str, port: int, reload: bool) -> int:
             )
             return 2
         log.warning("no API_TOKENS configured: serving on loopback %s only, without authentication", host)
-    if reload:
+    if settings.role != "all":
+        log.info("role %s%s", settings.role,
+                 f", worker id {settings.resolved_worker_id()}" if settings.role == "worker" else "")  # fmt: skip
+    if workers > 1:
+        # one app per worker process (each a stateless api replica, or a worker with a lease id of its own)
+        uvicorn.run(
+            "position_order_service.cli:reload_app", factory=True, host=host, port=port, workers=workers,
+            log_config=None,
+        )  # fmt: skip
+    elif reload:
         # the reloader's worker is a new process: it configures logging itself (reload_app), through the same
         # scrubbing handler; uvicorn's own log config (which prints query strings) stays off
         uvicorn.run(
@@ -79,7 +118,9 @@ class _CleanStopServer(uvicorn.Server):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="position-order-service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_serve_args(sub.add_parser("serve", help="run the service (HTTP API and workers)"))
+    serve_parser = sub.add_parser("serve", help="run the service (HTTP API and workers)")
+    _add_serve_args(serve_parser)
+    _add_role_args(serve_parser)
     sim = sub.add_parser("sim", help="run an exchange simulator (OKX v5 or Binance USD-M wire formats)")
     sim.add_argument("--exchange", choices=["okx", "binance"], default="okx")
     sim.add_argument("--host", default="127.0.0.1")
@@ -102,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_check(args.user)
     if args.command == "serve":
-        return serve(args.host, args.port, args.reload)
+        return serve(args.host, args.port, args.reload, args.role, args.workers)
     if args.command == "sim":
         from .logging_setup import configure_logging
         from .sim.server import run_sim

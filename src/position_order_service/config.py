@@ -153,6 +153,17 @@ class Settings(BaseSettings):
         "besides the service's own; empty = same origin only",
     )
 
+    # -- scale-out (issue 14; README "Running at scale") -----------------------------------------------------
+    role: Literal["all", "api", "worker"] = Field(
+        "all",
+        description="all = one process does everything; api = HTTP + feed only (stateless, any number of "
+        "replicas); worker = account actors, price streams, trailing stops, rules, history writer, by lease",
+    )
+    worker_id: str = Field("", description="this worker's name in the lease registry; empty = hostname-pid")
+    lease_ttl_s: float = Field(
+        10.0, ge=0.3, le=300, description="an account lease lasts this long unrenewed (renewed every third)"
+    )
+
     # -- service ----------------------------------------------------------------------------------------
     service_name: str = "position-order-service"
     log_level: str = "INFO"
@@ -202,6 +213,17 @@ class Settings(BaseSettings):
             binance_connects_per_5min=self.binance_ws_connects_per_5min,
             reconnect_jitter_s=self.ws_reconnect_jitter_s,
         )
+
+    @property
+    def tracks_accounts(self) -> bool:
+        """Roles all and worker run the account actors and engines; api does not."""
+        return self.role != "api"
+
+    def resolved_worker_id(self) -> str:
+        import os
+        import socket
+
+        return self.worker_id.strip() or f"{socket.gethostname()}-{os.getpid()}"
 
     @property
     def uses_embedded_redis(self) -> bool:

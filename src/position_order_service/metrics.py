@@ -276,3 +276,22 @@ trigger_retries = Counter(
     "trigger_retries_total", "Trailing-stop and rule transitions or cancels retried after a failure", ["kind"],
     registry=REGISTRY,
 )  # fmt: skip
+
+stale_writes_refused = Counter(
+    "stale_writes_refused_total",
+    "State writes refused by the fence: this worker's lease of the account was gone (issue 14)",
+    ["exchange"],
+    registry=REGISTRY,
+)
+leases_held = Gauge("account_leases_held", "Account leases this worker holds", registry=REGISTRY)
+leases_lost = Counter(
+    "account_leases_lost_total",
+    "Account leases this worker found expired or taken at renewal",
+    registry=REGISTRY,
+)
+lease_moves = Counter(
+    "account_lease_moves_total",
+    "Account leases taken or released by this worker",
+    ["action"],
+    registry=REGISTRY,
+)

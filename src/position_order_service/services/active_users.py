@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from ..domain.enums import Exchange
 from ..store import Store
 from ..supervisor import Supervisor
 from .account.registry import AccountRegistry
+
+if TYPE_CHECKING:
+    from .leases import LeaseManager
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,8 @@ class ActiveUserManager:
         self.symbol_rescan_s = symbol_rescan_s
         self.default_exchanges = default_exchanges
         self._lock = asyncio.Lock()
+        self.leases: LeaseManager | None = None  # scale-out: the leases decide what this worker tracks
+        self.tracking = True  # False in an api replica (ROLE=api): it records activations, the workers track
 
     async def start(self) -> None:
         await self.rescan_users()
@@ -63,6 +69,11 @@ class ActiveUserManager:
         return out
 
     async def rescan_users(self) -> None:
+        if not self.tracking:
+            return
+        if self.leases is not None:
+            await self.leases.set_wanted(await self.desired())
+            return
         async with self._lock:
             want = await self.desired()
             have = self.accounts.tracked_accounts() | set(self.accounts.failures)

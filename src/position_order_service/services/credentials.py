@@ -215,6 +215,22 @@ class CredentialStore:
                 )
         raise CredentialsUnavailable(f"no credentials for user {user_id} on {exchange}")
 
+    async def undecryptable(self, accounts: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The accounts whose stored credentials this process' CREDENTIALS_KEY cannot decrypt (a worker
+        started with another deployment's key says so instead of silently skipping them)."""
+        out = []
+        for user_id, exchange in accounts:
+            if (user_id, exchange) in self._static:
+                continue
+            token = await self.repository.get(user_id, exchange)
+            if token is None:
+                continue
+            try:
+                await asyncio.to_thread(self.cipher.decrypt, token)
+            except InvalidToken:
+                out.append((user_id, exchange))
+        return out
+
     async def _migrate(self, old: bytes, credentials: Credentials, user_id: str, exchange: str) -> None:
         """Rewrite a value of the old form in the new one, unless someone replaced it meanwhile."""
         new = await asyncio.to_thread(self.cipher.encrypt, self._blob(credentials))

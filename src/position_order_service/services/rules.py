@@ -28,6 +28,7 @@ from ..domain.rules import Condition, ConditionalRule, RuleState, order_meets, p
 from ..domain.symbols import native_symbol
 from ..exchanges.base import ExchangeUnavailable, GatewayError
 from ..store import Store
+from ..store.leases import StaleWrite
 from ..supervisor import Supervisor, run_jobs
 from .account.ports import AccountView
 from .commands import CommandError, Conflict, NotFound, OutcomeUnknown
@@ -67,6 +68,12 @@ class ConditionalRuleEngine:
         self._by_symbol: dict[tuple[str, str], set[str]] = {}
         self._executing: set[str] = set()
         self._unlisten: Callable[[], None] | None = None
+        # scale-out (issue 14): whether this process evaluates an account's rules (its worker holds the lease);
+        # None = every rule (one process)
+        self.owns: Callable[[str, str], bool] | None = None
+
+    def mine(self, rule: ConditionalRule) -> bool:
+        return self.owns is None or self.owns(rule.user_id, rule.exchange.value)
 
     async def start(self) -> None:
         self._unlisten = self.prices.listen(self.on_tick)
@@ -125,7 +132,7 @@ class ConditionalRuleEngine:
                     del self._by_trigger[tkey]
 
     async def resync(self) -> None:
-        live = {r.id: r for r in await self.store.rules.list_live()}
+        live = {r.id: r for r in await self.store.rules.list_live() if self.mine(r)}
         for rid in list(self.rules):
             if rid not in live and rid not in self.firing:
                 self._unindex(rid)
@@ -200,6 +207,10 @@ class ConditionalRuleEngine:
                     state=RuleState.TRIGGERED,
                     triggered_by=self.firing[rule_id],
                 )
+            except StaleWrite:  # the account moved to another worker: it evaluates the rule there
+                self.firing.pop(rule_id, None)
+                self._unindex(rule_id)
+                return
             except Exception as exc:
                 metrics.trigger_retries.labels(kind="rule_trigger").inc()
                 log.warning("rule %s fired; trigger not recorded yet (%s): retrying", rule_id, exc)
@@ -234,6 +245,8 @@ class ConditionalRuleEngine:
             while True:
                 try:
                     await self._execute_once(rule)
+                    return
+                except StaleWrite:  # the account moved: its new worker finishes the rule
                     return
                 except Exception as exc:  # Redis away while recording: the cancels are idempotent, redo
                     metrics.trigger_retries.labels(kind="rule_execute").inc()
@@ -311,10 +324,12 @@ class ConditionalRuleEngine:
             r = draft.model_copy(update={"version": 1})
             if not await self.store.rules.save(r, None, "conditional.created"):
                 raise Conflict(f"a rule with id {r.id} exists", "rule_id")
-            self._index(r)
+            if self.mine(r):  # else the worker holding the account loads it at its next resync
+                self._index(r)
             out.append(r)
         for r in out:
-            await self._check_stored_trigger(r)
+            if self.mine(r):
+                await self._check_stored_trigger(r)
         return out
 
     async def delete(self, user_id: str, rule_id: str) -> ConditionalRule:

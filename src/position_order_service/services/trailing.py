@@ -38,6 +38,7 @@ from ..domain.trailing import PriceSource, StopMode, StopState, TrailingStop, ob
 from ..domain.trailing_book import BookChange, TrailingBook
 from ..exchanges.base import GatewayError
 from ..store import Store
+from ..store.leases import StaleWrite
 from ..store.machines import Trigger
 from ..supervisor import Supervisor, run_jobs
 from .account.ports import Accounts
@@ -98,6 +99,12 @@ class TrailingStopEngine:
         self._unlisten: Callable[[], None] | None = None
         self.tick_to_send_s: list[float] = []  # latency samples: tick seen -> close order about to be sent
         self.on_sent: Callable[[TrailingStop], None] | None = None
+        # scale-out (issue 14): whether this process evaluates an account's stops (its worker holds the lease);
+        # None = every stop (one process)
+        self.owns: Callable[[str, str], bool] | None = None
+
+    def mine(self, stop: TrailingStop) -> bool:
+        return self.owns is None or self.owns(stop.user_id, stop.exchange.value)
 
     @property
     def holder(self) -> str:
@@ -135,7 +142,7 @@ class TrailingStopEngine:
     async def resync(self) -> None:
         """Load live stops from Redis (new ones from other instances, restarts); drop finished ones; finish
         triggers whose execution was cut off; resolve native stops left `placing`."""
-        live = {s.id: s for s in await self.store.trailing_stops.list_live()}
+        live = {s.id: s for s in await self.store.trailing_stops.list_live() if self.mine(s)}
         for sid in list(self.stops):
             if sid not in live and sid not in self.firing:
                 self._forget(self.stops[sid])
@@ -297,6 +304,8 @@ class TrailingStopEngine:
             try:
                 await self.transition(current, "trailing_stop.activated", state=StopState.ACTIVE,
                                       extreme_price=self.books_extreme(current) or extreme)  # fmt: skip
+            except StaleWrite:  # the account moved to another worker: it activates the stop there
+                return
             except Exception as exc:  # Redis away: the book goes on trailing; the activation is written later
                 metrics.trigger_retries.labels(kind="stop_activate").inc()
                 log.warning("trailing stop %s: activation not recorded yet: %s", stop_id, exc)
@@ -351,6 +360,10 @@ class TrailingStopEngine:
             results = [exc] * len(batch)
         last = None
         for t, r in zip(batch, results, strict=True):
+            if isinstance(r, StaleWrite):  # the account moved to another worker, which fires it on its prices
+                self.firing.pop(t.stop.id, None)
+                self._forget(t.stop)
+                continue
             if isinstance(r, Exception):
                 metrics.trigger_retries.labels(kind="stop_trigger").inc()
                 log.warning("trailing stop %s fired; trigger not recorded yet (%s): retrying", t.stop.id, r,
@@ -412,6 +425,10 @@ class TrailingStopEngine:
                 (result,) = await self.store.trailing_stops.trigger_many([trigger])
                 if isinstance(result, Exception):
                     raise result
+            except StaleWrite:  # the account moved to another worker, which fires the stop on its own prices
+                self.firing.pop(stop_id, None)
+                self._forget(current)
+                return
             except Exception as exc:
                 metrics.trigger_retries.labels(kind="stop_trigger").inc()
                 log.warning("trailing stop %s fired; trigger not recorded yet (%s): retrying", stop_id, exc,
@@ -461,6 +478,8 @@ class TrailingStopEngine:
             return await self.native.create(stop, expected)
         if not await self.store.trailing_stops.save(stop, expected, "trailing_stop.created"):
             raise Conflict("the trailing stop changed while being created; try again", "symbol")
+        if not self.mine(stop):  # the worker holding the account evaluates it (from its next resync)
+            return stop
         self._remember(stop)
         tick = self.prices.last(stop.exchange.value, stop.symbol)
         if stop.activation_price is None and (

@@ -25,6 +25,7 @@ from ..domain.symbols import native_symbol
 from ..domain.trailing import StopMode, StopState, TrailingStop
 from ..exchanges.base import ExchangeUnavailable, GatewayError
 from ..store.intents import IntentRepository
+from ..store.leases import StaleWrite
 from .commands import CommandError, OutcomeUnknown
 from .orders import OrderCommand, OrderManager
 
@@ -113,6 +114,8 @@ class StopExecutor:
                     metrics.trigger_retries.labels(kind="stop_execute").inc()
                     log.warning("trailing stop %s: close order not placed yet (%s): retrying", stop.id, exc,
                                 extra={"user_id": stop.user_id})  # fmt: skip
+                except StaleWrite:  # the account moved: its new worker finishes it, asking first
+                    return
                 except Exception as exc:  # e.g. Redis away: the stop stays `triggered`; try again
                     metrics.trigger_retries.labels(kind="stop_execute").inc()
                     log.warning("trailing stop %s could not be executed yet: %s", stop.id, exc,
@@ -133,7 +136,10 @@ class StopExecutor:
     async def _execute_once(self, stop: TrailingStop, seen: float | None, intent_recorded: bool) -> None:
         assert stop.close_client_order_id is not None
         now_ms = int(time.time() * 1000)
-        if stop.owner != self.engine.instance_id and (stop.lease_until_ms or 0) > now_ms:
+        # the worker holding the account's lease takes a trigger over at once: the previous one cannot write
+        # any more (fencing), and the fixed client id is asked about before any send
+        leased = self.engine.owns is not None and self.engine.owns(stop.user_id, stop.exchange.value)
+        if stop.owner != self.engine.instance_id and (stop.lease_until_ms or 0) > now_ms and not leased:
             return  # its owner is (still) on it
         if stop.owner != self.engine.instance_id:
             taken = await self.engine.transition(

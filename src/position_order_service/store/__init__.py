@@ -56,7 +56,7 @@ class Store:
             writer=writer,
             positions=PositionRepository(redis, keys, channels, writer, dual_write=dual_write),
             orders=OrderRepository(redis, keys, channels, writer),
-            intents=IntentRepository(redis, keys),
+            intents=IntentRepository(redis, keys, writer.fences),
             trailing_stops=TrailingStopRepository(redis, keys, channels, writer),
             rules=RuleRepository(redis, keys, channels, writer),
             users=ActiveUserRepository(redis, keys),

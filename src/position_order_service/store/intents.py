@@ -14,15 +14,17 @@ from redis.asyncio import Redis
 from ..domain.reconcile import Intent
 from . import lua
 from .keys import Keys
-from .writer import LuaScript
+from .leases import FenceTable
+from .writer import LuaScript, refused
 
 INTENT_TTL_S = 7 * 24 * 3600
 
 
 class IntentRepository:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, fences: FenceTable | None = None) -> None:
         self.redis = redis
         self.keys = keys
+        self.fences = fences or FenceTable()
         self._create = LuaScript(redis, lua.CREATE)
 
     def key(self, user_id: str, exchange: str, client_order_id: str) -> str:
@@ -48,7 +50,14 @@ class IntentRepository:
         args: list[str | int | float] = [INTENT_TTL_S]
         for k, v in self.fields(intent, request).items():
             args += [k, v]
-        return bool(await self._create(keys=[key], args=args))
+        keys = [key]
+        fence = self.fences.of(user_id, exchange)
+        if fence is not None:
+            fence.extend(keys, args)
+        created = await self._create(keys=keys, args=args)
+        if fence is not None and refused(created):
+            raise self.fences.refused(fence)
+        return bool(created)
 
     async def set_state(self, user_id: str, exchange: str, client_order_id: str, **fields: str) -> None:
         key = self.keys.client_order(user_id, exchange, client_order_id)

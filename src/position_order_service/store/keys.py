@@ -129,6 +129,20 @@ class Keys:
     def lease(self, name: str) -> str:
         return f"{self.prefix}lease:{name}"
 
+    def account_lease(self, user_id: str, exchange: str) -> str:
+        """The worker lease of an account: "<fencing token>:<worker id>" with a PX expiry (store/leases.py).
+        In the user's slot, so every fenced script of the account stays in one slot on a cluster."""
+        return f"{self.prefix}leases:account:{self._u(user_id)}:{exchange}"
+
+    def account_fence(self, user_id: str, exchange: str) -> str:
+        """The account's fencing-token counter (INCR at each new lease)."""
+        return f"{self.prefix}leases:fence:{self._u(user_id)}:{exchange}"
+
+    def live_workers(self) -> str:
+        """Registry of live worker processes: a sorted set of worker ids scored by expiry (ms, Redis' clock).
+        Global: no script touches it together with a user's key."""
+        return f"{self.prefix}workers:live"
+
     def idempotency(self, user_id: str, key: str) -> str:
         return f"{self.prefix}idempotency:{self._u(user_id)}:{key}"
 

@@ -1,5 +1,25 @@
 """Lua scripts: each writes state, its indexes and its event in ONE atomic Redis step (DESIGN invariant 3)."""
 
+# FENCE: every state-writing script starts with this prelude (DESIGN invariant 2, issue 14). A write made by an
+# account's worker carries its fencing token as its LAST ARGV ("fence=<token>") and the account's lease key
+# (Keys.account_lease) as its LAST KEY; it is refused, writing nothing, unless the lease still holds that token
+# (a paused or partitioned worker whose lease expired, or was taken over, cannot write). A call without a
+# "fence=" last ARGV is unfenced (commands of an api process or a bot, tests): the scripts' own compare-and-set
+# and version checks keep those safe. Scripts return -3 (or {-3, ...}) when refused.
+FENCE = r"""
+local function fence_refused()
+  local token = ARGV[#ARGV]
+  if type(token) ~= 'string' or string.sub(token, 1, 6) ~= 'fence=' then return false end
+  local cur = redis.call('GET', KEYS[#KEYS])
+  return not (cur and string.sub(cur, 1, #token - 5) == string.sub(token, 7) .. ':')
+end
+local function fenced_argc()
+  local token = ARGV[#ARGV]
+  if type(token) == 'string' and string.sub(token, 1, 6) == 'fence=' then return #ARGV - 1 end
+  return #ARGV
+end
+"""
+
 # XADD_KEPT: every script that appends to a stream goes through this function (prepended to its source), so the
 # retention (EVENT_STREAM_RETENTION, store/retention.py) applies to every XADD. `keep` is "<count>" (MAXLEN ~)
 # or "age:<now ms>:<age ms>": the entry carries its time in field `t`, and up to 64 entries older than the age
@@ -49,7 +69,7 @@ end
 #       (arg = the value, list capped at 1000) | del | expire (of the state hash; arg seconds) | persist |
 #       hset_mirror (arg = field/value pairs joined by \x1f: replaces a legacy mirror hash) | del.
 # Returns {code, seq, event_type}: code 1 applied, 0 unchanged (nothing written), -1 stale (behind what is stored),
-# -2 a delta over another content (nothing written).
+# -2 a delta over another content (nothing written), -3 refused by the fence (FENCE above).
 #
 # Cost (issue 15: <= 20 us of Redis time per event): the script reads what it compares in ONE HMGET, writes
 # the fields with ONE HSET straight from ARGV (unpack: no Lua loop over the pairs), reads the new status only
@@ -57,8 +77,10 @@ end
 # write stores `_digest`; every order and position has a `status`). A delta write sends a few fields instead of
 # all of them: the arguments, not the commands, are most of a call's cost.
 APPLY = (
-    XADD_KEPT
+    FENCE
+    + XADD_KEPT
     + r"""
+if fence_refused() then return {-3, 0, ''} end
 local key = KEYS[1]
 local ts = ARGV[1]
 local progress = tonumber(ARGV[2]) or 0
@@ -144,8 +166,10 @@ return {1, seq, etype}
 # EMIT: append an event that comes with no state change of its own (e.g. a command's failure).
 # KEYS[1] seq counter  KEYS[2] stream   ARGV 1 channel  2 event type  3 body (JSON without "{")  4 retention
 EMIT = (
-    XADD_KEPT
+    FENCE
+    + XADD_KEPT
     + r"""
+if fence_refused() then return -3 end
 local seq = redis.call('INCR', KEYS[1])
 local payload = '{"seq":' .. seq .. ',"event_type":"' .. ARGV[2] .. '",' .. ARGV[3]
 xadd_kept(KEYS[2], seq, payload, ARGV[4])
@@ -156,19 +180,25 @@ return seq
 
 # CREATE: write a hash only if the key does not exist yet (intent records, idempotency keys).
 # KEYS[1] hash   ARGV 1 ttl seconds, then field/value pairs. Returns 1 created, 0 existed.
-CREATE = r"""
+CREATE = (
+    FENCE
+    + r"""
+if fence_refused() then return -3 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], unpack(ARGV, 2, fenced_argc()))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 return 1
 """
+)
 
 # EMIT_ONCE: like EMIT, guarded by a member of a sorted set scored by when it was seen, so the guard forgets
 # members older than its ttl (bounded memory) (fills are deduplicated by "symbol:trade id").
 # KEYS[1] seq  KEYS[2] stream  KEYS[3] guard   ARGV 1 channel 2 type 3 body 4 retention 5 member 6 ttl s 7 now ms
 EMIT_ONCE = (
-    XADD_KEPT
+    FENCE
+    + XADD_KEPT
     + r"""
+if fence_refused() then return -3 end
 local kind = redis.call('TYPE', KEYS[3])
 if type(kind) == 'table' then kind = kind.ok end
 if kind ~= 'zset' and kind ~= 'none' then redis.call('DEL', KEYS[3]) end  -- the set of older versions
@@ -189,8 +219,10 @@ return seq
 # KEYS[1] hash  KEYS[2] seq  KEYS[3] stream   ARGV 1 current_price 2 unrealized_pnl 3 size it was computed for
 #      4 channel 5 body 6 retention.  Returns the seq, or 0 when the position is not open at that size any more.
 MARK = (
-    XADD_KEPT
+    FENCE
+    + XADD_KEPT
     + r"""
+if fence_refused() then return -3 end
 local cur = redis.call('HMGET', KEYS[1], 'status', 'size')
 if cur[1] ~= 'open' or cur[2] ~= ARGV[3] then return 0 end
 redis.call('HSET', KEYS[1], 'current_price', ARGV[1], 'unrealized_pnl', ARGV[2])
@@ -209,8 +241,10 @@ return seq
 #      (sadd | srem | expire (of the hash; arg seconds) | persist)
 # Returns {1, seq} on success, {0, current version or -1} when the expectation failed.
 TRANSITION = (
-    XADD_KEPT
+    FENCE
+    + XADD_KEPT
     + r"""
+if fence_refused() then return {-3, 0} end
 local key = KEYS[1]
 local cur = redis.call('HGET', key, 'version')
 if ARGV[1] == '' then
@@ -247,8 +281,10 @@ return {1, seq}
 # so it never conflicts with a state transition), and emit trailing_stop.updated.
 # KEYS[1] hash  KEYS[2] seq  KEYS[3] stream   ARGV 1 side 2 extreme 3 updated_at 4 channel 5 body 6 retention
 RAISE_EXTREME = (
-    XADD_KEPT
+    FENCE
+    + XADD_KEPT
     + r"""
+if fence_refused() then return -3 end
 if redis.call('HGET', KEYS[1], 'state') ~= 'active' then return 0 end
 local cur = tonumber(redis.call('HGET', KEYS[1], 'extreme_price'))
 local new = tonumber(ARGV[2])
@@ -298,10 +334,12 @@ return out
 # (Few, packed arguments: a pipelined tick of 100 triggers costs the client little to pack. A prelude may check
 # KEYS/ARGV appended after these.)
 # Returns {1, seq, intent created (1) or already there (0)} on success, {0, current version or -1} when the
-# expectation failed (then nothing is written, the intent neither).
+# expectation failed (then nothing is written, the intent neither), {-3, 0} when refused by the fence.
 TRIGGER = (
-    XADD_KEPT
+    FENCE
+    + XADD_KEPT
     + r"""
+if fence_refused() then return {-3, 0} end
 local function pairs_of(packed)
   local out = {}
   local start = 1
@@ -332,3 +370,57 @@ if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], payload) end
 return {1, seq, created}
 """
 )
+
+# -- account leases (issue 14; Redis' single-instance lock pattern plus a fencing token) ---------------------
+# The lease of an account is a string "<token>:<worker id>" with a PX expiry; the token comes from INCR of the
+# account's fence counter, so every new holder writes with a larger token than any before it.
+
+# LEASE_ACQUIRE: KEYS[1] lease  KEYS[2] fence counter   ARGV 1 worker id  2 ttl ms
+# Returns the token (the holder's own, renewed, when it holds it already), or 0 when another worker holds it.
+LEASE_ACQUIRE = r"""
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local sep = string.find(cur, ':', 1, true)
+  if sep and string.sub(cur, sep + 1) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return tonumber(string.sub(cur, 1, sep - 1))
+  end
+  return 0
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token .. ':' .. ARGV[1], 'NX', 'PX', ARGV[2])
+return token
+"""
+
+# LEASE_RENEW: KEYS[1] lease   ARGV 1 value ("<token>:<worker id>")  2 ttl ms.  Returns 1 renewed, 0 lost.
+LEASE_RENEW = r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# LEASE_RELEASE: KEYS[1] lease   ARGV 1 value.  Returns 1 released, 0 not ours (any more).
+LEASE_RELEASE = r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+# WORKER_HEARTBEAT: the live-worker registry, a sorted set scored by expiry in Redis' own clock (one global
+# key, never in a script with a user's key).  KEYS[1] registry  ARGV 1 worker id  2 ttl ms (0 = leave now)
+# Returns the ids of the live workers.
+WORKER_HEARTBEAT = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(ARGV[2]) > 0 then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""

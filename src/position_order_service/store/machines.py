@@ -23,7 +23,8 @@ from . import lua
 from .codec import HashCodec, enc_decimal
 from .intents import INTENT_TTL_S
 from .keys import Channels, Keys
-from .writer import EventWriter, IndexOp, LuaScript, evalsha_in, event_body
+from .leases import Fence
+from .writer import EventWriter, IndexOp, LuaScript, evalsha_in, event_body, refused
 
 STOP_CODEC: HashCodec[TrailingStop] = HashCodec(TrailingStop)
 RULE_CODEC: HashCodec[ConditionalRule] = HashCodec(ConditionalRule)
@@ -127,6 +128,7 @@ class TrailingStopRepository:
             self.channels.trailing_stops(stop.user_id),
             event_type or "",
             event,
+            stop.exchange.value,
         )
         if done:
             await (self._index.add(key) if live else self._index.discard(key))
@@ -137,13 +139,15 @@ class TrailingStopRepository:
     async def trigger_many(self, triggers: Sequence[Trigger]) -> list[bool | Exception]:
         """Record triggers: each a compare-and-set to `triggered` plus its close order's intent, atomically (one
         script, store/lua.py TRIGGER); all of them in one pipelined round trip. Per trigger: True where the CAS
-        won, False where the stored version was another, the error where the script failed (retry it). A lost
+        won, False where the stored version was another, StaleWrite where this worker lost the account's lease,
+        the error where the script failed (retry it). A lost
         connection raises (nothing known: retry all; a CAS that did win is then seen as lost and resync picks
         the triggered stop up)."""
         if not triggers:
             return []
         pipe = self.redis.pipeline(transaction=False)
         event_type = "trailing_stop.triggered"
+        fences: list[Fence | None] = []
         for t in triggers:
             stop = t.stop
             key = self.key_of(stop)
@@ -156,33 +160,36 @@ class TrailingStopRepository:
             changed = SEP.join(x for kv in fields.items() for x in kv)
             if any(SEP in x for kv in (*t.intent.items(), *fields.items()) for x in kv):
                 raise ValueError("a trigger's field holds the separator \\x1f")
-            evalsha_in(
-                pipe,
-                self._trigger.sha,
-                [
-                    key,
-                    self.keys.event_seq(stop.user_id),
-                    self.keys.event_stream(stop.user_id),
-                    t.intent_key,
-                    self.keys.user_trailing_stops(stop.user_id),
-                ],
-                [
-                    str(t.expected_version),
-                    self.channels.trailing_stops(stop.user_id),
-                    event_type,
-                    event_body(event),
-                    self.writer.keep_arg(),
-                    INTENT_TTL_S,
-                    intent,
-                    changed,
-                    member,
-                ],
-            )
+            keys = [
+                key,
+                self.keys.event_seq(stop.user_id),
+                self.keys.event_stream(stop.user_id),
+                t.intent_key,
+                self.keys.user_trailing_stops(stop.user_id),
+            ]
+            args: list[str | int | float] = [
+                str(t.expected_version),
+                self.channels.trailing_stops(stop.user_id),
+                event_type,
+                event_body(event),
+                self.writer.keep_arg(),
+                INTENT_TTL_S,
+                intent,
+                changed,
+                member,
+            ]
+            fence = self.writer.fences.of(stop.user_id, stop.exchange.value)
+            if fence is not None:
+                fence.extend(keys, args)
+            fences.append(fence)
+            evalsha_in(pipe, self._trigger.sha, keys, args)
         await self._trigger.load()
         results = await pipe.execute(raise_on_error=False)
         out: list[bool | Exception] = []
-        for r in results:
-            if isinstance(r, Exception):
+        for fence, r in zip(fences, results, strict=True):
+            if fence is not None and refused(r):  # the account's lease is gone: StaleWrite (counted)
+                out.append(self.writer.fences.refused(fence))
+            elif isinstance(r, Exception):
                 if isinstance(
                     r, ResponseError
                 ):  # e.g. NOSCRIPT after a Redis restart: loaded again next time
@@ -208,24 +215,36 @@ class TrailingStopRepository:
 
     async def _raise_extremes(self, moves: Sequence[TrailingStop]) -> int:
         pipe = self.redis.pipeline(transaction=False)
+        fences = []
         for stop in moves:
             assert stop.extreme_price is not None
             body = event_body({**envelope(stop.user_id, stop.exchange.value), **stop_fields(stop)})
-            evalsha_in(
-                pipe,
-                self._raise.sha,
-                [self.key_of(stop), self.keys.event_seq(stop.user_id), self.keys.event_stream(stop.user_id)],
-                [
-                    stop.side.value,
-                    enc_decimal(stop.extreme_price),
-                    stop.updated_at.isoformat(),
-                    self.channels.trailing_stops(stop.user_id),
-                    body,
-                    self.writer.keep_arg(),
-                ],
-            )
+            keys = [
+                self.key_of(stop),
+                self.keys.event_seq(stop.user_id),
+                self.keys.event_stream(stop.user_id),
+            ]
+            args: list[Any] = [
+                stop.side.value,
+                enc_decimal(stop.extreme_price),
+                stop.updated_at.isoformat(),
+                self.channels.trailing_stops(stop.user_id),
+                body,
+                self.writer.keep_arg(),
+            ]
+            fence = self.writer.fences.of(stop.user_id, stop.exchange.value)
+            if fence is not None:
+                fence.extend(keys, args)
+            fences.append(fence)
+            evalsha_in(pipe, self._raise.sha, keys, args)
         await self._raise.load()
-        return sum(1 for r in await pipe.execute() if r)
+        moved = 0
+        for fence, r in zip(fences, await pipe.execute(), strict=True):
+            if fence is not None and refused(r):
+                self.writer.fences.refused(fence)  # counted; the lease manager stops the account
+            elif r:
+                moved += 1
+        return moved
 
     async def get(self, user_id: str, exchange: str, symbol: str, side: str) -> TrailingStop | None:
         key = self.keys.trailing_stop(user_id, exchange, symbol, side)
@@ -296,6 +315,7 @@ class RuleRepository:
             self.channels.conditional_rules(rule.user_id),
             event_type or "",
             event,
+            rule.exchange.value,
         )
         if done:
             await (self._index.add(key) if live else self._index.discard(key))

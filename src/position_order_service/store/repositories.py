@@ -250,7 +250,7 @@ class OrderRepository:
     async def emit_failed(self, user_id: str, exchange: str, fields: dict[str, Any]) -> int:
         """order.failed: a command the exchange refused or never received (it has no state of its own)."""
         return await self.writer.emit(
-            user_id, self.channels.orders(user_id, exchange), "order.failed", fields
+            user_id, self.channels.orders(user_id, exchange), "order.failed", fields, exchange
         )
 
 

@@ -18,6 +18,7 @@ from .. import metrics
 from ..aio import spawn
 from . import lua
 from .keys import Channels, Keys
+from .leases import Fence, FenceTable
 from .retention import DEFAULT_COUNT, StreamRetention
 
 STREAM_MAXLEN = DEFAULT_COUNT
@@ -69,6 +70,7 @@ class Write:
     event_type: str = ""
     new_again_statuses: tuple[str, ...] = ()
     digest_exclude: tuple[str, ...] = ("updated_at",)
+    fence: Fence | None = None  # the writing worker's lease of the account (None: unfenced)
 
     def digest(self) -> str:
         return content_digest(self.set_fields, self.digest_exclude)
@@ -81,6 +83,21 @@ class Call:
     script: LuaScript
     keys: list[str]
     args: list[str | int | float]
+    fence: Fence | None = None  # set by `fenced`: a refusal fails the caller with StaleWrite
+
+    def fenced(self, fence: Fence | None) -> Call:
+        """This call, carrying `fence` (lua.FENCE: the lease key as last KEY, the token as last ARGV)."""
+        if fence is not None and self.fence is None:
+            fence.extend(self.keys, self.args)
+            self.fence = fence
+        return self
+
+
+def refused(reply: Any) -> bool:
+    """A script's answer "refused by the fence" (-3, or a list starting with -3)."""
+    if isinstance(reply, list):
+        return bool(reply) and isinstance(reply[0], int) and reply[0] == -3
+    return isinstance(reply, int) and reply == -3
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +209,7 @@ class EventWriter:
         self._transition = LuaScript(redis, lua.TRANSITION)
         # record key -> the record as last written by this process (see WRITTEN_CACHE_SIZE)
         self._written: LRUCache[str, Written] = LRUCache(maxsize=WRITTEN_CACHE_SIZE)
+        self.fences = FenceTable()  # the accounts this process holds by lease (empty: unfenced)
 
     def _apply_call(self, w: Write, digest: str | None = None, base: Written | None = None) -> Call:
         """The APPLY call of a write: every field, or (`base`: the record as this process wrote it) only the
@@ -237,7 +255,7 @@ class EventWriter:
         args += del_fields
         args.append(len(ops))
         args += op_args
-        return Call(self._apply, keys, args)
+        return Call(self._apply, keys, args).fenced(w.fence)
 
     def keep_arg(self) -> str:
         """What every XADD keeps of the stream (the scripts' `xadd_kept` argument)."""
@@ -278,11 +296,17 @@ class EventWriter:
         return results
 
     def mark_call(
-        self, key: str, user_id: str, fields: tuple[str, str, str], channel: str, event: dict[str, Any]
+        self,
+        key: str,
+        user_id: str,
+        fields: tuple[str, str, str],
+        channel: str,
+        event: dict[str, Any],
+        fence: Fence | None = None,
     ) -> Call:
         """A MARK script call (store/lua.py): fields = (current_price, unrealized_pnl, size it was valued at)."""
         keys = [key, self.keys.event_seq(user_id), self.keys.event_stream(user_id)]
-        return Call(self._mark, keys, [*fields, channel, event_body(event), self.keep_arg()])
+        return Call(self._mark, keys, [*fields, channel, event_body(event), self.keep_arg()]).fenced(fence)
 
     async def submit(self, calls: list[Call]) -> list[Any]:
         """Group commit of script calls: each atomic on its own; the calls submitted while the previous
@@ -380,7 +404,17 @@ class EventWriter:
         for items, done in batch:
             replies = out[i : i + len(items)]
             i += len(items)
-            error = next((r for r in replies if isinstance(r, Exception)), None)
+            error: Exception | None = next((r for r in replies if isinstance(r, Exception)), None)
+            stale = next(
+                (
+                    c.fence
+                    for c, r in zip(items, replies, strict=True)
+                    if isinstance(c, Call) and c.fence and refused(r)
+                ),
+                None,
+            )
+            if error is None and stale is not None:
+                error = self.fences.refused(stale)
             if error is not None:
                 failed += len(items)
                 if not done.done():
@@ -393,12 +427,18 @@ class EventWriter:
         if n > failed:
             metrics.count_redis("apply", ok=True, n=n - failed)
 
-    async def emit(self, user_id: str, channel: str, event_type: str, fields: dict[str, Any]) -> int:
+    async def emit(
+        self, user_id: str, channel: str, event_type: str, fields: dict[str, Any], exchange: str = ""
+    ) -> int:
         metrics.count_events([event_type])
-        seq = await self._emit(
-            keys=[self.keys.event_seq(user_id), self.keys.event_stream(user_id)],
-            args=[channel, event_type, event_body(fields), self.keep_arg()],
-        )
+        call = Call(
+            self._emit,
+            [self.keys.event_seq(user_id), self.keys.event_stream(user_id)],
+            [channel, event_type, event_body(fields), self.keep_arg()],
+        ).fenced(self.fences.of(user_id, exchange))
+        seq = await self._emit(keys=call.keys, args=call.args)
+        if call.fence is not None and refused(seq):
+            raise self.fences.refused(call.fence)
         return int(seq)
 
     def emit_once_call(
@@ -410,6 +450,7 @@ class EventWriter:
         guard_key: str,
         member: str,
         guard_ttl_s: int = 7 * 24 * 3600,
+        fence: Fence | None = None,
     ) -> Call:
         """An EMIT_ONCE call: emits unless `member` was emitted under `guard_key` within the ttl."""
         keys = [self.keys.event_seq(user_id), self.keys.event_stream(user_id), guard_key]
@@ -423,7 +464,7 @@ class EventWriter:
             guard_ttl_s,
             now_ms,
         ]
-        return Call(self._emit_once, keys, args)
+        return Call(self._emit_once, keys, args).fenced(fence)
 
     async def emit_once(
         self,
@@ -451,8 +492,10 @@ class EventWriter:
         channel: str,
         event_type: str,
         event: dict[str, Any] | None,
+        exchange: str = "",
     ) -> tuple[bool, int]:
-        """Compare-and-set on the hash's `version` (None = must not exist). Returns (done, seq or version)."""
+        """Compare-and-set on the hash's `version` (None = must not exist). Returns (done, seq or version).
+        Fenced by this process' lease of (user_id, exchange) when it holds (or held) one: StaleWrite."""
         keys = [key, self.keys.event_seq(user_id), self.keys.event_stream(user_id)]
         key_index: dict[str, int] = {}
         op_args: list[str | int | float] = []
@@ -475,7 +518,12 @@ class EventWriter:
         args += del_fields
         args.append(len(ops))
         args += op_args
+        fence = self.fences.of(user_id, exchange)
+        if fence is not None:
+            fence.extend(keys, args)
         done, value = await self._transition(keys=keys, args=args)
+        if fence is not None and int(done) == -3:
+            raise self.fences.refused(fence)
         metrics.count_redis("transition", ok=True)
         if int(done) == 1 and event is not None:
             metrics.count_events([event_type])

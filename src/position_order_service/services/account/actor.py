@@ -32,6 +32,7 @@ from ...domain.models import Order, Position
 from ...domain.reconcile import Intent
 from ...exchanges.base import ExchangeGateway
 from ...store import Store
+from ...store.leases import StaleWrite
 from ...supervisor import Supervisor
 from .feeds import AccountHealth, RestWorker, pump
 from .messages import (
@@ -167,6 +168,11 @@ class AccountActor:
                 await self._handle(arrival, msg)
             except asyncio.CancelledError:
                 raise
+            except StaleWrite as exc:  # another worker holds the account now: write nothing more, stop
+                log.warning("account %s:%s: %s; stopping", self.user_id, self.exchange, exc)
+                self.health.state = "stopped"
+                _fail_reply(msg, exc)
+                return
             except Exception as exc:  # a bug or a corrupt record: lose this message, not the account
                 metrics.task_failures.labels(task="account/actor").inc()
                 log.exception(
@@ -296,6 +302,7 @@ class AccountActor:
     async def _apply(self, plan: Plan) -> int:
         """Write the plan, adopt it, publish its events. Returns how many records changed in Redis."""
         store = self.store
+        fence = store.writer.fences.of(self.user_id, self.exchange)  # this worker's lease (issue 14)
         writes = [
             store.orders.write_for(
                 w.order, None if w.versioned else _PROVISIONAL, event=w.event, versioned=w.versioned
@@ -309,8 +316,10 @@ class AccountActor:
             )
             for w in plan.positions
         ]  # fmt: skip
+        for write in writes:
+            write.fence = fence
         results = await self._retrying(lambda: store.writer.apply_many(writes)) if writes else []
-        marks = [store.positions.mark_call(m.position) for m in plan.marks]
+        marks = [store.positions.mark_call(m.position).fenced(fence) for m in plan.marks]
         if marks:
             await self._retrying(lambda: store.writer.submit(marks))
         self.book.commit(plan)
@@ -344,8 +353,11 @@ class AccountActor:
             _fill_body,
             _fill_member,
         )  # fills dedupe by (symbol, trade id): OKX numbers per instrument
+        fence = writer.fences.of(self.user_id, self.exchange)
         calls = [
-            writer.emit_once_call(self.user_id, "", "fill.created", body(self.user_id, f), guard, member(f))
+            writer.emit_once_call(
+                self.user_id, "", "fill.created", body(self.user_id, f), guard, member(f), fence=fence
+            )
             for f in fills
         ]
         seqs = await self._retrying(lambda: writer.submit(calls))
