@@ -140,6 +140,9 @@ def harness_settings(store: Store, **extra: Any) -> Settings:
     values: dict[str, Any] = {
         "key_prefix": store.keys.prefix,
         "dual_schema_write": store.positions.dual_write,
+        # the simulator's limits are off here (below): pacing at OKX's 3/s would only delay the price stream
+        # a test's ticks go to (pacing: tests/exchanges/test_connections.py, test_cold_start.py)
+        "okx_ws_connects_per_s": 1000,
         "price_events_max_hz": 50,
         "reconcile_silent_s": 30,
         "position_mark_interval_s": 0.1,
