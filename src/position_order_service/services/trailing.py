@@ -86,6 +86,9 @@ class TrailingStopEngine:
         self.books: dict[BookKey, TrailingBook] = {}
         self.firing: dict[str, tuple[Decimal, float]] = {}  # fired by the book, trigger not recorded yet
         self._dirty: set[BookKey] = set()
+        self._unwritten: dict[
+            str, Decimal
+        ] = {}  # extremes a failed flush could not write (stop id -> extreme)
         self._by_slot: dict[tuple[str, str, str, str], str] = {}  # (user, exchange, symbol, side) -> stop id
         self.native = NativeStops(self, visibility_lag_s)
         self.executor = StopExecutor(self)
@@ -220,28 +223,30 @@ class TrailingStopEngine:
     async def flush(self) -> None:
         """Persist extremes that moved since the last flush (coalesced) and emit trailing_stop.updated."""
         keys, self._dirty = self._dirty, set()
-        moved: list[TrailingStop] = []
-        now = datetime.now(UTC)
+        extremes, self._unwritten = self._unwritten, {}  # what a failed flush could not write, first
         for key in keys:
             book = self.books.get(key)
-            if book is None:
+            if book is not None:
+                extremes.update(book.take_moved())
+        moved: list[tuple[TrailingStop, TrailingStop]] = []  # (as held before, with the new extreme)
+        now = datetime.now(UTC)
+        for sid, extreme in extremes.items():
+            stop = self.stops.get(sid)
+            if stop is None or stop.state is not StopState.ACTIVE or stop.extreme_price == extreme:
                 continue
-            for sid, extreme in book.take_moved():
-                stop = self.stops.get(sid)
-                if stop is None or stop.state is not StopState.ACTIVE or stop.extreme_price == extreme:
-                    continue
-                stop = stop.model_copy(update={"extreme_price": extreme, "updated_at": now})
-                self._remember(stop)
-                moved.append(stop)
+            raised = stop.model_copy(update={"extreme_price": extreme, "updated_at": now})
+            self._remember(raised)
+            moved.append((stop, raised))
         try:
             for i in range(0, len(moved), 500):
-                await self.store.trailing_stops.raise_extremes(moved[i : i + 500])
+                await self.store.trailing_stops.raise_extremes([r for _, r in moved[i : i + 500]])
         except Exception:
-            self._dirty |= keys  # (the book keeps the extremes: the next flush writes them)
-            for stop in moved:
-                book = self.books.get(self._book_key(stop))
-                if book is not None:
-                    book.add(stop.id, stop.callback_rate, stop.activation_price, stop.extreme_price)
+            # not written: hold the stops as Redis has them, and write these extremes on the next flush
+            # (the book has handed them out already: it would not list them again until they move again)
+            for held, raised in moved:
+                self._unwritten[raised.id] = extremes[raised.id]
+                if self.stops.get(raised.id) is raised:
+                    self._remember(held)
             raise
 
     # -- transitions ------------------------------------------------------------------------------------
