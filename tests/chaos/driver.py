@@ -34,7 +34,7 @@ D = Decimal
 EXCHANGE = "okx"
 PRIVATE = ["orders", "positions", "account"]
 TICK = D("0.1")
-QUIET_MAX_S = 12.0  # how long a quiet period may take to converge before its differences are violations
+QUIET_MAX_S = 20.0  # how long a quiet period may take to converge before its differences are violations
 EXPECTED = (CommandError, GatewayError, RedisError, ConnectionError, OSError, TimeoutError)
 
 
