@@ -85,7 +85,6 @@ class Chaos:
         self.pending: set[asyncio.Task[Any]] = set()
         self.crashes: list[str] = []
         self.redis_down_steps = 0
-        self._ext = 0
         self._unsubscribe = h.engine.subscribe(self._on_engine_event)
 
     def _on_engine_event(self, ev: Event) -> None:
@@ -178,7 +177,6 @@ class Chaos:
     async def external_limit(self) -> None:
         side = self.rng.choice(["buy", "sell"])
         px = self.price - self._away() if side == "buy" else self.price + self._away()
-        self._ext += 1
         pos_side = self._pos_side()
         self._engine_call(
             lambda: self.h.engine.place_order(
