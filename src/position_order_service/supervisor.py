@@ -157,8 +157,15 @@ class Supervisor:
                 try:
                     await factory()
                     return  # finished its work
-                except asyncio.CancelledError:
-                    raise
+                except asyncio.CancelledError as exc:
+                    if cancel_requested() or self._stopped:
+                        raise
+                    # nobody cancelled this task: a future it awaited was cancelled under it (a library's
+                    # internals). That is a failure of the work, not a stop: it must not end it quietly
+                    job.last_error = "CancelledError: cancelled from within, not stopped"
+                    self._failed(job.name, job.kind, exc)
+                    if not restart:
+                        return
                 except Exception as exc:
                     if cancel_requested():
                         raise asyncio.CancelledError from exc

@@ -9,7 +9,7 @@ import pytest
 from .redis_proc import RedisProc
 
 CI_SEEDS = [1, 2]
-CI_STEPS = 2000
+CI_STEPS = 1500
 
 
 def chaos_seeds(config: pytest.Config) -> list[int]:

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ D = Decimal
 EXCHANGE = "okx"
 PRIVATE = ["orders", "positions", "account"]
 TICK = D("0.1")
-QUIET_MAX_S = 12.0  # how long a quiet period may take to converge before its differences are violations
+QUIET_MAX_S = 20.0  # how long a quiet period may take to converge before its differences are violations
 EXPECTED = (CommandError, GatewayError, RedisError, ConnectionError, OSError, TimeoutError)
 
 
@@ -84,7 +85,6 @@ class Chaos:
         self.pending: set[asyncio.Task[Any]] = set()
         self.crashes: list[str] = []
         self.redis_down_steps = 0
-        self._ext = 0
         self._unsubscribe = h.engine.subscribe(self._on_engine_event)
 
     def _on_engine_event(self, ev: Event) -> None:
@@ -177,7 +177,6 @@ class Chaos:
     async def external_limit(self) -> None:
         side = self.rng.choice(["buy", "sell"])
         px = self.price - self._away() if side == "buy" else self.price + self._away()
-        self._ext += 1
         pos_side = self._pos_side()
         self._engine_call(
             lambda: self.h.engine.place_order(
@@ -340,10 +339,16 @@ class Chaos:
 
     async def converge(self, step: int) -> None:
         """Within QUIET_MAX_S the invariants must hold; whatever still differs then is a violation."""
-        deadline = asyncio.get_running_loop().time() + QUIET_MAX_S
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + QUIET_MAX_S
         problems: list[str] = []
+        pushed = 0.0
         while True:
-            self.h.price(str(self.price))  # the held price, pushed again (a ticker socket may have been down)
+            # the held price, pushed again when the service has not seen it (its ticker socket was down). Not
+            # on every round: each price step also fills a resting remainder again (max_fill_per_step)
+            if not self.service_saw_price() and loop.time() - pushed > 1.0:
+                self.h.price(str(self.price))
+                pushed = loop.time()
             try:
                 problems = await self.check()
             except RedisError as exc:  # (our own reads, on a connection from before a restart)
@@ -354,10 +359,42 @@ class Chaos:
         problems += self.crashes
         self.crashes = []
         if problems:
-            raise Violation(f"after step {step}:\n  " + "\n  ".join(problems))
+            raise Violation(f"after step {step}:\n  " + "\n  ".join(problems) + "\n  " + self.diagnosis())
+
+    def diagnosis(self) -> str:
+        """What the account's actor and REST worker were doing (for the report of a violation)."""
+        actor = self.h.accounts.get(self.user, EXCHANGE)
+        if actor is None:
+            return "service: the account is not tracked"
+        rest = actor.rest
+        now = time.monotonic()
+        due = None if rest._due is None else round(rest._due - now, 2)
+        return (
+            f"service: health {actor.health.as_dict()}, streams down {sorted(actor.health.streams_down)}, "
+            f"inbox {len(actor.inbox)}, snapshots {actor.book.snapshots}, reconciled {actor.reconciled.is_set()}, "
+            f"rest: next snapshot due in {due}s, silent for {round(now - rest._last_activity, 2)}s, "
+            f"lookups queued {rest._lookups.qsize()}; jobs {sorted(j for j in self._jobs())}"
+        )
+
+    def _jobs(self) -> list[str]:
+        actor = self.h.accounts.get(self.user, EXCHANGE)
+        scope = getattr(actor, "scope", None)
+        jobs = getattr(scope, "jobs", None) or getattr(scope, "_jobs", None) or {}
+        out = []
+        for name, job in jobs.items() if isinstance(jobs, dict) else enumerate(jobs):
+            task = getattr(job, "task", None)
+            out.append(f"{getattr(job, 'name', name)}:{'done' if task is None or task.done() else 'running'}")
+        return out
+
+    def service_saw_price(self) -> bool:
+        tick = self.h.prices.last(EXCHANGE, SYMBOL)
+        return tick is not None and tick.last == self.price
 
     def held_price(self) -> None:
-        """The service has seen the price held through a quiet period: it bounds each live stop's extreme."""
+        """The price held through a quiet period, once the service has seen it, bounds each live stop's
+        extreme."""
+        if not self.service_saw_price():
+            return
         for model in self.stops.values():
             if model.extreme is None:
                 model.extreme = self.price

@@ -41,6 +41,31 @@ async def test_a_failing_job_is_logged_counted_and_restarted(caplog: pytest.LogC
     await sup.stop()
 
 
+async def test_a_job_that_meets_a_cancellation_nobody_asked_for_is_restarted() -> None:
+    """A CancelledError from inside the work (a library's internal future cancelled under it) while nobody
+    cancelled the job's task is a failure: counted and restarted, not a quiet end of the task."""
+    sup = Supervisor("t5")
+    runs: list[int] = []
+    done = asyncio.Event()
+
+    async def work() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            fut.cancel()  # someone else's future, cancelled: awaiting it raises CancelledError here
+            await fut
+        done.set()
+        await asyncio.Event().wait()  # runs on until stopped
+
+    before = failures("t5/work")
+    job = sup.spawn("work", work, backoff=Backoff(wait_fixed(0.01)))
+    await asyncio.wait_for(done.wait(), 5)
+    assert len(runs) == 2 and not job.done()
+    assert failures("t5/work") - before == 1
+    await sup.stop()  # a real stop still stops it
+    assert job.done() and len(runs) == 2
+
+
 async def test_every_goes_on_after_a_failing_round() -> None:
     sup = Supervisor("t2")
     rounds: list[int] = []
