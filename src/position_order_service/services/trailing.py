@@ -322,8 +322,8 @@ class TrailingStopEngine:
     async def _fire_many(self, stop_ids: list[str]) -> None:
         """Record the triggers of one tick in one pipelined round trip (each trigger: compare-and-set to
         `triggered` plus the intent of its close order, one script; FIRE_CHUNK at most per round trip, more
-        chunks in flight together), then send their close orders concurrently. A trigger not recorded that way is retried on its own (`_fire`) until recorded or
-        moot."""
+        chunks in flight together), then send their close orders concurrently. A trigger not recorded that
+        way is retried on its own (`_fire`) until recorded or moot."""
         ready: list[tuple[TrailingStop, Decimal]] = []
         for sid in stop_ids:
             current = self.stops.get(sid)
