@@ -15,8 +15,9 @@ ticks timed one by one with perf_counter:
 (still runs with 200 distinct extremes and with all stops on 1 extreme.)
 Targets: <= 50 us per tick at 10k stops, <= 1 ms at 100k. Also the yardstick of PERFORMANCE.md measured in the same
 run: a plain Python loop over the N stops with Decimal (0.09-0.17 us per stop per tick on the reference machine).
-Also printed: the engine's ``flush`` bookkeeping after a rising tick, per chunk of 256 moved extremes (the flush
-writes chunk by chunk, the event loop runs ticks between two chunks).
+Also printed: the engine's ``flush`` bookkeeping after a rising tick, per chunk of FLUSH_CHUNK moved extremes (the
+flush writes chunk by chunk, the event loop runs ticks between two chunks); book side only: the engine side (each
+stop's trailing_stop.updated event and its packing) is not in this figure.
 
 Part 2, tick -> close order sent (excluding the exchange's reply): the services wired over the paper gateway
 (tests/services/harness.py: make_harness on the real Redis, key prefix bench:<uuid>:), U users each long
@@ -146,7 +147,9 @@ def part1(n: int, ticks: int) -> dict[str, list[float]]:
     res["book rising"] = time_ticks(book.on_price, rising[1:])
     chunks: list[float] = []
     moved = 0
-    it = iter(book.moved_chunks(256))  # what the engine's flush takes per Redis round trip (FLUSH_CHUNK)
+    from position_order_service.services.trailing import FLUSH_CHUNK
+
+    it = iter(book.moved_chunks(FLUSH_CHUNK))  # what the engine's flush takes per Redis round trip
     while True:
         t0 = time.perf_counter()
         chunk = next(it, None)
@@ -154,7 +157,7 @@ def part1(n: int, ticks: int) -> dict[str, list[float]]:
         if chunk is None:
             break
         moved += len(chunk)
-    res["flush: one chunk of 256 moved extremes (book side)"] = chunks
+    res[f"flush: one chunk of {FLUSH_CHUNK} moved extremes (book side)"] = chunks
     assert moved == n, moved
 
     book = build_book(stops)

@@ -44,6 +44,7 @@ class Trigger:
 SEP = "\x1f"
 TRIGGER_FIELDS = (
     "state",
+    "extreme_price",
     "trigger_price",
     "close_client_order_id",
     "owner",
@@ -151,8 +152,8 @@ class TrailingStopRepository:
         for t in triggers:
             stop = t.stop
             key = self.key_of(stop)
-            # what a trigger changes; the rest is what the CAS's expected version stored (the extreme moves
-            # by RAISE_EXTREME alone, never backwards)
+            # what a trigger changes (and the extreme the engine fired at); the rest is what the CAS's expected
+            # version stored
             fields = STOP_CODEC.encode_some(stop, TRIGGER_FIELDS)
             member = f"{stop.exchange.value}:{stop.symbol}:{stop.side.value}"
             event = {**envelope(stop.user_id, stop.exchange.value), **stop_fields(stop)}
