@@ -11,7 +11,7 @@ the simulator and activated; the service starts and every account opens its priv
 
 Printed: the time until every account is reconciled with its private sockets open, the per-account ready times
 (p50/p99), the sockets opened and the attempt rate, the connections the simulator refused (the target: 0), and
-the yardstick of the same run: the arithmetic's minimum, sockets x (1 s + 0.25 s guard) / limit, and the ratio
+the yardstick of the same run: the arithmetic's minimum, sockets x (1 s + 0.05 s guard) / limit (the limit used to the full), and the ratio
 measured / minimum (1.0 = the limit used to the full).
 """
 
