@@ -96,6 +96,9 @@ def make_client(
 # flight: the attempt `limit` places later starts a full window after it reached the exchange, whatever the
 # delays. The small guard covers the two clocks' rates and rounding.
 OKX_WINDOW_S = 1.0 + 0.05
+MAX_ATTEMPT_S = (
+    15.0  # an attempt still in flight after this (ccxt gives up after 10 s) no longer holds a place
+)
 BINANCE_WINDOW_S = 300.0 + 10.0
 OKX_REQUEST_WINDOW_S = 3600.0 + 60.0
 REQUEST_OPS = frozenset({"login", "subscribe", "unsubscribe"})
@@ -141,7 +144,8 @@ class ConnectPacer:
         self.window_s = window_s
         self.spacing_s = spacing_s  # at least this long between two starts
         self._times: deque[float] = deque()  # when admitted attempts completed (wait(): started)
-        self._in_flight = 0
+        self._in_flight: dict[int, float] = {}  # attempt -> when it started
+        self._next_id = 0
         self._last_start = float("-inf")
         self._turn = asyncio.Lock()
         self.waited = 0  # attempts that had to wait for the window
@@ -150,13 +154,17 @@ class ConnectPacer:
         """Called holding the turn: returns once one more attempt may start now."""
         while True:
             now = time.monotonic()
+            for attempt, started in list(self._in_flight.items()):
+                if now - started > MAX_ATTEMPT_S:  # never finished (a lost task): counted as done by now
+                    del self._in_flight[attempt]
+                    self._times.append(started + MAX_ATTEMPT_S)
             while self._times and now - self._times[0] >= self.window_s:
                 self._times.popleft()
             if now - self._last_start < self.spacing_s:
                 self.waited += 1
                 await asyncio.sleep(self.spacing_s - (now - self._last_start))
                 continue
-            if len(self._times) + self._in_flight < self.limit:
+            if len(self._times) + len(self._in_flight) < self.limit:
                 self._last_start = now
                 return
             self.waited += 1
@@ -171,12 +179,13 @@ class ConnectPacer:
     async def run(self, attempt: Callable[[], Awaitable[T]]) -> T:
         async with self._turn:
             await self._admit()
-            self._in_flight += 1
+            token = self._next_id = self._next_id + 1
+            self._in_flight[token] = self._last_start
         try:
             return await attempt()
         finally:
-            self._in_flight -= 1
-            self._times.append(time.monotonic())
+            if self._in_flight.pop(token, None) is not None:
+                self._times.append(time.monotonic())
 
 
 _PACERS: dict[tuple[str, str], ConnectPacer] = {}
