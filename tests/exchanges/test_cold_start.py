@@ -3,10 +3,10 @@ after the simulator drops every socket at once (/sim/disconnect): the service in
 over loopback, the simulator enforcing OKX's per-IP connection limit.
 
 Scaled limit, same arithmetic: OKX admits 3 WebSocket connection attempts per second per IP, so 300 accounts x
-2 private sockets (/private, /business) = 600 attempts take 600 / 3 = 200 s at the real limit (250 s with the
-pacer's quarter-second guard on each one-second window). Here both the simulator (POST /sim/limits
-okx_ws_connects_per_s=30) and the service (OKX_WS_CONNECTS_PER_S=30) use 30 per second, ten times the real
-one: 600 / 30 = 20 s per phase (25 s with the guard). The proof is the same: the simulator refuses any
+2 private sockets (/private, /business) = 600 attempts take 600 / 3 = 200 s at the real limit (the pacer:
+600 x (1.05 s + one handshake) / 3). Here both the simulator (POST /sim/limits okx_ws_connects_per_s=30) and
+the service (OKX_WS_CONNECTS_PER_S=30) use 30 per second, ten times the real one: 600 / 30 = 20 s per phase
+(600 x (1.05 s + one handshake) / 30 with the pacer). The proof is the same: the simulator refuses any
 attempt over its limit (HTTP 429, counted in refused_connections) and must count none. The real 3/s case is
 bench/bench_cold_start.py.
 """

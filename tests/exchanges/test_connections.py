@@ -97,15 +97,32 @@ async def test_okx_attempts_are_spread_evenly_over_the_window() -> None:
     together than they left: OKX's pacer spaces attempts by window / limit instead."""
     limits = ConnectionLimits(okx_connects_per_s=10)
     window = limits.connect_window(Exchange.OKX)
-    assert window is not None and window[2] == pytest.approx(0.125)
+    assert window is not None and window[2] == pytest.approx(0.105)
     pacer = ConnectPacer(*window)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     for _ in range(4):
         await pacer.wait()
-    assert loop.time() - t0 >= 3 * 0.125 - 0.01
+    assert loop.time() - t0 >= 3 * 0.105 - 0.01
     binance = limits.connect_window(Exchange.BINANCE)
     assert binance is not None and binance[0] == 300 and binance[2] == 0  # a 5-minute window: burst kept
+
+
+async def test_an_attempt_counts_from_when_it_completes_so_slow_arrivals_cannot_bunch_up() -> None:
+    """Two attempts that take 0.2 s each (a busy loop, a slow handshake): the third starts a full window after
+    the first one COMPLETED (the exchange had seen it by then), not after it started."""
+    pacer = ConnectPacer(2, 0.3)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    starts: list[float] = []
+
+    async def attempt() -> None:
+        starts.append(loop.time() - t0)
+        await asyncio.sleep(0.2)
+
+    await asyncio.gather(*(pacer.run(attempt) for _ in range(3)))
+    assert starts[0] < 0.05 and starts[1] < 0.05
+    assert starts[2] >= 0.2 + 0.3 - 0.01, starts  # counted from the start it would have been 0.3
 
 
 async def _subscribe_three_tickers(paced: bool) -> tuple[int, Any]:
@@ -114,7 +131,7 @@ async def _subscribe_three_tickers(paced: bool) -> tuple[int, Any]:
     client = make_client("okx", server.url)
     limits = ConnectionLimits(okx_requests_per_conn_per_hour=2, reconnect_jitter_s=0)
     if paced:
-        pace_connections(client, ConnectPacer(3, 1.25, 0.42), limits, Exchange.OKX)
+        pace_connections(client, ConnectPacer(3, 1.05, 0.35), limits, Exchange.OKX)
     watches: list[asyncio.Future[Any]] = []
     try:
         async with aiohttp.ClientSession() as http:
