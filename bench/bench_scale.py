@@ -9,7 +9,8 @@ by lease, on a key prefix of their own.
 
 1. Throughput. For 1 worker, then 2: each account rests `--orders` limit buys below the price (placed by the
    accounts' own ccxt clients and settled first); then the price drops below all of them in one move, and the
-   exchange fills every order at once: order, position and fill pushes queue up in the workers' sockets. Figure: events written to Redis (the sum of the users' event streams) per second, from the start
+   exchange fills every order at once: order, position and fill pushes queue up in the workers' sockets. The
+   run ends when nothing new came for 3 s; it also reports how many of the exchange's fills got a fill.created. Figure: events written to Redis (the sum of the users' event streams) per second, from the start
    of the sweep to the last event; the ratio 2 workers / 1 worker is the figure against the target (>= 1.7).
    Marks are off (POSITION_MARK_INTERVAL_S=3600) so only exchange updates count.
 2. Failover. Two workers hold the accounts; kill -9 one; time until every one of its accounts is leased by
@@ -200,6 +201,24 @@ class Bench:
 
         await asyncio.gather(*(one(u) for u in self.users))
 
+    def marks(self) -> dict[str, bytes]:
+        """The last entry id of each user's stream (where a count of new events starts)."""
+        pipe = self.r.pipeline(transaction=False)
+        for u in self.users:
+            pipe.xrevrange(self.keys.event_stream(u), count=1)
+        return {u: (e[0][0] if e else b"0-0") for u, e in zip(self.users, pipe.execute(), strict=True)}
+
+    def fills_since(self, marks: dict[str, bytes]) -> int:
+        pipe = self.r.pipeline(transaction=False)
+        for u in self.users:
+            pipe.xrange(self.keys.event_stream(u), min=b"(" + marks[u])
+        return sum(
+            1
+            for entries in pipe.execute()
+            for _, f in entries
+            if b'"event_type":"fill.created"' in f[b"data"]
+        )
+
     def settle(self, quiet_s: float = 1.5) -> tuple[int, float]:
         """(events, time of the last new one): polls until nothing new for `quiet_s`."""
         last, at = self.events(), time.monotonic()
@@ -221,9 +240,12 @@ class Bench:
         asyncio.run(self._rest_orders(levels))
         placed_s = time.monotonic() - t0
         before, _ = self.settle()
+        marks = self.marks()
+        expected = len(self.users) * len(levels)
         start = time.monotonic()
         self.price(str(levels[-1] - 100))  # one move through every resting order: all fill at once
-        after, last_at = self.settle()
+        after, last_at = self.settle(3.0)
+        fills = self.fills_since(marks)
         updates = after - before
         seconds = last_at - start
         for w in workers:
@@ -231,7 +253,8 @@ class Bench:
         self.workers = [w for w in self.workers if w not in workers]
         wait_until(lambda: all(h is None for h in self.holders().values()), 30, "leases released")
         self.price("60000")
-        return {"updates": updates, "seconds": seconds, "rate": updates / seconds, "placed_s": placed_s}
+        return {"updates": updates, "seconds": seconds, "rate": updates / seconds, "placed_s": placed_s,
+                "fills": fills, "expected": expected}  # fmt: skip
 
     # -- 2. failover ------------------------------------------------------------------------------------------
     def failover(self) -> tuple[list[float], list[float]]:
@@ -308,7 +331,8 @@ def main() -> None:
                     base -= Decimal(10) * (args.orders + 10)
                     rates[n].append(out["rate"])
                     print(f"  run {run + 1}, {n} worker(s): {out['updates']:.0f} updates in {out['seconds']:.2f} s = "
-                          f"{out['rate']:,.0f}/s (orders placed in {out['placed_s']:.1f} s)", flush=True)  # fmt: skip
+                          f"{out['rate']:,.0f}/s; fill events {out['fills']:.0f} of {out['expected']:.0f} exchange fills "
+                          f"(orders placed in {out['placed_s']:.1f} s)", flush=True)  # fmt: skip
             one, two = statistics.median(rates[1]), statistics.median(rates[2])
             ratio = two / one
             print(f"tracked updates/s: 1 worker {one:,.0f}/s, 2 workers {two:,.0f}/s: ratio {ratio:.2f} "

@@ -72,12 +72,12 @@ async def test_a_graceful_stop_releases_every_lease_at_once(store: Store) -> Non
 
 
 async def test_a_lapsed_lease_is_taken_and_its_old_holder_stops_writing(store: Store) -> None:
-    m1, a1 = manager(store, "w1", ttl_s=0.3)
+    m1, a1 = manager(store, "w1", ttl_s=1.0)
     await tick(m1)
     assert a1.running == ACCOUNTS
     old = m1.fences.of("u1", "okx")
-    await asyncio.sleep(0.5)  # w1 paused past its lease
-    m2, a2 = manager(store, "w2", ttl_s=0.3)
+    await asyncio.sleep(1.2)  # w1 paused past its lease
+    m2, a2 = manager(store, "w2", ttl_s=1.0)
     await tick(m2)
     assert a2.running == ACCOUNTS
     await tick(m1)  # w1 runs again: its renewals fail, its actors stop, it claims nothing held
