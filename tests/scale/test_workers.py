@@ -36,7 +36,7 @@ from ..e2e.support import place, venue_client
 from ..processes import ROOT, Process, _start, start_simulator, wait_until
 from .conftest import BACKENDS
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(420)
 
 N_ACCOUNTS = 30
 LEASE_TTL_S = 2.0
@@ -295,7 +295,7 @@ def deployment(
 
 def test_each_account_is_tracked_by_exactly_one_worker_and_each_fill_is_one_event(d: Deployment) -> None:
     live = set(d.workers)
-    wait_all_held(d, live, within=60)
+    wait_all_held(d, live, within=120)
     # shares settle at the fair share plus the margin: ceil(30 / 3) + 1
     wait_until(lambda: max(len(d.held_by(w)) for w in live) <= 11, within=4 * LEASE_TTL_S, what="fair shares")
     holders = d.holders()
