@@ -28,6 +28,7 @@ import httpx
 import orjson
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from position_order_service.exchanges.base import Credentials, ExchangeGateway
 from position_order_service.store.keys import Keys
@@ -287,8 +288,8 @@ def deployment(
             import shutil
 
             shutil.copytree(tmp, Path(keep) / tmp.name, dirs_exist_ok=True)
-        r = redis.Redis.from_url(url)
-        for k in r.scan_iter(match=f"{prefix}*", count=500):
+        r = RedisCluster.from_url(url) if request.param == "cluster" else redis.Redis.from_url(url)
+        for k in r.scan_iter(match=f"{prefix}*", count=500):  # on a cluster: every master
             r.delete(k)
         r.close()
 
