@@ -62,11 +62,14 @@ class Deployment:
     api: Process | None = None
     workers: dict[str, Process] = field(default_factory=dict)
     creds: dict[str, Credentials] = field(default_factory=dict)
+    cluster: bool = (
+        False  # a Redis Cluster: keys of one user carry its hash tag; the client follows the slots
+    )
     _n: int = 0
 
     @property
     def keys(self) -> Keys:
-        return Keys(prefix=self.prefix)
+        return Keys(prefix=self.prefix, cluster_tags=self.cluster)
 
     def env(self, **extra: str) -> dict[str, str]:
         names = ("REDIS_", "OKX_", "BINANCE_", "API_", "CREDENTIALS_", "DATABASE_", "EMBEDDED_", "SIM",
@@ -103,8 +106,8 @@ class Deployment:
         return self.api.url
 
     # -- what Redis and the processes say ---------------------------------------------------------------
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url)
+    def redis(self) -> redis.Redis | RedisCluster:
+        return RedisCluster.from_url(self.redis_url) if self.cluster else redis.Redis.from_url(self.redis_url)
 
     def holders(self) -> dict[str, str | None]:
         """user -> the worker holding its account's lease (None: nobody)."""
@@ -258,7 +261,7 @@ def deployment(
     prefix = f"t:scale:{uuid.uuid4().hex[:8]}:"
     tmp = tmp_path_factory.mktemp(f"scale-{request.param}")
     sim = start_simulator(tmp)
-    d = Deployment(url, prefix, tmp, sim)
+    d = Deployment(url, prefix, tmp, sim, cluster=request.param == "cluster")
     try:
         assert httpx.post(f"{sim.url}/sim/limits", json={"enabled": False}).status_code == 200
         assert httpx.post(f"{sim.url}/sim/prices", json={"symbol": BTC, "price": "60000"}).status_code == 200
@@ -288,7 +291,7 @@ def deployment(
             import shutil
 
             shutil.copytree(tmp, Path(keep) / tmp.name, dirs_exist_ok=True)
-        r = RedisCluster.from_url(url) if request.param == "cluster" else redis.Redis.from_url(url)
+        r = d.redis()
         for k in r.scan_iter(match=f"{prefix}*", count=500):  # on a cluster: every master
             r.delete(k)
         r.close()

@@ -148,11 +148,13 @@ class LeaseRepository:
     async def _many(self, script: LuaScript, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
         """One pipeline of script calls; again once after reloading a script Redis lost (SCRIPT FLUSH, a
         restart). Re-running is safe: each script is idempotent for its caller."""
+        from .writer import evalsha_in
+
         for attempt in (1, 2):
             await script.load()
             pipe = self.redis.pipeline(transaction=False)
             for keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                evalsha_in(pipe, script.sha, keys, args)
             try:
                 return list(await pipe.execute())
             except NoScriptError:
