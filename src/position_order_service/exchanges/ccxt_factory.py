@@ -112,11 +112,11 @@ class ConnectionLimits:
     reconnect_jitter_s: float = 1.0  # a reconnect waits a random 0..this before its turn at the pacer
 
     def connect_window(self, exchange: Exchange) -> tuple[int, float, float] | None:
-        """(attempts, window in seconds, spacing in seconds) of the venue's per-IP connection limit, margin
-        included. OKX's window is one second: attempts also start evenly spread over it (no bursts at the
-        exchange). Binance's is five minutes: its burst is kept (300 accounts at once)."""
+        """(attempts, window in seconds, spacing in seconds) of the venue's per-IP connection limit, guard
+        included. Attempts count from their completion (ConnectPacer.run), so both venues keep their bursts:
+        an account's private sockets and a new public feed open at once."""
         if exchange is Exchange.OKX:
-            return self.okx_connects_per_s, OKX_WINDOW_S, OKX_WINDOW_S / self.okx_connects_per_s
+            return self.okx_connects_per_s, OKX_WINDOW_S, 0.0
         if exchange is Exchange.BINANCE:
             return self.binance_connects_per_5min, BINANCE_WINDOW_S, 0.0
         return None
