@@ -8,7 +8,6 @@ import asyncio
 from typing import Any
 
 import aiohttp
-import pytest
 
 from position_order_service.domain.enums import Exchange
 from position_order_service.exchanges.base import Credentials, ExchangeGateway
@@ -92,20 +91,16 @@ async def test_many_accounts_starting_at_once_are_admitted_within_okx_s_connecti
         await server.stop()
 
 
-async def test_okx_attempts_are_spread_evenly_over_the_window() -> None:
-    """A burst at the end of one window and another at the start of the next could reach the exchange closer
-    together than they left: OKX's pacer spaces attempts by window / limit instead."""
-    limits = ConnectionLimits(okx_connects_per_s=10)
-    window = limits.connect_window(Exchange.OKX)
-    assert window is not None and window[2] == pytest.approx(0.105)
-    pacer = ConnectPacer(*window)
+async def test_a_pacer_with_spacing_spreads_its_attempts_and_the_venues_keep_their_bursts() -> None:
+    pacer = ConnectPacer(10, 1.05, 0.105)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     for _ in range(4):
         await pacer.wait()
     assert loop.time() - t0 >= 3 * 0.105 - 0.01
-    binance = limits.connect_window(Exchange.BINANCE)
-    assert binance is not None and binance[0] == 300 and binance[2] == 0  # a 5-minute window: burst kept
+    limits = ConnectionLimits()
+    assert limits.connect_window(Exchange.OKX) == (3, 1.05, 0.0)
+    assert limits.connect_window(Exchange.BINANCE) == (300, 310.0, 0.0)
 
 
 async def test_an_attempt_counts_from_when_it_completes_so_slow_arrivals_cannot_bunch_up() -> None:

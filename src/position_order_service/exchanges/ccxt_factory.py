@@ -112,11 +112,11 @@ class ConnectionLimits:
     reconnect_jitter_s: float = 1.0  # a reconnect waits a random 0..this before its turn at the pacer
 
     def connect_window(self, exchange: Exchange) -> tuple[int, float, float] | None:
-        """(attempts, window in seconds, spacing in seconds) of the venue's per-IP connection limit, margin
-        included. OKX's window is one second: attempts also start evenly spread over it (no bursts at the
-        exchange). Binance's is five minutes: its burst is kept (300 accounts at once)."""
+        """(attempts, window in seconds, spacing in seconds) of the venue's per-IP connection limit, guard
+        included. Attempts count from their completion (ConnectPacer.run), so both venues keep their bursts:
+        an account's private sockets and a new public feed open at once."""
         if exchange is Exchange.OKX:
-            return self.okx_connects_per_s, OKX_WINDOW_S, OKX_WINDOW_S / self.okx_connects_per_s
+            return self.okx_connects_per_s, OKX_WINDOW_S, 0.0
         if exchange is Exchange.BINANCE:
             return self.binance_connects_per_5min, BINANCE_WINDOW_S, 0.0
         return None
@@ -171,6 +171,11 @@ class ConnectPacer:
             # the oldest completion leaves the window then; an attempt in flight may complete sooner
             await asyncio.sleep(self.window_s - (now - self._times[0]) + 0.01 if self._times else 0.02)
 
+    @property
+    def busy(self) -> bool:
+        """Another attempt is in flight or waiting for its turn (many sockets reconnecting at once)."""
+        return bool(self._in_flight) or self._turn.locked()
+
     async def wait(self) -> None:
         async with self._turn:
             await self._admit()
@@ -218,9 +223,10 @@ def pace_connections(
     exchange: Exchange | None = None,
 ) -> None:
     """Every WebSocket client `client` makes waits for the venue's pacer before each connection attempt (after
-    ccxt's own reconnect backoff, and on a reconnect after a random jitter of up to reconnect_jitter_s, so that
-    sockets dropped together do not all queue in the order they dropped, and several processes sharing an
-    address do not come back in lockstep). On OKX each socket also paces its login/subscribe/unsubscribe
+    ccxt's own reconnect backoff, and on a reconnect while other attempts are under way (a storm) after a random
+    jitter of up to reconnect_jitter_s, so that sockets dropped together do not all queue in the order they
+    dropped, and several processes sharing an address do not come back in lockstep; a lone reconnect goes at
+    once). On OKX each socket also paces its login/subscribe/unsubscribe
     requests within the per-connection hourly budget. Only the service's gateways are paced: a plain
     `make_client` is not."""
     if pacer is None:
@@ -239,7 +245,7 @@ def pace_connections(
             async def paced_open(session: Any, backoff_delay: float = 0) -> Any:
                 if backoff_delay:
                     await asyncio.sleep(backoff_delay)
-                if url in opened and limits.reconnect_jitter_s > 0:
+                if url in opened and limits.reconnect_jitter_s > 0 and pacer.busy:
                     await asyncio.sleep(random.uniform(0, limits.reconnect_jitter_s))
                 opened.add(url)
                 return await pacer.run(lambda: open_(session, 0))
