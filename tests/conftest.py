@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
+from position_order_service.exchanges.ccxt_factory import ConnectionLimits, set_connection_limits
 from position_order_service.store import Store
 from position_order_service.store.connection import connect_redis
 from position_order_service.store.embedded import FakeRedisTcp, free_port
@@ -47,6 +48,15 @@ def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
     os.environ["DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
     yield
     os.environ.pop("DATA_DIR", None)
+
+
+@pytest.fixture(autouse=True)
+def _exchange_connection_limits() -> Iterator[None]:
+    """Each test starts with the exchanges' own connection limits: they are process-wide (every gateway of a
+    process paces by them), and a service built earlier in the same worker process may have set others."""
+    set_connection_limits(ConnectionLimits())
+    yield
+    set_connection_limits(ConnectionLimits())
 
 
 @pytest.fixture(scope="session")

@@ -109,7 +109,9 @@ async def test_an_update_sends_only_what_changed_and_the_record_is_whole(any_sto
 
 
 async def test_a_delta_over_a_record_another_writer_changed_is_sent_whole(any_store: Store) -> None:
-    other = Store.create(any_store.redis, prefix=any_store.keys.prefix)  # another process, same records
+    other = Store.create(  # another process, same records
+        any_store.redis, prefix=any_store.keys.prefix, cluster_tags=any_store.keys.cluster_tags
+    )
     v1 = order(exchange_order_id="o1")
     assert (await any_store.orders.upsert(v1)).applied
     v2 = v1.model_copy(
