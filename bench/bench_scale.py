@@ -38,6 +38,9 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+from tests.processes import http_ok  # noqa: E402
 
 from position_order_service.domain.enums import OrderSide, OrderType  # noqa: E402
 from position_order_service.domain.market import OrderRequest  # noqa: E402
@@ -60,13 +63,6 @@ def wait_until(check: Any, within: float, what: str, every: float = 0.05) -> Any
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out after {within} s waiting for {what} (logs in {LOGS})")
         time.sleep(every)
-
-
-def http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code < 500
-    except httpx.HTTPError:
-        return False
 
 
 class Proc:
