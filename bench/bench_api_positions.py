@@ -300,11 +300,22 @@ def parse() -> argparse.Namespace:
     return ap.parse_args()
 
 
+def ensure_wrk() -> None:
+    """The set-up step: Debian's wrk, installed when missing (as root, as on this machine kind)."""
+    if shutil.which("wrk") is not None:
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        raise SystemExit("wrk is not installed: run `apt-get install -y wrk` as root")
+    print("wrk is missing: apt-get install -y wrk", flush=True)
+    done = subprocess.run(["apt-get", "install", "-y", "wrk"], capture_output=True, text=True)
+    if done.returncode != 0 or shutil.which("wrk") is None:
+        raise SystemExit(f"apt-get install -y wrk failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
 async def main(args: argparse.Namespace) -> None:
     if args.quick:
         args.runs, args.duration = 1, 3.0
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed (apt-get install -y wrk)")
+    ensure_wrk()
     runs = [await one_run(args) for _ in range(args.runs)]
     print(f"GET /api/v1/positions/{{user}}/okx ({args.positions} positions) vs the yardstick (FastAPI, one HGETALL of "
           f"12 fields); uvicorn 1 worker, httptools, uvloop; python {platform.python_version()}, {os.cpu_count()} cpus; "

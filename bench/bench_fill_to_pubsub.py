@@ -62,6 +62,7 @@ USER = "benchfill"
 TARGET_P99_MS = 20.0  # issue 4
 TARGET_15_RATE = 1000.0  # issue 15: p99 <= 5 ms at 1,000 fills/s paced
 TARGET_15_P99_MS = 5.0
+SIZE = Decimal("1")
 
 SUBSCRIBER = r"""
 import sys, time, orjson, redis
@@ -125,19 +126,106 @@ async def cleanup(redis: Redis, prefix: str) -> int:
     return n
 
 
+class InProcessExchange:
+    """The simulator inside the service's process (`Settings(sim="on")`): its engine called directly."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    async def account(self, key: str) -> None:
+        self.engine.create_account(key, "bench-secret", "bench-pass", balances={"USDT": "1000000000"})
+
+    async def price(self, price: str) -> float:
+        t0 = time.monotonic()
+        self.engine.set_price(INST, price)
+        return t0
+
+    async def order(self, key: str, cid: str, side: str, px: str | None = None) -> float:
+        extra = {"ord_type": "limit", "px": px} if px else {}
+        t0 = time.monotonic()
+        self.engine.place_order(key, INST, side, SIZE, client_order_id=cid, **extra)
+        return t0
+
+    async def pace(self, key: str, rate: float, n: int, prefix: str) -> tuple[list[tuple[str, float]], float]:
+        sent: list[tuple[str, float]] = []
+        start = time.monotonic()
+        for i in range(n):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            cid = f"{prefix}x{i}"
+            sent.append((cid, await self.order(key, cid, "buy" if i % 2 == 0 else "sell")))
+        return sent, n / (time.monotonic() - start)
+
+
+class SubprocessExchange:
+    """The simulator in a process of its own (bench/sim_driver.py), so that the service's process and the
+    exchange do not share a core; fills are made, and timestamped, inside that process."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
+        self.proc, self.url = proc, url
+
+    @classmethod
+    async def start(cls) -> SubprocessExchange:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "bench" / "sim_driver.py"), "okx",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        first = await asyncio.wait_for(proc.stdout.readline(), 30)
+        return cls(proc, orjson.loads(first)["url"])
+
+    async def call(self, **cmd: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(orjson.dumps(cmd) + b"\n")
+        await self.proc.stdin.drain()
+        reply: dict[str, Any] = orjson.loads(await asyncio.wait_for(self.proc.stdout.readline(), 120))
+        if "error" in reply:
+            raise RuntimeError(f"sim_driver {cmd['op']}: {reply['error']}")
+        return reply
+
+    async def account(self, key: str) -> None:
+        await self.call(
+            op="account", key=key, secret="bench-secret", passphrase="bench-pass", usdt="1000000000"
+        )
+
+    async def price(self, price: str) -> float:
+        return float((await self.call(op="price", symbol=INST, price=price))["t0"])
+
+    async def order(self, key: str, cid: str, side: str, px: str | None = None) -> float:
+        extra = {"type": "limit", "px": px} if px else {}
+        reply = await self.call(op="order", key=key, symbol=INST, side=side, size=str(SIZE), cid=cid, **extra)
+        return float(reply["t0"])
+
+    async def pace(self, key: str, rate: float, n: int, prefix: str) -> tuple[list[tuple[str, float]], float]:
+        reply = await self.call(
+            op="pace", key=key, symbol=INST, size=str(SIZE), rate=rate, n=n, prefix=prefix
+        )
+        return [(cid, t0) for cid, t0 in reply["sent"]], float(reply["rate"])
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.proc.wait(), 5)
+
+
 async def run_once(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
     prefix = f"bench:{uuid.uuid4().hex[:12]}:"
     tmp = tempfile.TemporaryDirectory(prefix="bench-fill-")
+    remote = await SubprocessExchange.start() if args.sim_process else None
+    where: dict[str, Any] = (
+        {"sim": "off", "okx_base_url": remote.url} if remote else {"sim": "on", "sim_port": 0}
+    )
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         redis_url=REDIS_URL,
         key_prefix=prefix,
-        sim="on",
-        sim_port=0,
         history=not args.no_history,
         database_url=f"sqlite+aiosqlite:///{tmp.name}/history.sqlite3",
         credentials_key="bench-credentials-key-0123456789",
         log_level="WARNING",
+        **where,
     )
     app = create_app(settings)
     redis = Redis.from_url(REDIS_URL)
@@ -146,12 +234,18 @@ async def run_once(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
     try:
         async with app.router.lifespan_context(app):
             ctx = app.state.ctx
-            assert ctx.simulator is not None
-            await ctx.simulator.ctx.stop_feeds()  # the demo's random walks: nothing moves unless we move it
-            engine = ctx.simulator.ctx.engine
+            exchange: InProcessExchange | SubprocessExchange
+            if remote is None:
+                assert ctx.simulator is not None
+                await (
+                    ctx.simulator.ctx.stop_feeds()
+                )  # the demo's random walks: nothing moves unless we move it
+                exchange = InProcessExchange(ctx.simulator.ctx.engine)
+            else:
+                exchange = remote
             key = f"key-{USER}"
-            engine.create_account(key, "bench-secret", "bench-pass", balances={"USDT": "1000000000"})
-            engine.set_price(INST, "60000")
+            await exchange.account(key)
+            await exchange.price("60000")
             await ctx.credentials.put(USER, "okx", Credentials(key, "bench-secret", "bench-pass"))
             await ctx.active_users.activate(USER, ["okx"])
             assert await ctx.accounts.wait_reconciled(USER, "okx", 15), "account not reconciled"
@@ -185,7 +279,6 @@ async def run_once(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
                 yard.append((await receipts.wait(cid, "yard")) - t0)
             out["yard"] = yard
 
-            sz = Decimal("1")
             n_warm = 20
 
             # sequential market orders
@@ -193,8 +286,7 @@ async def run_once(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
             to_applied: list[float] = []
             for i in range(n_warm + args.n):
                 cid = f"m{run_no}x{i}"
-                t0 = time.monotonic()
-                engine.place_order(key, INST, "buy" if i % 2 == 0 else "sell", sz, client_order_id=cid)
+                t0 = await exchange.order(key, cid, "buy" if i % 2 == 0 else "sell")
                 t1 = await receipts.wait(cid, "filled")
                 if i >= n_warm:
                     market.append(t1 - t0)
@@ -207,42 +299,26 @@ async def run_once(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
             for i in range(n_warm + args.n):
                 cid = f"p{run_no}x{i}"
                 buy = i % 2 == 0
-                engine.place_order(key, INST, "buy" if buy else "sell", sz, ord_type="limit",
-                                   px="59990" if buy else "60010", client_order_id=cid)  # fmt: skip
+                await exchange.order(key, cid, "buy" if buy else "sell", px="59990" if buy else "60010")
                 await receipts.wait(cid, "open")
-                t0 = time.monotonic()
-                engine.set_price(INST, "59980" if buy else "60020")
+                t0 = await exchange.price("59980" if buy else "60020")
                 t1 = await receipts.wait(cid, "filled")
-                engine.set_price(INST, "60000")
+                await exchange.price("60000")
                 if i >= n_warm:
                     price_fills.append(t1 - t0)
             out["price"] = price_fills
 
             # paced market orders at each --rates fills/s
             for rate in args.rates:
-                paced: list[float] = []
-                pending: list[tuple[str, float]] = []
-                interval = 1.0 / rate
                 prof = (
                     cProfile.Profile() if (args.profile and run_no == 0 and rate == args.rates[-1]) else None
                 )
                 await asyncio.sleep(0.3)
                 cpu0 = time.process_time()
-                start = time.monotonic()
                 if prof is not None:
                     prof.enable()
-                for i in range(args.paced_n):
-                    due = start + i * interval
-                    delay = due - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    cid = f"r{rate:g}x{run_no}x{i}"
-                    t0 = time.monotonic()
-                    engine.place_order(key, INST, "buy" if i % 2 == 0 else "sell", sz, client_order_id=cid)
-                    pending.append((cid, t0))
-                achieved = args.paced_n / (time.monotonic() - start)
-                for cid, t0 in pending:
-                    paced.append((await receipts.wait(cid, "filled", within=60)) - t0)
+                pending, achieved = await exchange.pace(key, rate, args.paced_n, f"r{rate:g}x{run_no}")
+                paced = [(await receipts.wait(cid, "filled", within=60)) - t0 for cid, t0 in pending]
                 await asyncio.sleep(0.2)
                 if prof is not None:
                     prof.disable()
@@ -259,6 +335,8 @@ async def run_once(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
             sub.terminate()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sub.wait(), 5)
+        if remote is not None:
+            await remote.close()
         out["deleted"] = await cleanup(redis, prefix)
         await redis.aclose()
         tmp.cleanup()
@@ -271,6 +349,8 @@ def print_profile(prof: cProfile.Profile, what: str) -> None:
     total = 0.0
     rows = []
     for (path, lineno, fn), (_cc, _nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+        if "poll" in fn and "select" in fn:
+            continue  # the loop waiting for sockets: idle, not work
         total += tt
         p = path.replace("\\", "/")
         for needle, group in (("/ccxt/", "ccxt"), ("position_order_service/sim", "simulator (in process)"),
@@ -287,6 +367,9 @@ def print_profile(prof: cProfile.Profile, what: str) -> None:
     print(f"  cProfile ({what}; profiler overhead included): self time by package")
     for g, t in sorted(groups.items(), key=lambda kv: -kv[1])[:10]:
         print(f"    {g:<30} {100 * t / total:5.1f}%")
+    print("  by own time (top 15):")
+    for tt, _ct, name in sorted(rows, key=lambda r: -r[0])[:15]:
+        print(f"    own {100 * tt / total:5.1f}%  {name}")
     print("  by cumulative time (project and ccxt entry points):")
     shown = 0
     for _tt, ct, name in sorted(rows, key=lambda r: -r[1]):
@@ -319,6 +402,11 @@ async def main() -> None:
     ap.add_argument("--paced-n", type=int, default=500)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument(
+        "--sim-process",
+        action="store_true",
+        help="run the simulator in a process of its own (bench/sim_driver.py), not in the service's",
+    )
+    ap.add_argument(
         "--no-history", action="store_true", help="run the service without the SQL history writer"
     )
     args = ap.parse_args()
@@ -329,7 +417,12 @@ async def main() -> None:
     results = []
     for r in range(args.runs):
         results.append(await run_once(args, r))
-    print(f"fill -> Pub/Sub on loopback: create_app(sim=on) + OKX wire front + ccxt.pro.okx + account actor + Redis; "
+    sim = (
+        "the simulator in its own process"
+        if args.sim_process
+        else "create_app(sim=on): the simulator in process"
+    )
+    print(f"fill -> Pub/Sub on loopback: {sim} + OKX wire front + ccxt.pro.okx + account actor + Redis; "
           f"python {platform.python_version()}, {os.cpu_count()} cpus; history {'off' if args.no_history else 'on'}; "
           f"n={args.n} sequential per kind, {args.paced_n} paced; medians of {args.runs} runs")  # fmt: skip
     line("yardstick PUBLISH -> subscriber (same run)", [r["yard"] for r in results])
@@ -345,8 +438,9 @@ async def main() -> None:
         v = line(
             f"fill (market) -> pubsub, paced at {rate:.0f} fills/s", [r[f"paced{want:g}"] for r in results]
         )
-        print(f"  service process cpu per fill at {rate:.0f}/s: {cpu_ms:.2f} ms (everything: sim, ws, ccxt, actor, "
-              f"history; {cpu_ms * rate / 10:.0f}% of one core)")  # fmt: skip
+        what = "ws, ccxt, actor, history" if args.sim_process else "sim, ws, ccxt, actor, history"
+        print(f"  service process cpu per fill at {rate:.0f}/s: {cpu_ms:.2f} ms (everything: {what}; "
+              f"{cpu_ms * rate / 10:.0f}% of one core over the phase and its drain)")  # fmt: skip
         verdicts.append((f"paced {rate:.0f}/s", v))
     gc2 = [x for r in results for x in r["gc2"]]
     lags = [x for r in results for x in r["lags"]]
