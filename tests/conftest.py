@@ -15,7 +15,10 @@ from position_order_service.store import Store
 from position_order_service.store.connection import connect_redis
 from position_order_service.store.embedded import FakeRedisTcp, free_port
 
+from . import orphans
 from .redis_backends import backend_store, redis_backend, redis_cluster_url  # noqa: F401 (fixtures)
+
+orphans.install()
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REAL_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
