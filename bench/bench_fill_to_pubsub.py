@@ -169,7 +169,7 @@ class SubprocessExchange:
     async def start(cls) -> SubprocessExchange:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, str(ROOT / "bench" / "sim_driver.py"), "okx",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 24,  # a pace reply's lines
         )  # fmt: skip
         assert proc.stdout is not None
         first = await asyncio.wait_for(proc.stdout.readline(), 30)
