@@ -19,6 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -65,6 +66,7 @@ class Deployment:
     cluster: bool = (
         False  # a Redis Cluster: keys of one user carry its hash tag; the client follows the slots
     )
+    n_accounts: int = N_ACCOUNTS
     _n: int = 0
 
     @property
@@ -113,7 +115,7 @@ class Deployment:
         """user -> the worker holding its account's lease (None: nobody)."""
         r = self.redis()
         try:
-            raw = [r.get(self.keys.account_lease(user(i), "okx")) for i in range(N_ACCOUNTS)]
+            raw = [r.get(self.keys.account_lease(user(i), "okx")) for i in range(self.n_accounts)]
         finally:
             r.close()
         return {user(i): (v.decode().partition(":")[2] if v else None) for i, v in enumerate(raw)}
@@ -251,22 +253,20 @@ def wait_all_held(d: Deployment, workers: set[str], within: float) -> float:
     return time.monotonic() - t0
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def deployment(
-    request: pytest.FixtureRequest,
-    redis_url_for: Callable[[str], str],
-    tmp_path_factory: pytest.TempPathFactory,
+@contextmanager
+def deployed(
+    url: str, tmp: Path, *, cluster: bool = False, n_accounts: int = N_ACCOUNTS, workers: int = 3
 ) -> Iterator[Deployment]:
-    url = redis_url_for(request.param)
+    """A simulator (connection limits off), an api process, `n_accounts` funded and activated accounts, and
+    `workers` worker processes; everything stopped and the keys deleted afterwards."""
     prefix = f"t:scale:{uuid.uuid4().hex[:8]}:"
-    tmp = tmp_path_factory.mktemp(f"scale-{request.param}")
     sim = start_simulator(tmp)
-    d = Deployment(url, prefix, tmp, sim, cluster=request.param == "cluster")
+    d = Deployment(url, prefix, tmp, sim, cluster=cluster, n_accounts=n_accounts)
     try:
         assert httpx.post(f"{sim.url}/sim/limits", json={"enabled": False}).status_code == 200
         assert httpx.post(f"{sim.url}/sim/prices", json={"symbol": BTC, "price": "60000"}).status_code == 200
         d.api = d.start("api", "api")
-        for i in range(N_ACCOUNTS):
+        for i in range(n_accounts):
             u, key = user(i), f"k{i:02d}"
             body = {"api_key": key, "secret": f"s-{key}", "passphrase": f"p-{key}", "position_mode": "net",
                     "balances": {"USDT": "1000000"}}  # fmt: skip
@@ -277,8 +277,8 @@ def deployment(
             assert r.status_code == 204, r.text
             r = httpx.post(f"{d.api_url}/api/v1/users/{u}/activate", json={"exchanges": ["okx"]})
             assert r.status_code == 200, r.text
-        assert d.holders() == {user(i): None for i in range(N_ACCOUNTS)}  # the api process tracks nobody
-        for _ in range(3):
+        assert d.holders() == {user(i): None for i in range(n_accounts)}  # the api process tracks nobody
+        for _ in range(workers):
             d.start_worker()
         yield d
     finally:
@@ -295,6 +295,17 @@ def deployment(
         for k in r.scan_iter(match=f"{prefix}*", count=500):  # on a cluster: every master
             r.delete(k)
         r.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def deployment(
+    request: pytest.FixtureRequest,
+    redis_url_for: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deployment]:
+    tmp = tmp_path_factory.mktemp(f"scale-{request.param}")
+    with deployed(redis_url_for(request.param), tmp, cluster=request.param == "cluster") as d:
+        yield d
 
 
 def test_each_account_is_tracked_by_exactly_one_worker_and_each_fill_is_one_event(d: Deployment) -> None:

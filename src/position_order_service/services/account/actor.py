@@ -264,8 +264,12 @@ class AccountActor:
             self.rest.confirm()
         self.health.last_reconcile_at = datetime.now(UTC)
         # the account matches the exchange as of this snapshot: triggers may act on it. A stream still down
-        # says "reconnecting"; its pump asks for the next snapshot once it has subscribed again.
-        self.health.state = "reconnecting" if self.health.streams_down else "healthy"
+        # says "reconnecting"; its pump asks for the next snapshot once it has subscribed again. Streams not
+        # open yet (paced connections) say "starting": the REST worker takes the next snapshot when they are.
+        if not snap.streams_live:
+            self.health.state = "starting"
+        else:
+            self.health.state = "reconnecting" if self.health.streams_down else "healthy"
         self.reconciled.set()
         self.bus.publish(AccountReconciled(self.user_id, self.exchange, datetime.now(UTC), first))
 
