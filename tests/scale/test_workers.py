@@ -67,6 +67,7 @@ class Deployment:
         False  # a Redis Cluster: keys of one user carry its hash tag; the client follows the slots
     )
     n_accounts: int = N_ACCOUNTS
+    settings: dict[str, str] = field(default_factory=dict)  # the processes' settings over the defaults here
     _n: int = 0
 
     @property
@@ -85,6 +86,7 @@ class Deployment:
                 "USER_RESCAN_INTERVAL_S": "1", "ENGINE_RESYNC_INTERVAL_S": "0.5", "TRIGGER_LEASE_S": "2",
             }
         )  # fmt: skip
+        env.update(self.settings)
         env.update(extra)
         return env
 
@@ -255,13 +257,19 @@ def wait_all_held(d: Deployment, workers: set[str], within: float) -> float:
 
 @contextmanager
 def deployed(
-    url: str, tmp: Path, *, cluster: bool = False, n_accounts: int = N_ACCOUNTS, workers: int = 3
+    url: str,
+    tmp: Path,
+    *,
+    cluster: bool = False,
+    n_accounts: int = N_ACCOUNTS,
+    workers: int = 3,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[Deployment]:
     """A simulator (connection limits off), an api process, `n_accounts` funded and activated accounts, and
     `workers` worker processes; everything stopped and the keys deleted afterwards."""
     prefix = f"t:scale:{uuid.uuid4().hex[:8]}:"
     sim = start_simulator(tmp)
-    d = Deployment(url, prefix, tmp, sim, cluster=cluster, n_accounts=n_accounts)
+    d = Deployment(url, prefix, tmp, sim, cluster=cluster, n_accounts=n_accounts, settings=settings or {})
     try:
         assert httpx.post(f"{sim.url}/sim/limits", json={"enabled": False}).status_code == 200
         assert httpx.post(f"{sim.url}/sim/prices", json={"symbol": BTC, "price": "60000"}).status_code == 200
@@ -428,9 +436,7 @@ def test_a_graceful_stop_moves_accounts_with_no_gap_in_events(d: Deployment) -> 
     users = [user(i) for i in range(N_ACCOUNTS)]
     d.agree(users)  # orders and positions made during the move reached the API (the new actors reconciled)
     check_events(d, users)  # seqs contiguous across the move, nothing written twice
-    # fills from now on are each one event. (A fill made in the instant between the old actor's stop and the
-    # new one's subscription has no fill.created: reconciles read orders and positions, not fills; see the
-    # README's "Running at scale".)
+    # fills from now on are each one event (those made while the accounts had no owner: test_account_moves)
     before = {u: (fill_events(d, u), d.sim_account(u)["fill_count"]) for u in moved}
     run(_orders(d, moved, side="sell"))
     d.agree(users)

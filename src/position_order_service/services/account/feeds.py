@@ -133,8 +133,11 @@ class RestWorker:
 
     Every snapshot after the first also reads the account's fills since shortly before the previous one
     started (`symbols`: the instruments to ask for where the venue lists trades per instrument): a fill whose
-    push was lost (a gap, or a push dropped on a live socket) still reaches the events. Fills from before
-    the account was tracked are not read back."""
+    push was lost (a gap, or a push dropped on a live socket) still reaches the events. The first reads them
+    from shortly before the account's fill mark (`fill_mark`: the exchange's time of the last fill an owner
+    applied), at most `backfill_max_s` back: fills made while the account had no owner (moving between
+    workers, a restart) reach the events once. An account no owner ever applied a fill of has no mark: its
+    fills from before it was first tracked are not read back."""
 
     def __init__(
         self,
@@ -144,9 +147,13 @@ class RestWorker:
         silent_s: float = 30.0,
         confirm_after_s: float = 1.0,
         symbols: Callable[[], Iterable[str]] = tuple,
+        fill_mark: Callable[[], Awaitable[int | None]] | None = None,
+        backfill_max_s: float = 86_400.0,
     ) -> None:
         self.gateway = gateway
         self.symbols = symbols
+        self.fill_mark = fill_mark
+        self.backfill_max_s = backfill_max_s
         self._fills_from_ms: int | None = None  # None until the first snapshot: tracking starts there
         self.inbox = inbox
         self.silent_s = silent_s
@@ -220,6 +227,10 @@ class RestWorker:
         ):  # subscribe first, then the snapshot: an update between the two is seen by one of them
             self._first = False
             self._streams_pending = not await self.gateway.streams_ready(STREAMS_READY_S)
+            mark = None if self.fill_mark is None else await self.fill_mark()
+            if mark is not None:  # (our clock only bounds how far back: the mark is the exchange's time)
+                oldest = int(time.time() * 1000) - int(self.backfill_max_s * 1000)
+                self._fills_from_ms = max(mark - FILLS_OVERLAP_MS, oldest)
         started = self.inbox.arrivals
         started_ms = int(time.time() * 1000)  # (bounds a window of the exchange's times, never a version)
         hedged = await self.gateway.fetch_position_mode()
