@@ -1,6 +1,6 @@
 """Scale-out (issue 14 item 7): tracked updates/s with 1 and 2 worker processes, and failover time over kills.
 
-Run: ``.venv/bin/python bench/bench_scale.py [--quick] [--accounts 30] [--orders 40] [--kills 20] [--ttl 2]``
+Run: ``.venv/bin/python bench/bench_scale.py [--quick] [--accounts 30] [--orders 100] [--kills 20] [--ttl 2]``
 (needs the Redis at 127.0.0.1:6379, or REDIS_URL; everything else is started here and stopped after).
 
 Processes, as an operator runs them: one OKX simulator (`position-order-service sim`, connection limits off),
@@ -14,8 +14,10 @@ by lease, on a key prefix of their own.
    pushes queue up in the workers' sockets. The run ends when every exchange fill has its fill.created and
    nothing new came for 2 s. Figure: events written to Redis (the users' event streams) per second, from the
    move to the last event's own timestamp (written by the worker, same box clock: no polling granularity);
-   the ratio 2 workers / 1 worker is the figure against the target (>= 1.7). The CPU seconds each process
-   used in that window (/proc) say which one the burst waits for.
+   the ratio 2 workers / 1 worker is the figure against the target (>= 1.7). It includes the simulator's
+   matching of the whole burst before its first push (printed: "first event ... after the move"). The CPU
+   seconds each process used from the move until quiet (/proc; "redis" is the shared server, so other
+   clients' load counts too) say which one the burst waits for.
    Marks are off (POSITION_MARK_INTERVAL_S=3600) so only exchange updates count.
 2. Failover. Two workers hold the accounts; kill -9 one; time until every one of its accounts is leased by
    the survivor ("taken"), and until the survivor has also reconciled each of them over REST ("resumed");
@@ -258,29 +260,29 @@ class Bench:
         expected = len(self.users) * len(levels)
         pids = self.pids()
         cpu0 = {n: cpu_s(pid) for n, pid in pids.items()}
+        cpu0["bench"] = cpu_s(os.getpid())
         moved_at = time.time()
         self.price(str(levels[-1] - 100))  # one move through every resting order: all fill at once
-        try:
-            wait_until(lambda: self.fills_since(marks) >= expected, self.args.burst_wait,
-                       "a fill.created for every exchange fill", 0.1)  # fmt: skip
-            complete = True
-        except SystemExit as exc:
-            print(f"  INCOMPLETE: {exc}", flush=True)
-            complete = False
-        after = self.settle(2.0)
-        events = self.since(marks)
-        last = max(datetime.fromisoformat(e["timestamp"]).timestamp() for e in events)
-        seconds = last - moved_at
+        # (polls the streams' lengths only, cheap next to the burst; the fills are counted once it is quiet)
+        deadline = time.monotonic() + self.args.burst_wait
+        while True:
+            after = self.settle(2.0)
+            fills = self.fills_since(marks)
+            if fills >= expected or time.monotonic() > deadline:
+                break
         cpu = {n: cpu_s(pid) - cpu0[n] for n, pid in pids.items()}
-        fills = sum(1 for e in events if e["event_type"] == "fill.created")
+        cpu["bench"] = cpu_s(os.getpid()) - cpu0["bench"]
+        stamps = sorted(datetime.fromisoformat(e["timestamp"]).timestamp() for e in self.since(marks))
         updates = after - before
         for w in workers:
             w.stop()
         self.workers = [w for w in self.workers if w not in workers]
         wait_until(lambda: all(h is None for h in self.holders().values()), 30, "leases released")
         self.price("60000")
+        seconds = stamps[-1] - moved_at
         return {"updates": updates, "seconds": seconds, "rate": updates / seconds, "placed_s": placed_s,
-                "fills": fills, "expected": expected, "complete": complete, "cpu": cpu}  # fmt: skip
+                "first_s": stamps[0] - moved_at, "fills": fills, "expected": expected,
+                "complete": fills >= expected, "cpu": cpu}  # fmt: skip
 
     # -- 2. failover ------------------------------------------------------------------------------------------
     def failover(self) -> tuple[list[float], list[float]]:
@@ -341,7 +343,7 @@ def pct(xs: list[float], q: float) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--accounts", type=int, default=30)
-    p.add_argument("--orders", type=int, default=40, help="resting orders per account filled by the sweep")
+    p.add_argument("--orders", type=int, default=100, help="resting orders per account filled by the sweep")
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--ttl", type=float, default=2.0, help="LEASE_TTL_S of the workers")
     p.add_argument("--throughput-ttl", type=float, default=10.0, help="LEASE_TTL_S of the throughput runs")
@@ -371,9 +373,11 @@ def main() -> None:
                     window = out["seconds"]
                     cpu = ", ".join(f"{k} {v:.2f} s ({100 * v / window:.0f}%)" for k, v in out["cpu"].items())
                     print(f"  run {run + 1}, {n} worker(s): {out['updates']:.0f} updates in {window:.2f} s = "
-                          f"{out['rate']:,.0f}/s; fill events {out['fills']:.0f} of {out['expected']:.0f} exchange "
-                          f"fills{'' if out['complete'] else ' (INCOMPLETE)'} (orders placed in "
-                          f"{out['placed_s']:.1f} s)\n    CPU in the window: {cpu}", flush=True)  # fmt: skip
+                          f"{out['rate']:,.0f}/s (first event {out['first_s']:.2f} s after the move); fill events "
+                          f"{out['fills']:.0f} of {out['expected']:.0f} exchange fills"
+                          f"{'' if out['complete'] else ' (INCOMPLETE)'} (orders placed in {out['placed_s']:.1f} s)"
+                          f"\n    CPU from the move until quiet (2 s after the last event; % of the window): {cpu}",
+                          flush=True)  # fmt: skip
             one, two = statistics.median(rates[1]), statistics.median(rates[2])
             ratio = two / one
             print(f"tracked updates/s: 1 worker {one:,.0f}/s, 2 workers {two:,.0f}/s: ratio {ratio:.2f} "
