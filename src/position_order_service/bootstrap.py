@@ -341,7 +341,11 @@ def build_graph(
         prices,
         bus,
         supervisor,
-        AccountOptions(silent_reconcile_s=s.reconcile_silent_s, confirm_after_s=s.snapshot_confirm_s),
+        AccountOptions(
+            silent_reconcile_s=s.reconcile_silent_s,
+            confirm_after_s=s.snapshot_confirm_s,
+            fill_backfill_max_s=s.fill_backfill_max_s,
+        ),
         mark_interval_s=s.position_mark_interval_s,
     )
     orders = OrderManager(store, gateways, accounts, visibility_lag_s=s.order_visibility_lag_s)

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     snapshot_confirm_s: float = Field(
         1.0, gt=0, description="a second REST snapshot this soon after one that misses an order or position"
     )
+    fill_backfill_max_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="an account's new owner reads its fills back from its fill mark, at most this far back",
+    )
     price_feed_silent_s: float = Field(
         60.0, gt=0, description="a price feed silent this long is reconnected (price_feed_silent_total)"
     )

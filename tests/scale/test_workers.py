@@ -19,6 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -65,6 +66,8 @@ class Deployment:
     cluster: bool = (
         False  # a Redis Cluster: keys of one user carry its hash tag; the client follows the slots
     )
+    n_accounts: int = N_ACCOUNTS
+    settings: dict[str, str] = field(default_factory=dict)  # the processes' settings over the defaults here
     _n: int = 0
 
     @property
@@ -83,6 +86,7 @@ class Deployment:
                 "USER_RESCAN_INTERVAL_S": "1", "ENGINE_RESYNC_INTERVAL_S": "0.5", "TRIGGER_LEASE_S": "2",
             }
         )  # fmt: skip
+        env.update(self.settings)
         env.update(extra)
         return env
 
@@ -113,7 +117,7 @@ class Deployment:
         """user -> the worker holding its account's lease (None: nobody)."""
         r = self.redis()
         try:
-            raw = [r.get(self.keys.account_lease(user(i), "okx")) for i in range(N_ACCOUNTS)]
+            raw = [r.get(self.keys.account_lease(user(i), "okx")) for i in range(self.n_accounts)]
         finally:
             r.close()
         return {user(i): (v.decode().partition(":")[2] if v else None) for i, v in enumerate(raw)}
@@ -251,22 +255,26 @@ def wait_all_held(d: Deployment, workers: set[str], within: float) -> float:
     return time.monotonic() - t0
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def deployment(
-    request: pytest.FixtureRequest,
-    redis_url_for: Callable[[str], str],
-    tmp_path_factory: pytest.TempPathFactory,
+@contextmanager
+def deployed(
+    url: str,
+    tmp: Path,
+    *,
+    cluster: bool = False,
+    n_accounts: int = N_ACCOUNTS,
+    workers: int = 3,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[Deployment]:
-    url = redis_url_for(request.param)
+    """A simulator (connection limits off), an api process, `n_accounts` funded and activated accounts, and
+    `workers` worker processes; everything stopped and the keys deleted afterwards."""
     prefix = f"t:scale:{uuid.uuid4().hex[:8]}:"
-    tmp = tmp_path_factory.mktemp(f"scale-{request.param}")
     sim = start_simulator(tmp)
-    d = Deployment(url, prefix, tmp, sim, cluster=request.param == "cluster")
+    d = Deployment(url, prefix, tmp, sim, cluster=cluster, n_accounts=n_accounts, settings=settings or {})
     try:
         assert httpx.post(f"{sim.url}/sim/limits", json={"enabled": False}).status_code == 200
         assert httpx.post(f"{sim.url}/sim/prices", json={"symbol": BTC, "price": "60000"}).status_code == 200
         d.api = d.start("api", "api")
-        for i in range(N_ACCOUNTS):
+        for i in range(n_accounts):
             u, key = user(i), f"k{i:02d}"
             body = {"api_key": key, "secret": f"s-{key}", "passphrase": f"p-{key}", "position_mode": "net",
                     "balances": {"USDT": "1000000"}}  # fmt: skip
@@ -277,8 +285,8 @@ def deployment(
             assert r.status_code == 204, r.text
             r = httpx.post(f"{d.api_url}/api/v1/users/{u}/activate", json={"exchanges": ["okx"]})
             assert r.status_code == 200, r.text
-        assert d.holders() == {user(i): None for i in range(N_ACCOUNTS)}  # the api process tracks nobody
-        for _ in range(3):
+        assert d.holders() == {user(i): None for i in range(n_accounts)}  # the api process tracks nobody
+        for _ in range(workers):
             d.start_worker()
         yield d
     finally:
@@ -295,6 +303,17 @@ def deployment(
         for k in r.scan_iter(match=f"{prefix}*", count=500):  # on a cluster: every master
             r.delete(k)
         r.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def deployment(
+    request: pytest.FixtureRequest,
+    redis_url_for: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deployment]:
+    tmp = tmp_path_factory.mktemp(f"scale-{request.param}")
+    with deployed(redis_url_for(request.param), tmp, cluster=request.param == "cluster") as d:
+        yield d
 
 
 def test_each_account_is_tracked_by_exactly_one_worker_and_each_fill_is_one_event(d: Deployment) -> None:
@@ -417,9 +436,7 @@ def test_a_graceful_stop_moves_accounts_with_no_gap_in_events(d: Deployment) -> 
     users = [user(i) for i in range(N_ACCOUNTS)]
     d.agree(users)  # orders and positions made during the move reached the API (the new actors reconciled)
     check_events(d, users)  # seqs contiguous across the move, nothing written twice
-    # fills from now on are each one event. (A fill made in the instant between the old actor's stop and the
-    # new one's subscription has no fill.created: reconciles read orders and positions, not fills; see the
-    # README's "Running at scale".)
+    # fills from now on are each one event (those made while the accounts had no owner: test_account_moves)
     before = {u: (fill_events(d, u), d.sim_account(u)["fill_count"]) for u in moved}
     run(_orders(d, moved, side="sell"))
     d.agree(users)

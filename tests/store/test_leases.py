@@ -122,6 +122,23 @@ async def test_state_machine_transitions_and_intents_follow_the_fence(store: Sto
     assert await store.redis.exists(store.keys.client_order("u1", "okx", "c1")) == 0
 
 
+async def test_the_fill_mark_only_moves_forward_and_only_for_the_holder(store: Store) -> None:
+    leases = LeaseRepository(store.redis, store.keys)
+    marks = store.fill_marks
+    (a,) = await leases.acquire("w1", [("u1", "okx")], 100)
+    assert await marks.get("u1", "okx") is None
+    assert await store.writer.submit([marks.advance_call("u1", "okx", 2_000, a.fence())]) == [1]
+    assert await store.writer.submit([marks.advance_call("u1", "okx", 1_000, a.fence())]) == [0]
+    assert await marks.get("u1", "okx") == 2_000  # an older fill applied later never moves it back
+    await asyncio.sleep(0.2)
+    (b,) = await leases.acquire("w2", [("u1", "okx")], 5000)
+    with pytest.raises(StaleWrite):  # the worker that lost the account
+        await store.writer.submit([marks.advance_call("u1", "okx", 3_000, a.fence())])
+    assert await marks.get("u1", "okx") == 2_000
+    assert await store.writer.submit([marks.advance_call("u1", "okx", 3_000, b.fence())]) == [1]
+    assert await marks.get("u1", "okx") == 3_000
+
+
 async def test_unfenced_writes_are_unchanged(store: Store) -> None:
     """An api replica or a bot holds no lease: its writes carry no token and are not checked."""
     assert (await store.writer.apply(store.positions.write_for(position(), event="position.opened"))).applied

@@ -10,6 +10,7 @@ from .codec import CorruptRecord
 from .cooldowns import CooldownRepository
 from .credentials import CredentialRepository
 from .events import EventStreamRepository
+from .fill_marks import FillMarkRepository
 from .intents import IntentRepository
 from .keys import Channels, Keys
 from .machines import RuleRepository, TrailingStopRepository
@@ -36,6 +37,7 @@ class Store:
     prices: PriceRepository
     cooldowns: CooldownRepository
     events: EventStreamRepository
+    fill_marks: FillMarkRepository
 
     @classmethod
     def create(
@@ -64,6 +66,7 @@ class Store:
             prices=PriceRepository(redis, keys, channels),
             cooldowns=CooldownRepository(redis, keys),
             events=EventStreamRepository(redis, keys, channels),
+            fill_marks=FillMarkRepository(redis, keys),
         )
 
 

@@ -79,6 +79,10 @@ class Keys:
     def seen_fills(self, user_id: str, exchange: str) -> str:
         return f"{self.prefix}fills:seen:{self._u(user_id)}:{exchange}"
 
+    def fill_mark(self, user_id: str, exchange: str) -> str:
+        """The exchange's time (ms) of the account's last fill applied: where a new owner reads fills from."""
+        return f"{self.prefix}fills:mark:{self._u(user_id)}:{exchange}"
+
     def last_price(self, exchange: str, symbol: str) -> str:
         return f"{self.prefix}prices:last:{exchange}:{symbol}"
 

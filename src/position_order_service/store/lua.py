@@ -213,6 +213,20 @@ return seq
 """
 )
 
+# FILL_MARK: advance an account's fill read mark (issue 14) to the exchange's time (ms) of a fill applied; it
+# only moves forward. A new owner of the account reads the fills back over REST from a little before it.
+# KEYS[1] mark   ARGV 1 the fill's exchange time (ms).  Returns 1 advanced, 0 not.
+FILL_MARK = (
+    FENCE
+    + r"""
+if fence_refused() then return -3 end
+local cur = tonumber(redis.call('GET', KEYS[1]))
+if cur and cur >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+)
+
 # MARK: value an open position at a new mark price (current_price, unrealized_pnl) and emit position.updated
 # with metadata {"cause": "mark"}. It writes nothing else: not the size, entry, status, version (_ts) or the
 # content digest, so a mark can never make an exchange update look older, newer, changed or unchanged.

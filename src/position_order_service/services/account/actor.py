@@ -69,6 +69,7 @@ REDIS_UNAVAILABLE = (
 class AccountOptions:
     silent_reconcile_s: float = 30.0  # a snapshot when the streams have been silent this long
     confirm_after_s: float = 1.0  # the second snapshot after a first miss
+    fill_backfill_max_s: float = 86_400.0  # a new owner reads fills back from its fill mark, at most this far
     finished_orders_kept: int = 1000  # finished orders remembered in memory (the rest are read back)
 
 
@@ -100,6 +101,8 @@ class AccountActor:
             silent_s=options.silent_reconcile_s,
             confirm_after_s=options.confirm_after_s,
             symbols=lambda: self.book.symbols_in_play() | self._watchlist,
+            fill_mark=lambda: self._retrying(lambda: store.fill_marks.get(user_id, exchange)),
+            backfill_max_s=options.fill_backfill_max_s,
         )
         self.reconciled = asyncio.Event()
         self._on_symbols = on_symbols  # (actor, symbols in play, symbols with open positions) changed
@@ -264,8 +267,12 @@ class AccountActor:
             self.rest.confirm()
         self.health.last_reconcile_at = datetime.now(UTC)
         # the account matches the exchange as of this snapshot: triggers may act on it. A stream still down
-        # says "reconnecting"; its pump asks for the next snapshot once it has subscribed again.
-        self.health.state = "reconnecting" if self.health.streams_down else "healthy"
+        # says "reconnecting"; its pump asks for the next snapshot once it has subscribed again. Streams not
+        # open yet (paced connections) say "starting": the REST worker takes the next snapshot when they are.
+        if not snap.streams_live:
+            self.health.state = "starting"
+        else:
+            self.health.state = "reconnecting" if self.health.streams_down else "healthy"
         self.reconciled.set()
         self.bus.publish(AccountReconciled(self.user_id, self.exchange, datetime.now(UTC), first))
 
@@ -347,6 +354,8 @@ class AccountActor:
         return changed
 
     async def _fills(self, fills: list[FillReport]) -> None:
+        if not fills:
+            return
         writer, keys = self.store.writer, self.store.keys
         guard = keys.seen_fills(self.user_id, self.exchange)
         body, member = (
@@ -360,7 +369,10 @@ class AccountActor:
             )
             for f in fills
         ]
-        seqs = await self._retrying(lambda: writer.submit(calls))
+        # after the fills in the same round trip: the mark never passes a fill not yet written
+        last_ms = max(int(f.timestamp.timestamp() * 1000) for f in fills)
+        calls.append(self.store.fill_marks.advance_call(self.user_id, self.exchange, last_ms, fence))
+        seqs = (await self._retrying(lambda: writer.submit(calls)))[: len(fills)]
         for f, seq in zip(fills, seqs, strict=True):
             if int(seq):
                 self.health.updates_applied += 1

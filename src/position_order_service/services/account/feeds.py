@@ -4,7 +4,9 @@ lookups). Nothing here writes state; the actor alone does.
 
 The REST worker takes a snapshot at start, after a stream gap (reconnect), when the streams have been silent
 for `silent_s`, and promptly (`confirm_after_s`) when the actor asks for the second snapshot that confirms a
-miss. It notes the inbox's arrival number before its first REST call: the actor then knows which stream
+miss. A first snapshot that could not wait for the streams' sockets (connection attempts are paced per IP: at
+a cold start the last accounts' sockets open many seconds after their actors start) is followed by another
+as soon as they are open: what happened between the two reaches the account then, not at the silent one. It notes the inbox's arrival number before its first REST call: the actor then knows which stream
 updates arrived while the snapshot was in flight.
 """
 
@@ -38,6 +40,7 @@ FILLS_OVERLAP_MS = 10_000
 """Each snapshot reads the fills from this long before the previous one started (clock skew, trades listed
 late): consecutive windows overlap, so a fill a stream lost is read back once; the actor emits it once."""
 STREAMS_READY_S = 5.0  # the first snapshot waits this long at most for the private streams' connections
+STREAMS_POLL_S = 0.2  # after a first snapshot taken without them, how often the streams' sockets are checked
 
 
 @dataclass
@@ -130,8 +133,11 @@ class RestWorker:
 
     Every snapshot after the first also reads the account's fills since shortly before the previous one
     started (`symbols`: the instruments to ask for where the venue lists trades per instrument): a fill whose
-    push was lost (a gap, or a push dropped on a live socket) still reaches the events. Fills from before
-    the account was tracked are not read back."""
+    push was lost (a gap, or a push dropped on a live socket) still reaches the events. The first reads them
+    from shortly before the account's fill mark (`fill_mark`: the exchange's time of the last fill an owner
+    applied), at most `backfill_max_s` back: fills made while the account had no owner (moving between
+    workers, a restart) reach the events once. An account no owner ever applied a fill of has no mark: its
+    fills from before it was first tracked are not read back."""
 
     def __init__(
         self,
@@ -141,15 +147,20 @@ class RestWorker:
         silent_s: float = 30.0,
         confirm_after_s: float = 1.0,
         symbols: Callable[[], Iterable[str]] = tuple,
+        fill_mark: Callable[[], Awaitable[int | None]] | None = None,
+        backfill_max_s: float = 86_400.0,
     ) -> None:
         self.gateway = gateway
         self.symbols = symbols
+        self.fill_mark = fill_mark
+        self.backfill_max_s = backfill_max_s
         self._fills_from_ms: int | None = None  # None until the first snapshot: tracking starts there
         self.inbox = inbox
         self.silent_s = silent_s
         self.confirm_after_s = confirm_after_s
         self._due: float | None = time.monotonic()  # the first snapshot at once (once the streams are up)
         self._first = True
+        self._streams_pending = False  # the first snapshot ran before the streams' sockets were open
         self._lookups: asyncio.Queue[Order] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._last_activity = time.monotonic()
@@ -195,11 +206,16 @@ class RestWorker:
 
     async def _wait(self) -> None:
         while self._lookups.empty():
+            if self._streams_pending and await self.gateway.streams_ready(STREAMS_POLL_S):
+                self._streams_pending = False
+                self.request()
             now = time.monotonic()
             silent_due = self._last_activity + self.silent_s
             due = silent_due if self._due is None else min(self._due, silent_due)
             if due <= now:
                 return
+            if self._streams_pending:
+                continue  # (the check above waited its poll interval)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(due - now):
@@ -210,7 +226,11 @@ class RestWorker:
             self._first
         ):  # subscribe first, then the snapshot: an update between the two is seen by one of them
             self._first = False
-            await self.gateway.streams_ready(STREAMS_READY_S)
+            self._streams_pending = not await self.gateway.streams_ready(STREAMS_READY_S)
+            mark = None if self.fill_mark is None else await self.fill_mark()
+            if mark is not None:  # (our clock only bounds how far back: the mark is the exchange's time)
+                oldest = int(time.time() * 1000) - int(self.backfill_max_s * 1000)
+                self._fills_from_ms = max(mark - FILLS_OVERLAP_MS, oldest)
         started = self.inbox.arrivals
         started_ms = int(time.time() * 1000)  # (bounds a window of the exchange's times, never a version)
         hedged = await self.gateway.fetch_position_mode()
@@ -222,7 +242,9 @@ class RestWorker:
             fills = await self.gateway.fetch_fills(self._fills_from_ms, sorted(symbols))
         self._fills_from_ms = started_ms - FILLS_OVERLAP_MS
         self._last_activity = time.monotonic()
-        self.inbox.post(Snapshot(orders, positions, hedged, started, fills=fills))
+        self.inbox.post(
+            Snapshot(orders, positions, hedged, started, fills=fills, streams_live=not self._streams_pending)
+        )
 
     async def _lookup(self, order: Order) -> None:
         try:

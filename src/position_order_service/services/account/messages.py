@@ -53,6 +53,7 @@ class Snapshot:
     started_at_arrival: int
     exchange_time: datetime | None = None
     fills: list[FillReport] = field(default_factory=list)
+    streams_live: bool = True  # False: taken before the private streams' sockets were open
 
 
 @dataclass(frozen=True, slots=True)
