@@ -253,16 +253,19 @@ async def seed_intents(store: Store, users: list[str], messages: list[tuple[int,
     await pipe.execute()
 
 
-async def redis_cmd_usec(redis: Redis) -> tuple[float, float, float]:
-    """(evalsha calls, evalsha usec, usec of all commands) from INFO commandstats (server-wide: other
-    clients of a shared Redis are included, so read the deltas as an upper bound)."""
+async def redis_cmd_usec(redis: Redis) -> tuple[float, float, float, dict[str, float]]:
+    """(evalsha calls, evalsha usec, usec of all commands, usec by command) from INFO commandstats
+    (server-wide: other clients of a shared Redis are included, so read the deltas as an upper bound; the
+    commands a script runs are counted both in their own entry and in the script's)."""
     info = await redis.info("commandstats")
     calls = usec = total = 0.0
+    by_cmd: dict[str, float] = {}
     for name, st in info.items():
+        by_cmd[name.removeprefix("cmdstat_")] = float(st["usec"])
         total += float(st["usec"])
         if name == "cmdstat_evalsha":
             calls, usec = float(st["calls"]), float(st["usec"])
-    return calls, usec, total
+    return calls, usec, total, by_cmd
 
 
 async def cleanup(redis: Redis, prefix: str) -> int:
@@ -474,6 +477,8 @@ async def bench_config(
         rc1 = await redis_cmd_usec(redis)
         res["evalsha_us"] = (rc1[1] - rc0[1]) / max(1.0, rc1[0] - rc0[0])
         res["redis_us"] = rc1[2] - rc0[2]
+        for cmd, us in rc1[3].items():
+            res[f"cmd:{cmd}"] = us - rc0[3].get(cmd, 0.0)
         pool = redis.connection_pool
         res["conns"] = len(pool._available_connections) + len(pool._in_use_connections)  # type: ignore[attr-defined]
         if r > 0:
@@ -602,6 +607,16 @@ async def main() -> None:
             print(f"redis time {n} users: {redis_us:.1f} us/update in commands, APPLY script {evalsha_us:.1f} us/call "
                   f"(INFO commandstats; the yardstick's script: {yard_lua_us:.1f} us/call); client connections opened: "
                   f"{max(r['conns'] for r in res):.0f}")  # fmt: skip
+            by_cmd = sorted(
+                (
+                    (k[4:], statistics.median(r.get(k, 0.0) / r["updates"] for r in res))
+                    for k in res[0]
+                    if k[:4] == "cmd:"
+                ),
+                key=lambda kv: -kv[1],
+            )
+            print(f"  redis us/update by command (a script's commands count in it too): "
+                  f"{', '.join(f'{k} {v:.1f}' for k, v in by_cmd[:9] if k != 'info')}")  # fmt: skip
             print(f"ratio to yardstick {n} users: {rate / yard:.2f}")
         apply_runs.append(await apply_vs_yardstick(redis, prefix))
         for i, (a_us, y_us) in enumerate(apply_runs):

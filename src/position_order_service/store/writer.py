@@ -121,6 +121,8 @@ class WriteResult:
         return self.code == 1
 
 
+# The index op that lists a finished record (at most one per write; see lua.APPLY ARGV 12-13).
+LIST_OP = "lpush_capped_on_status_change"
 # Index ops that change nothing when the record's previous write (of the same content's kind) made them too:
 # a member already in the set, a key already without a time to live. EXPIRE is not one (it restarts the clock).
 IDEMPOTENT_OPS = frozenset({"sadd", "srem", "persist"})
@@ -142,9 +144,13 @@ class Written:
         )
 
 
-def _result(reply: Any) -> WriteResult:
-    c, s, e = reply
-    return WriteResult(int(c), int(s), e.decode() if isinstance(e, bytes) else str(e))
+def _result(reply: Any, w: Write) -> WriteResult:
+    """An APPLY reply (one integer: see lua.APPLY) as code, seq and the event type the script chose."""
+    r = int(reply)
+    if r < 2:
+        return WriteResult(r, 0, "")
+    seq, again = divmod(r - 2, 2)
+    return WriteResult(1, seq, (w.event_type_new or w.event_type) if again else w.event_type)
 
 
 def evalsha_in(pipe: Any, sha: str, keys: list[str], args: list[str | int | float]) -> None:
@@ -219,24 +225,31 @@ class EventWriter:
         set_fields: dict[str, str] = w.set_fields
         del_fields: list[str] = w.del_fields
         ops = w.ops
-        digest_arg = digest
+        base_digest = ""
         if base is not None:
             base_fields = base.fields
             excluded = w.digest_exclude
             set_fields = {k: v for k, v in w.set_fields.items() if k in excluded or base_fields.get(k) != v}
             del_fields = [k for k in base_fields if k not in w.set_fields]
             del_fields += [k for k in excluded if k not in w.set_fields and k not in base_fields]
-            digest_arg = f"{digest}|{base.digest}"
+            base_digest = base.digest
             if base.ops:
                 ops = [o for o in w.ops if (o.op, o.key, o.arg) not in base.ops]
         keys = [w.key, self.keys.event_seq(w.user_id), self.keys.event_stream(w.user_id)]
         key_index: dict[str, int] = {}
         op_args: list[str | int | float] = []
+        n_ops = 0
+        list_at = 0
+        entry = ""
         for op in ops:
             if op.key not in key_index:
                 keys.append(op.key)
                 key_index[op.key] = len(keys)
+            if op.op == LIST_OP:  # its own arguments: the script decides with the status, before its HSET
+                list_at, entry = key_index[op.key], op.arg
+                continue
             op_args += [op.op, key_index[op.key], op.arg]
+            n_ops += 1
         args: list[str | int | float] = [
             "" if w.version_ts is None else w.version_ts,
             w.progress,
@@ -244,16 +257,20 @@ class EventWriter:
             event_body(w.event) if w.event is not None else "",
             w.event_type_new or w.event_type,
             w.event_type,
-            "," + ",".join(w.new_again_statuses) + ",",
+            "," + ",".join(w.new_again_statuses) + "," if w.new_again_statuses else "",
             self.keep_arg(),
-            digest_arg,
+            digest,
+            base_digest,
+            w.set_fields.get("status", ""),
+            list_at,
+            entry,
             len(set_fields),
         ]
         for k, v in set_fields.items():
             args += [k, v]
         args.append(len(del_fields))
         args += del_fields
-        args.append(len(ops))
+        args.append(n_ops)
         args += op_args
         return Call(self._apply, keys, args).fenced(w.fence)
 
@@ -281,12 +298,12 @@ class EventWriter:
             for w in writes:
                 self._written.pop(w.key, None)
             raise
-        results = [_result(r) for r in replies]
+        results = [_result(r, w) for r, w in zip(replies, writes, strict=True)]
         whole = [i for i, r in enumerate(results) if r.code == -2]
         if whole:  # the stored record is not what this process last wrote: send those writes whole
             again = await self.submit([self._apply_call(writes[i], digests[i]) for i in whole])
             for i, r in zip(whole, again, strict=True):
-                results[i] = _result(r)
+                results[i] = _result(r, writes[i])
         for w, d, r in zip(writes, digests, results, strict=True):
             if r.code >= 0:  # applied, or already this content: the record holds these fields
                 self._written[w.key] = Written.of(w, d)
