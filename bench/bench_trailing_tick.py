@@ -282,13 +282,13 @@ def print_profile(prof: cProfile.Profile) -> None:
 
 
 async def part2(users: int, burst: int, bursts: int, profile: bool = False) -> dict[str, Any]:
-    from redis.asyncio import Redis
     from tests.services.harness import make_harness
 
     from position_order_service.store import Store
+    from position_order_service.store.connection import make_redis
 
     prefix = f"bench:{uuid.uuid4().hex[:12]}:"
-    redis = Redis.from_url(REDIS_URL)  # redis-py's default pool, as the app's (max 100 connections)
+    redis = make_redis(REDIS_URL)  # the app's client (store/connection.py): hiredis packing, a large pool
     store = Store.create(redis, prefix=prefix)
     h = await make_harness(store, position_mark_interval_s=1.0)  # the app's default (the harness: 0.1 s)
     out: dict[str, Any] = {}

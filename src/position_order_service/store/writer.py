@@ -17,8 +17,10 @@ from redis.exceptions import NoScriptError
 from .. import metrics
 from ..aio import spawn
 from . import lua
+from .connection import is_cluster_client
 from .keys import Channels, Keys
 from .leases import Fence, FenceTable
+from .pipeline import RawPipeline
 from .retention import DEFAULT_COUNT, StreamRetention
 
 STREAM_MAXLEN = DEFAULT_COUNT
@@ -216,6 +218,7 @@ class EventWriter:
         # record key -> the record as last written by this process (see WRITTEN_CACHE_SIZE)
         self._written: LRUCache[str, Written] = LRUCache(maxsize=WRITTEN_CACHE_SIZE)
         self.fences = FenceTable()  # the accounts this process holds by lease (empty: unfenced)
+        self._raw = None if is_cluster_client(redis) else RawPipeline(redis)
 
     def _apply_call(self, w: Write, digest: str | None = None, base: Written | None = None) -> Call:
         """The APPLY call of a write: every field, or (`base`: the record as this process wrote it) only the
@@ -363,13 +366,24 @@ class EventWriter:
             asyncio.get_running_loop().call_soon(self._start_flush)
 
     async def _run_pipeline(self, batch: list[tuple[list[Item], Any]]) -> list[Any]:
-        pipe = self.redis.pipeline(transaction=False)
-        for items, _ in batch:
-            for c in items:
-                if isinstance(c, Call):
-                    evalsha_in(pipe, c.script.sha, c.keys, c.args)
-                else:
-                    pipe.hgetall(c.key)
+        return await self.pipelined(
+            [
+                ("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args)
+                if isinstance(c, Call)
+                else ("HGETALL", c.key)
+                for items, _ in batch
+                for c in items
+            ]
+        )
+
+    async def pipelined(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """One round trip for `commands` (EVALSHA, HGETALL); replies in order, an error reply as its exception.
+        Raises when the round trip fails (a lost connection: none of the replies is known)."""
+        if self._raw is not None:
+            return await self._raw.execute(commands)
+        pipe = self.redis.pipeline(transaction=False)  # a cluster's: each command to its slot's node
+        for cmd in commands:
+            pipe.execute_command(*cmd)
         out: list[Any] = await pipe.execute(raise_on_error=False)
         return out
 
