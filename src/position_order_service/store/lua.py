@@ -65,9 +65,11 @@ end
 #       the fields outside the digest) over a record holding this digest: another stored content answers -2
 #       11 the record's status after this write ("" = none)
 #       12 KEYS index of the list of finished records (0 = none), 13 the record's entry in it: pushed (list
-#       capped at 1000) when the status changes or the record gets its first exchange version; a later
-#       report of the same status replaces the entry it pushed (kept in the hash's `_listed`)
-#       14 n = number of field/value pairs, then the pairs; then m = number of fields to delete, the fields;
+#       capped at 1000) when the status changes or the record gets its first exchange version (the hash's
+#       `_listed` then says so); a later report of the same status replaces the entry listed before
+#       14 that entry, as the writer last wrote it ("" = not known: the script finds it by the record's id,
+#       which starts every entry)
+#       15 n = number of field/value pairs, then the pairs; then m = number of fields to delete, the fields;
 #       then k = number of index ops, each "op key_index arg": sadd | srem | del | expire (of the state
 #       hash; arg seconds) | persist | hset_mirror (arg = field/value pairs joined by \x1f: replaces a legacy
 #       mirror hash).
@@ -77,8 +79,9 @@ end
 # refused by the fence (FENCE above).
 #
 # Cost (issue 15: <= 20 us of Redis time per event): every redis.call and argument counts, and a small hash
-# is a listpack that each field lookup scans. The script reads what it compares in ONE HMGET (the listed entry
-# only in the rare replacement), writes the fields, `_listed` included, with ONE HSET straight from ARGV
+# is a listpack that each field lookup scans (a value over 64 bytes makes it a hash table: `_listed` is a
+# mark, not the entry). The script reads what it compares in ONE HMGET (`_listed` only in the rare
+# replacement), writes the fields, `_listed` included, with ONE HSET straight from ARGV
 # (unpack: no Lua loop over the pairs), is told the new status instead of reading it back, and decodes no JSON.
 # A record exists when it holds a digest or a status (every APPLY write stores `_digest`; every order and
 # position has a `status`). A delta write sends a few fields instead of all of them.
@@ -87,6 +90,19 @@ APPLY = (
     + XADD_KEPT
     + r"""
 if fence_refused() then return -3 end
+-- where the entry of record `id` is in `list` (newest first, so scanned from the head), and the entry
+local function listed_at(list, id)
+  local prefix = '{"id":"' .. id .. '"'
+  local start = 0
+  while true do
+    local chunk = redis.call('LRANGE', list, start, start + 99)
+    if #chunk == 0 then return nil, nil end
+    for j, e in ipairs(chunk) do
+      if string.sub(e, 1, #prefix) == prefix then return start + j - 1, e end
+    end
+    start = start + 100
+  end
+end
 local key = KEYS[1]
 local ts = ARGV[1]
 local digest = ARGV[9]
@@ -116,25 +132,34 @@ if list > 0 and ts ~= '' then
   if new_status == '' then new_status = false end
   if prev_status ~= new_status or not (exists and cur[1]) then push = true else relist = true end
 end
-local i = 15 + 2 * tonumber(ARGV[14])
+local i = 16 + 2 * tonumber(ARGV[15])
 if ts == '' then
-  redis.call('HSET', key, '_digest', digest, unpack(ARGV, 15, i - 1))
+  redis.call('HSET', key, '_digest', digest, unpack(ARGV, 16, i - 1))
 elseif push then
-  redis.call('HSET', key, '_digest', digest, '_ts', ts, '_progress', ARGV[2], '_listed', ARGV[13],
-    unpack(ARGV, 15, i - 1))
+  redis.call('HSET', key, '_digest', digest, '_ts', ts, '_progress', ARGV[2], '_listed', '1',
+    unpack(ARGV, 16, i - 1))
 else
-  redis.call('HSET', key, '_digest', digest, '_ts', ts, '_progress', ARGV[2], unpack(ARGV, 15, i - 1))
+  redis.call('HSET', key, '_digest', digest, '_ts', ts, '_progress', ARGV[2], unpack(ARGV, 16, i - 1))
 end
 if push then
   local target = KEYS[list]
   if redis.call('LPUSH', target, ARGV[13]) > 1000 then redis.call('LTRIM', target, 0, 999) end
 elseif relist then
   -- the same finished order, corrected by a later report (fees, a close-all's size): its entry follows
-  local old = redis.call('HGET', key, '_listed')
-  if old and old ~= ARGV[13] then
-    local at = redis.call('LPOS', KEYS[list], old)
+  local mark = redis.call('HGET', key, '_listed')
+  if mark then
+    local old = ARGV[14]
+    if old == '' and #mark > 1 then old = mark end  -- an entry kept whole (before `_listed` was a mark)
+    local at = nil
+    if old ~= '' and old ~= ARGV[13] then at = redis.call('LPOS', KEYS[list], old) end
+    if not at and old ~= ARGV[13] then
+      -- not known, or not what is listed (a report that changed only updated_at wrote nothing)
+      local found
+      at, found = listed_at(KEYS[list], redis.call('HGET', key, 'id') or '')
+      if found == ARGV[13] then at = nil end
+    end
     if at then redis.call('LSET', KEYS[list], at, ARGV[13]) end
-    redis.call('HSET', key, '_listed', ARGV[13])
+    if #mark > 1 then redis.call('HSET', key, '_listed', '1') end
   end
 end
 local m = tonumber(ARGV[i]); i = i + 1

@@ -138,12 +138,14 @@ class Written:
     digest: str
     fields: dict[str, str]
     ops: frozenset[tuple[str, str, str]]
+    entry: str = ""  # the record's entry in its list of finished records, as this write listed it
 
     @classmethod
     def of(cls, w: Write, digest: str) -> Written:
-        return cls(
-            digest, w.set_fields, frozenset((o.op, o.key, o.arg) for o in w.ops if o.op in IDEMPOTENT_OPS)
-        )
+        ops = frozenset((o.op, o.key, o.arg) for o in w.ops if o.op in IDEMPOTENT_OPS)
+        if w.version_ts is None:  # never listed (lua.APPLY)
+            return cls(digest, w.set_fields, ops)
+        return cls(digest, w.set_fields, ops, next((o.arg for o in w.ops if o.op == LIST_OP), ""))
 
 
 def _result(reply: Any, w: Write) -> WriteResult:
@@ -229,7 +231,9 @@ class EventWriter:
         del_fields: list[str] = w.del_fields
         ops = w.ops
         base_digest = ""
+        listed = ""
         if base is not None:
+            listed = base.entry
             base_fields = base.fields
             excluded = w.digest_exclude
             set_fields = {k: v for k, v in w.set_fields.items() if k in excluded or base_fields.get(k) != v}
@@ -267,6 +271,7 @@ class EventWriter:
             w.set_fields.get("status", ""),
             list_at,
             entry,
+            listed,
             len(set_fields),
         ]
         for k, v in set_fields.items():
