@@ -295,11 +295,12 @@ class EventWriter:
         if not writes:
             return []
         digests = [w.digest() for w in writes]
+        written = [Written.of(w, d) for w, d in zip(writes, digests, strict=True)]
         calls = []
         ahead: dict[str, Written] = {}  # an earlier write of the same record in this batch
-        for w, d in zip(writes, digests, strict=True):
+        for w, d, done in zip(writes, digests, written, strict=True):
             calls.append(self._apply_call(w, d, ahead.get(w.key) or self._written.get(w.key)))
-            ahead[w.key] = Written.of(w, d)
+            ahead[w.key] = done
         try:
             replies = await self.submit(calls)
         except BaseException:
@@ -312,9 +313,9 @@ class EventWriter:
             again = await self.submit([self._apply_call(writes[i], digests[i]) for i in whole])
             for i, r in zip(whole, again, strict=True):
                 results[i] = _result(r, writes[i])
-        for w, d, r in zip(writes, digests, results, strict=True):
+        for w, done, r in zip(writes, written, results, strict=True):
             if r.code >= 0:  # applied, or already this content: the record holds these fields
-                self._written[w.key] = Written.of(w, d)
+                self._written[w.key] = done
             else:
                 self._written.pop(w.key, None)
         metrics.count_events(r.event_type for r in results)
