@@ -54,7 +54,6 @@ import os
 import platform
 import pstats
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -69,6 +68,8 @@ from redis.asyncio import Redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from own_redis import start_own_redis  # noqa: E402
 
 from position_order_service.bus import Bus  # noqa: E402
 from position_order_service.exchanges.base import Credentials  # noqa: E402
@@ -407,29 +408,6 @@ async def apply_vs_yardstick(
         apply_calls += c[0] - b[0]
         apply_us += c[1] - b[1]
     return apply_us / max(1.0, apply_calls), yard_us / max(1.0, yard_calls)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_own_redis() -> tuple[subprocess.Popen[bytes], str]:
-    exe = shutil.which("redis-server")
-    assert exe is not None, "redis-server is not on the PATH: use --redis shared"
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.1):
-            return proc, url
-        time.sleep(0.05)
-    proc.terminate()
-    raise RuntimeError("the private redis-server did not start")
 
 
 # ----------------------------------------------------------------------------------------- one config
