@@ -54,7 +54,6 @@ import os
 import platform
 import pstats
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -69,6 +68,8 @@ from redis.asyncio import Redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from own_redis import start_own_redis  # noqa: E402
 
 from position_order_service.bus import Bus  # noqa: E402
 from position_order_service.exchanges.base import Credentials  # noqa: E402
@@ -253,16 +254,19 @@ async def seed_intents(store: Store, users: list[str], messages: list[tuple[int,
     await pipe.execute()
 
 
-async def redis_cmd_usec(redis: Redis) -> tuple[float, float, float]:
-    """(evalsha calls, evalsha usec, usec of all commands) from INFO commandstats (server-wide: other
-    clients of a shared Redis are included, so read the deltas as an upper bound)."""
+async def redis_cmd_usec(redis: Redis) -> tuple[float, float, float, dict[str, float]]:
+    """(evalsha calls, evalsha usec, usec of all commands, usec by command) from INFO commandstats
+    (server-wide: other clients of a shared Redis are included, so read the deltas as an upper bound; the
+    commands a script runs are counted both in their own entry and in the script's)."""
     info = await redis.info("commandstats")
     calls = usec = total = 0.0
+    by_cmd: dict[str, float] = {}
     for name, st in info.items():
+        by_cmd[name.removeprefix("cmdstat_")] = float(st["usec"])
         total += float(st["usec"])
         if name == "cmdstat_evalsha":
             calls, usec = float(st["calls"]), float(st["usec"])
-    return calls, usec, total
+    return calls, usec, total, by_cmd
 
 
 async def cleanup(redis: Redis, prefix: str) -> int:
@@ -406,29 +410,6 @@ async def apply_vs_yardstick(
     return apply_us / max(1.0, apply_calls), yard_us / max(1.0, yard_calls)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_own_redis() -> tuple[subprocess.Popen[bytes], str]:
-    exe = shutil.which("redis-server")
-    assert exe is not None, "redis-server is not on the PATH: use --redis shared"
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.1):
-            return proc, url
-        time.sleep(0.05)
-    proc.terminate()
-    raise RuntimeError("the private redis-server did not start")
-
-
 # ----------------------------------------------------------------------------------------- one config
 async def bench_config(
     n_users: int, total_updates: int, runs: int, backlog: int, registry: MarketRegistry, base_url: str,
@@ -474,6 +455,8 @@ async def bench_config(
         rc1 = await redis_cmd_usec(redis)
         res["evalsha_us"] = (rc1[1] - rc0[1]) / max(1.0, rc1[0] - rc0[0])
         res["redis_us"] = rc1[2] - rc0[2]
+        for cmd, us in rc1[3].items():
+            res[f"cmd:{cmd}"] = us - rc0[3].get(cmd, 0.0)
         pool = redis.connection_pool
         res["conns"] = len(pool._available_connections) + len(pool._in_use_connections)  # type: ignore[attr-defined]
         if r > 0:
@@ -602,6 +585,16 @@ async def main() -> None:
             print(f"redis time {n} users: {redis_us:.1f} us/update in commands, APPLY script {evalsha_us:.1f} us/call "
                   f"(INFO commandstats; the yardstick's script: {yard_lua_us:.1f} us/call); client connections opened: "
                   f"{max(r['conns'] for r in res):.0f}")  # fmt: skip
+            by_cmd = sorted(
+                (
+                    (k[4:], statistics.median(r.get(k, 0.0) / r["updates"] for r in res))
+                    for k in res[0]
+                    if k[:4] == "cmd:"
+                ),
+                key=lambda kv: -kv[1],
+            )
+            print(f"  redis us/update by command (a script's commands count in it too): "
+                  f"{', '.join(f'{k} {v:.1f}' for k, v in by_cmd[:9] if k != 'info')}")  # fmt: skip
             print(f"ratio to yardstick {n} users: {rate / yard:.2f}")
         apply_runs.append(await apply_vs_yardstick(redis, prefix))
         for i, (a_us, y_us) in enumerate(apply_runs):

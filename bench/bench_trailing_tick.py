@@ -20,7 +20,8 @@ flush writes chunk by chunk, the event loop runs ticks between two chunks); book
 stop's trailing_stop.updated event and its packing) is not in this figure.
 
 Part 2, tick -> close order sent (excluding the exchange's reply): the services wired over the paper gateway
-(tests/services/harness.py: make_harness on the real Redis, key prefix bench:<uuid>:), U users each long
+(tests/services/harness.py: make_harness on a real Redis: a private redis-server by default, ``--redis shared``
+for BENCH_REDIS_URL; key prefix bench:<uuid>:), U users each long
 0.1 BTC with an emulated stop, callback rates 0.05% apart; the price steps down so that each tick triggers exactly
 one stop (sequential), waiting for each send; then a single tick that triggers a burst of stops at once. Samples
 are the engine's ``tick_to_send_s`` (tick seen by the engine -> the close order handed to the gateway, i.e. just
@@ -55,6 +56,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
+import own_redis  # noqa: E402
 from pauses import LoopPauses  # noqa: E402
 
 from position_order_service.domain.enums import PositionSide  # noqa: E402
@@ -281,14 +283,14 @@ def print_profile(prof: cProfile.Profile) -> None:
         print(f"    cum {100 * ct / total:5.1f}%  {name}")
 
 
-async def part2(users: int, burst: int, bursts: int, profile: bool = False) -> dict[str, Any]:
-    from redis.asyncio import Redis
+async def part2(users: int, burst: int, bursts: int, redis_url: str, profile: bool = False) -> dict[str, Any]:
     from tests.services.harness import make_harness
 
     from position_order_service.store import Store
+    from position_order_service.store.connection import make_redis
 
     prefix = f"bench:{uuid.uuid4().hex[:12]}:"
-    redis = Redis.from_url(REDIS_URL)  # redis-py's default pool, as the app's (max 100 connections)
+    redis = make_redis(redis_url)  # the app's client (store/connection.py): hiredis packing, a large pool
     store = Store.create(redis, prefix=prefix)
     h = await make_harness(store, position_mark_interval_s=1.0)  # the app's default (the harness: 0.1 s)
     out: dict[str, Any] = {}
@@ -396,6 +398,11 @@ async def main() -> None:
     ap.add_argument(
         "--profile", action="store_true", help="part 2: cProfile the sequential phase of the first run"
     )
+    ap.add_argument(
+        "--redis", choices=("own", "shared"), default="own" if own_redis.available() else "shared",
+        help="part 2: own = a private redis-server for the run (other sessions' Redis load stays out); "
+        "shared = BENCH_REDIS_URL",
+    )  # fmt: skip
     ap.add_argument("--skip-part1", action="store_true")
     ap.add_argument("--skip-part2", action="store_true")
     args = ap.parse_args()
@@ -430,8 +437,16 @@ async def main() -> None:
         deleted = 0
         stall_runs, gc_runs, errors = [], [], defaultdict(int)
         stage_runs: list[dict[str, list[float]]] = []
-        for i in range(args.runs):
-            r = await part2(args.users, args.burst, args.bursts, profile=args.profile and i == 0)
+        own, redis_url = own_redis.start_own_redis() if args.redis == "own" else (None, REDIS_URL)
+        print(f"   redis: {'a private redis-server' if own else redis_url}")
+        try:
+            runs2 = [
+                await part2(args.users, args.burst, args.bursts, redis_url, profile=args.profile and i == 0)
+                for i in range(args.runs)
+            ]
+        finally:
+            own_redis.stop(own)
+        for r in runs2:
             stall_runs.append(r["stalls"])
             stage_runs.append(r["stages"])
             gc_runs.append(r["gc2"])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -17,6 +18,7 @@ from position_order_service.domain import (
     PositionSide,
     PositionStatus,
 )
+from position_order_service.domain.models import new_id
 
 
 def test_migration_guide_position_check() -> None:
@@ -174,3 +176,11 @@ def test_position_status_consistency() -> None:
 def test_unknown_fields_are_refused() -> None:
     with pytest.raises(ValidationError, match="sizee"):
         _order(sizee="1")
+
+
+def test_new_ids_are_distinct_random_uuids() -> None:
+    ids = [new_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for i in ids:
+        u = uuid.UUID(hex=i)
+        assert (u.hex, u.version, u.variant) == (i, 4, uuid.RFC_4122)

@@ -55,6 +55,43 @@ async def test_a_provisional_order_is_superseded_by_any_report_and_listed_once_w
     assert [e["event_type"] for e in await stream_events(any_store)] == ["order.filled"]
 
 
+async def test_a_finished_order_s_entry_follows_a_correction_written_by_another_process(
+    any_store: Store,
+) -> None:
+    """The correction comes from a writer that never wrote the order (a restart, a failover): the list entry
+    it replaces is found without that writer's memory of it, behind later entries, and stays the only one."""
+    done = order(exchange_order_id="7", status="filled", filled_qty="1", fee="0.5")
+    assert (await any_store.orders.upsert(done)).applied
+    later = [order(exchange_order_id=str(100 + i), status="cancelled") for i in range(120)]
+    await any_store.writer.apply_many([any_store.orders.write_for(o) for o in later])
+    other = Store.create(
+        any_store.redis, prefix=any_store.keys.prefix, cluster_tags=any_store.keys.cluster_tags
+    )
+    corrected = done.model_copy(update={"fee": Decimal("0.6"), "updated_at": T0.replace(second=1)})
+    assert (await other.orders.upsert(corrected)).applied
+    again = corrected.model_copy(update={"fee": Decimal("0.7"), "updated_at": T0.replace(second=2)})
+    assert (await other.orders.upsert(again)).applied  # this writer's own entry, replaced in turn
+    closed = await any_store.orders.list_closed("u1", "okx", limit=1000)
+    assert len(closed) == 121
+    assert [o.fee for o in closed if o.order_id == "7"] == [Decimal("0.7")]
+    assert closed[-1].order_id == "7"  # where it was listed
+
+
+async def test_a_finished_order_s_entry_follows_a_correction_after_a_report_that_changed_nothing(
+    any_store: Store,
+) -> None:
+    done = order(exchange_order_id="8", status="filled", filled_qty="1", fee="0.5")
+    assert (await any_store.orders.upsert(done)).applied
+    same = done.model_copy(
+        update={"updated_at": T0.replace(second=1)}
+    )  # the entry would differ; the record not
+    assert (await any_store.orders.upsert(same)).code == 0
+    corrected = done.model_copy(update={"fee": Decimal("0.6"), "updated_at": T0.replace(second=2)})
+    assert (await any_store.orders.upsert(corrected)).applied
+    closed = await any_store.orders.list_closed("u1", "okx")
+    assert [(o.order_id, o.fee) for o in closed] == [("8", Decimal("0.6"))]
+
+
 async def test_fills_are_deduplicated_by_symbol_and_trade_id_and_the_guard_forgets(any_store: Store) -> None:
     w, guard = any_store.writer, any_store.keys.seen_fills("u1", "okx")
     await any_store.redis.sadd(guard, "123")  # an older service's guard (a set of trade ids)

@@ -7,7 +7,7 @@ Decimal("0.1")), never its binary expansion; on the wire they are strings. Times
 from __future__ import annotations
 
 import math
-import uuid
+import os
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
@@ -95,8 +95,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# A random (version 4) UUID's bits: uuid.uuid4().hex spelled in one int operation (half its cost: one per record
+# and one per event on the tracking hot path).
+_UUID4_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (4 << 76) | (0x8000 << 48)
+
+
 def new_id() -> str:
-    return uuid.uuid4().hex
+    return f"{int.from_bytes(os.urandom(16)) & _UUID4_KEEP | _UUID4_SET:032x}"
 
 
 class _Model(BaseModel):

@@ -58,58 +58,109 @@ end
 # ARGV  1 version ts (ms, number; "" = always newer)  2 progress (number; compared before ts: see below)
 #       3 channel ("" = no publish)   4 event body: the JSON object without its opening "{"; "" = no event
 #       5 event type when the record is new (or its status is one of ARGV 7)   6 event type otherwise
-#       7 comma-wrapped statuses that count as "new again" (",closed,liquidated,")   8 stream MAXLEN
-#       (ARGV 1 "" = a record without an exchange version: neither checked nor stored, and never listed by
-#       lpush_capped_on_status_change until an exchange-versioned write comes)
-#       9 digest of the content (all fields but updated_at): equal to the stored one = unchanged;
-#       "<digest>|<base digest>": the pairs are a delta (only what changed, plus the fields outside the
-#       digest) over a record holding <base digest>: another stored content answers -2 (send every field)
-#       10 n = number of field/value pairs, then the pairs; then m = number of fields to delete, the fields;
-#       then k = number of index ops, each "op key_index arg": sadd | srem | lpush_capped_on_status_change
-#       (arg = the value, list capped at 1000) | del | expire (of the state hash; arg seconds) | persist |
-#       hset_mirror (arg = field/value pairs joined by \x1f: replaces a legacy mirror hash) | del.
-# Returns {code, seq, event_type}: code 1 applied, 0 unchanged (nothing written), -1 stale (behind what is stored),
-# -2 a delta over another content (nothing written), -3 refused by the fence (FENCE above).
+#       7 comma-wrapped statuses that count as "new again" (",closed,liquidated,"; "" = none)   8 stream MAXLEN
+#       (ARGV 1 "" = a record without an exchange version: neither checked nor stored, and never listed)
+#       9 digest of the content (all fields but updated_at): equal to the stored one = unchanged
+#       10 base digest: "" = the pairs are the whole record; else they are a delta (only what changed, plus
+#       the fields outside the digest) over a record holding this digest: another stored content answers -2
+#       11 the record's status after this write ("" = none)
+#       12 KEYS index of the list of finished records (0 = none), 13 the record's entry in it: pushed (list
+#       capped at 1000) when the status changes or the record gets its first exchange version (the hash's
+#       `_listed` then says so); a later report of the same status replaces the entry listed before
+#       14 that entry, as the writer last wrote it ("" = not known: the script finds it by the record's id,
+#       which starts every entry)
+#       15 n = number of field/value pairs, then the pairs; then m = number of fields to delete, the fields;
+#       then k = number of index ops, each "op key_index arg": sadd | srem | del | expire (of the state
+#       hash; arg seconds) | persist | hset_mirror (arg = field/value pairs joined by \x1f: replaces a legacy
+#       mirror hash).
+# Returns one integer (a table and a string cost the call more than decoding this costs the client): 1 applied
+# without an event; 2 + 2 * seq + (1 when the event type is ARGV 5, else 0) applied with event `seq`; 0 unchanged
+# (nothing written), -1 stale (behind what is stored), -2 a delta over another content (nothing written), -3
+# refused by the fence (FENCE above).
 #
-# Cost (issue 15: <= 20 us of Redis time per event): the script reads what it compares in ONE HMGET, writes
-# the fields with ONE HSET straight from ARGV (unpack: no Lua loop over the pairs), reads the new status only
-# when an op needs it, and decodes no JSON. A record exists when it holds a digest or a status (every APPLY
-# write stores `_digest`; every order and position has a `status`). A delta write sends a few fields instead of
-# all of them: the arguments, not the commands, are most of a call's cost.
+# Cost (issue 15: <= 20 us of Redis time per event): every redis.call and argument counts, and a small hash
+# is a listpack that each field lookup scans (a value over 64 bytes makes it a hash table: `_listed` is a
+# mark, not the entry). The script reads what it compares in ONE HMGET (`_listed` only in the rare
+# replacement), writes the fields, `_listed` included, with ONE HSET straight from ARGV
+# (unpack: no Lua loop over the pairs), is told the new status instead of reading it back, and decodes no JSON.
+# A record exists when it holds a digest or a status (every APPLY write stores `_digest`; every order and
+# position has a `status`). A delta write sends a few fields instead of all of them.
 APPLY = (
     FENCE
     + XADD_KEPT
     + r"""
-if fence_refused() then return {-3, 0, ''} end
-local key = KEYS[1]
-local ts = ARGV[1]
-local progress = tonumber(ARGV[2]) or 0
-local digest = ARGV[9]
-local base = false
-local bar = string.find(digest, '|', 1, true)
-if bar then base = string.sub(digest, bar + 1); digest = string.sub(digest, 1, bar - 1) end
-local cur = redis.call('HMGET', key, '_ts', '_progress', '_digest', 'status', '_listed')
-local exists = cur[3] ~= false or cur[4] ~= false
-if exists and ts ~= '' then
-  -- progress first (an order only moves forward: status rank, then filled fraction), then time: a
-  -- forward step is never refused for carrying an older clock, and a finished order never comes back
-  local cts = tonumber(cur[1])
-  if cts then
-    local cprog = tonumber(cur[2]) or 0
-    if progress < cprog then return {-1, 0, ''} end
-    if progress == cprog and tonumber(ts) < cts then return {-1, 0, ''} end
+if fence_refused() then return -3 end
+-- where the entry of record `id` is in `list` (newest first, so scanned from the head), and the entry
+local function listed_at(list, id)
+  local prefix = '{"id":"' .. id .. '"'
+  local start = 0
+  while true do
+    local chunk = redis.call('LRANGE', list, start, start + 99)
+    if #chunk == 0 then return nil, nil end
+    for j, e in ipairs(chunk) do
+      if string.sub(e, 1, #prefix) == prefix then return start + j - 1, e end
+    end
+    start = start + 100
   end
 end
--- unchanged content (ARGV 9: a digest of every field but updated_at) writes and emits nothing
-if exists and cur[3] == digest then return {0, 0, ''} end
-if base and cur[3] ~= base then return {-2, 0, ''} end
+local key = KEYS[1]
+local ts = ARGV[1]
+local digest = ARGV[9]
+local cur = redis.call('HMGET', key, '_ts', '_progress', '_digest', 'status')
+local exists = cur[3] ~= false or cur[4] ~= false
+if exists then
+  if ts ~= '' and cur[1] then
+    -- progress first (an order only moves forward: status rank, then filled fraction), then time: a
+    -- forward step is never refused for carrying an older clock, and a finished order never comes back
+    local progress = tonumber(ARGV[2]) or 0
+    local cprog = tonumber(cur[2]) or 0
+    if progress < cprog then return -1 end
+    if progress == cprog and tonumber(ts) < tonumber(cur[1]) then return -1 end
+  end
+  -- unchanged content (ARGV 9: a digest of every field but updated_at) writes and emits nothing
+  if cur[3] == digest then return 0 end
+end
+if ARGV[10] ~= '' and cur[3] ~= ARGV[10] then return -2 end
 local prev_status = exists and cur[4]
-local had_version = exists and cur[1] ~= false
-local i = 11 + 2 * tonumber(ARGV[10])
-if ts ~= '' then
-  redis.call('HSET', key, '_digest', digest, '_ts', ts, '_progress', ARGV[2], unpack(ARGV, 11, i - 1))
+local list = tonumber(ARGV[12])
+local push = false
+local relist = false
+if list > 0 and ts ~= '' then
+  -- a record without an exchange version (a provisional one, from a command reply) is not listed yet:
+  -- it is, once the exchange's own report gives it one (or it changes status then)
+  local new_status = ARGV[11]
+  if new_status == '' then new_status = false end
+  if prev_status ~= new_status or not (exists and cur[1]) then push = true else relist = true end
+end
+local i = 16 + 2 * tonumber(ARGV[15])
+if ts == '' then
+  redis.call('HSET', key, '_digest', digest, unpack(ARGV, 16, i - 1))
+elseif push then
+  redis.call('HSET', key, '_digest', digest, '_ts', ts, '_progress', ARGV[2], '_listed', '1',
+    unpack(ARGV, 16, i - 1))
 else
-  redis.call('HSET', key, '_digest', digest, unpack(ARGV, 11, i - 1))
+  redis.call('HSET', key, '_digest', digest, '_ts', ts, '_progress', ARGV[2], unpack(ARGV, 16, i - 1))
+end
+if push then
+  local target = KEYS[list]
+  if redis.call('LPUSH', target, ARGV[13]) > 1000 then redis.call('LTRIM', target, 0, 999) end
+elseif relist then
+  -- the same finished order, corrected by a later report (fees, a close-all's size): its entry follows
+  local mark = redis.call('HGET', key, '_listed')
+  if mark then
+    local old = ARGV[14]
+    if old == '' and #mark > 1 then old = mark end  -- an entry kept whole (before `_listed` was a mark)
+    local at = nil
+    if old ~= '' and old ~= ARGV[13] then at = redis.call('LPOS', KEYS[list], old) end
+    if not at and old ~= ARGV[13] then
+      -- not known, or not what is listed (a report that changed only updated_at wrote nothing)
+      local found
+      at, found = listed_at(KEYS[list], redis.call('HGET', key, 'id') or '')
+      if found == ARGV[13] then at = nil end
+    end
+    if at then redis.call('LSET', KEYS[list], at, ARGV[13]) end
+    if #mark > 1 then redis.call('HSET', key, '_listed', '1') end
+  end
 end
 local m = tonumber(ARGV[i]); i = i + 1
 if m > 0 and exists then redis.call('HDEL', key, unpack(ARGV, i, i + m - 1)) end
@@ -119,26 +170,8 @@ for j = 1, k do
   local op = ARGV[i]; local target = KEYS[tonumber(ARGV[i + 1])]; local arg = ARGV[i + 2]; i = i + 3
   if op == 'sadd' then redis.call('SADD', target, arg)
   elseif op == 'srem' then redis.call('SREM', target, arg)
-  elseif op == 'lpush_capped_on_status_change' then
-    -- a record without an exchange version (a provisional one, from a command reply) is not listed yet:
-    -- it is, once the exchange's own report gives it one (or it changes status then)
-    if ts ~= '' then
-      local new_status = redis.call('HGET', key, 'status')
-      if prev_status ~= new_status or not had_version then
-        if redis.call('LPUSH', target, arg) > 1000 then redis.call('LTRIM', target, 0, 999) end
-        redis.call('HSET', key, '_listed', arg)
-      else
-        -- the same finished order, corrected by a later report (fees, a close-all's size): its entry follows
-        local old = cur[5]
-        if old and old ~= arg then
-          local at = redis.call('LPOS', target, old)
-          if at then redis.call('LSET', target, at, arg) end
-          redis.call('HSET', key, '_listed', arg)
-        end
-      end
-    end
   elseif op == 'del' then redis.call('DEL', target)
-  elseif op == 'expire' then redis.call('EXPIRE', key, tonumber(arg))
+  elseif op == 'expire' then redis.call('EXPIRE', key, arg)
   elseif op == 'persist' then
     if exists then redis.call('PERSIST', key) end  -- a new hash has no time to live
   elseif op == 'hset_mirror' then
@@ -150,16 +183,19 @@ for j = 1, k do
   end
 end
 local body = ARGV[4]
-if body == '' then return {1, 0, ''} end
+if body == '' then return 1 end
 local etype = ARGV[6]
-if (not exists) or (prev_status and string.find(ARGV[7], ',' .. prev_status .. ',', 1, true)) then
+local again = 0
+if (not exists) or (prev_status and ARGV[7] ~= '' and string.find(ARGV[7], ',' .. prev_status .. ',', 1, true)) then
   etype = ARGV[5]
+  again = 1
 end
 local seq = redis.call('INCR', KEYS[2])
-local payload = '{"seq":' .. seq .. ',"event_type":"' .. etype .. '",' .. body
-xadd_kept(KEYS[3], seq, payload, ARGV[8])
+local spelled = tostring(seq)  -- once: a number is formatted (printf) each time it meets a string
+local payload = '{"seq":' .. spelled .. ',"event_type":"' .. etype .. '",' .. body
+xadd_kept(KEYS[3], spelled, payload, ARGV[8])
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], payload) end
-return {1, seq, etype}
+return 2 + 2 * seq + again
 """
 )
 

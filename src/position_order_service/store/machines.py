@@ -146,7 +146,7 @@ class TrailingStopRepository:
         the triggered stop up)."""
         if not triggers:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        commands: list[tuple[Any, ...]] = []
         event_type = "trailing_stop.triggered"
         fences: list[Fence | None] = []
         for t in triggers:
@@ -183,9 +183,9 @@ class TrailingStopRepository:
             if fence is not None:
                 fence.extend(keys, args)
             fences.append(fence)
-            evalsha_in(pipe, self._trigger.sha, keys, args)
+            commands.append(("EVALSHA", self._trigger.sha, len(keys), *keys, *args))
         await self._trigger.load()
-        results = await pipe.execute(raise_on_error=False)
+        results = await self.writer.pipelined(commands)
         out: list[bool | Exception] = []
         for fence, r in zip(fences, results, strict=True):
             if fence is not None and refused(r):  # the account's lease is gone: StaleWrite (counted)

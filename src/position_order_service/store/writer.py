@@ -17,8 +17,10 @@ from redis.exceptions import NoScriptError
 from .. import metrics
 from ..aio import spawn
 from . import lua
+from .connection import is_cluster_client
 from .keys import Channels, Keys
 from .leases import Fence, FenceTable
+from .pipeline import RawPipeline
 from .retention import DEFAULT_COUNT, StreamRetention
 
 STREAM_MAXLEN = DEFAULT_COUNT
@@ -121,6 +123,8 @@ class WriteResult:
         return self.code == 1
 
 
+# The index op that lists a finished record (at most one per write; see lua.APPLY ARGV 12-13).
+LIST_OP = "lpush_capped_on_status_change"
 # Index ops that change nothing when the record's previous write (of the same content's kind) made them too:
 # a member already in the set, a key already without a time to live. EXPIRE is not one (it restarts the clock).
 IDEMPOTENT_OPS = frozenset({"sadd", "srem", "persist"})
@@ -134,17 +138,23 @@ class Written:
     digest: str
     fields: dict[str, str]
     ops: frozenset[tuple[str, str, str]]
+    entry: str = ""  # the record's entry in its list of finished records, as this write listed it
 
     @classmethod
     def of(cls, w: Write, digest: str) -> Written:
-        return cls(
-            digest, w.set_fields, frozenset((o.op, o.key, o.arg) for o in w.ops if o.op in IDEMPOTENT_OPS)
-        )
+        ops = frozenset((o.op, o.key, o.arg) for o in w.ops if o.op in IDEMPOTENT_OPS)
+        if w.version_ts is None:  # never listed (lua.APPLY)
+            return cls(digest, w.set_fields, ops)
+        return cls(digest, w.set_fields, ops, next((o.arg for o in w.ops if o.op == LIST_OP), ""))
 
 
-def _result(reply: Any) -> WriteResult:
-    c, s, e = reply
-    return WriteResult(int(c), int(s), e.decode() if isinstance(e, bytes) else str(e))
+def _result(reply: Any, w: Write) -> WriteResult:
+    """An APPLY reply (one integer: see lua.APPLY) as code, seq and the event type the script chose."""
+    r = int(reply)
+    if r < 2:
+        return WriteResult(r, 0, "")
+    seq, again = divmod(r - 2, 2)
+    return WriteResult(1, seq, (w.event_type_new or w.event_type) if again else w.event_type)
 
 
 def evalsha_in(pipe: Any, sha: str, keys: list[str], args: list[str | int | float]) -> None:
@@ -210,6 +220,7 @@ class EventWriter:
         # record key -> the record as last written by this process (see WRITTEN_CACHE_SIZE)
         self._written: LRUCache[str, Written] = LRUCache(maxsize=WRITTEN_CACHE_SIZE)
         self.fences = FenceTable()  # the accounts this process holds by lease (empty: unfenced)
+        self._raw = None if is_cluster_client(redis) else RawPipeline(redis)
 
     def _apply_call(self, w: Write, digest: str | None = None, base: Written | None = None) -> Call:
         """The APPLY call of a write: every field, or (`base`: the record as this process wrote it) only the
@@ -219,24 +230,33 @@ class EventWriter:
         set_fields: dict[str, str] = w.set_fields
         del_fields: list[str] = w.del_fields
         ops = w.ops
-        digest_arg = digest
+        base_digest = ""
+        listed = ""
         if base is not None:
+            listed = base.entry
             base_fields = base.fields
             excluded = w.digest_exclude
             set_fields = {k: v for k, v in w.set_fields.items() if k in excluded or base_fields.get(k) != v}
             del_fields = [k for k in base_fields if k not in w.set_fields]
             del_fields += [k for k in excluded if k not in w.set_fields and k not in base_fields]
-            digest_arg = f"{digest}|{base.digest}"
+            base_digest = base.digest
             if base.ops:
                 ops = [o for o in w.ops if (o.op, o.key, o.arg) not in base.ops]
         keys = [w.key, self.keys.event_seq(w.user_id), self.keys.event_stream(w.user_id)]
         key_index: dict[str, int] = {}
         op_args: list[str | int | float] = []
+        n_ops = 0
+        list_at = 0
+        entry = ""
         for op in ops:
             if op.key not in key_index:
                 keys.append(op.key)
                 key_index[op.key] = len(keys)
+            if op.op == LIST_OP:  # its own arguments: the script decides with the status, before its HSET
+                list_at, entry = key_index[op.key], op.arg
+                continue
             op_args += [op.op, key_index[op.key], op.arg]
+            n_ops += 1
         args: list[str | int | float] = [
             "" if w.version_ts is None else w.version_ts,
             w.progress,
@@ -244,16 +264,21 @@ class EventWriter:
             event_body(w.event) if w.event is not None else "",
             w.event_type_new or w.event_type,
             w.event_type,
-            "," + ",".join(w.new_again_statuses) + ",",
+            "," + ",".join(w.new_again_statuses) + "," if w.new_again_statuses else "",
             self.keep_arg(),
-            digest_arg,
+            digest,
+            base_digest,
+            w.set_fields.get("status", ""),
+            list_at,
+            entry,
+            listed,
             len(set_fields),
         ]
         for k, v in set_fields.items():
             args += [k, v]
         args.append(len(del_fields))
         args += del_fields
-        args.append(len(ops))
+        args.append(n_ops)
         args += op_args
         return Call(self._apply, keys, args).fenced(w.fence)
 
@@ -270,26 +295,27 @@ class EventWriter:
         if not writes:
             return []
         digests = [w.digest() for w in writes]
+        written = [Written.of(w, d) for w, d in zip(writes, digests, strict=True)]
         calls = []
         ahead: dict[str, Written] = {}  # an earlier write of the same record in this batch
-        for w, d in zip(writes, digests, strict=True):
+        for w, d, done in zip(writes, digests, written, strict=True):
             calls.append(self._apply_call(w, d, ahead.get(w.key) or self._written.get(w.key)))
-            ahead[w.key] = Written.of(w, d)
+            ahead[w.key] = done
         try:
             replies = await self.submit(calls)
         except BaseException:
             for w in writes:
                 self._written.pop(w.key, None)
             raise
-        results = [_result(r) for r in replies]
+        results = [_result(r, w) for r, w in zip(replies, writes, strict=True)]
         whole = [i for i, r in enumerate(results) if r.code == -2]
         if whole:  # the stored record is not what this process last wrote: send those writes whole
             again = await self.submit([self._apply_call(writes[i], digests[i]) for i in whole])
             for i, r in zip(whole, again, strict=True):
-                results[i] = _result(r)
-        for w, d, r in zip(writes, digests, results, strict=True):
+                results[i] = _result(r, writes[i])
+        for w, done, r in zip(writes, written, results, strict=True):
             if r.code >= 0:  # applied, or already this content: the record holds these fields
-                self._written[w.key] = Written.of(w, d)
+                self._written[w.key] = done
             else:
                 self._written.pop(w.key, None)
         metrics.count_events(r.event_type for r in results)
@@ -346,13 +372,24 @@ class EventWriter:
             asyncio.get_running_loop().call_soon(self._start_flush)
 
     async def _run_pipeline(self, batch: list[tuple[list[Item], Any]]) -> list[Any]:
-        pipe = self.redis.pipeline(transaction=False)
-        for items, _ in batch:
-            for c in items:
-                if isinstance(c, Call):
-                    evalsha_in(pipe, c.script.sha, c.keys, c.args)
-                else:
-                    pipe.hgetall(c.key)
+        return await self.pipelined(
+            [
+                ("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args)
+                if isinstance(c, Call)
+                else ("HGETALL", c.key)
+                for items, _ in batch
+                for c in items
+            ]
+        )
+
+    async def pipelined(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """One round trip for `commands` (EVALSHA, HGETALL); replies in order, an error reply as its exception.
+        Raises when the round trip fails (a lost connection: none of the replies is known)."""
+        if self._raw is not None:
+            return await self._raw.execute(commands)
+        pipe = self.redis.pipeline(transaction=False)  # a cluster's: each command to its slot's node
+        for cmd in commands:
+            pipe.execute_command(*cmd)
         out: list[Any] = await pipe.execute(raise_on_error=False)
         return out
 
