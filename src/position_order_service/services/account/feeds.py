@@ -6,8 +6,9 @@ The REST worker takes a snapshot at start, after a stream gap (reconnect), when 
 for `silent_s`, and promptly (`confirm_after_s`) when the actor asks for the second snapshot that confirms a
 miss. A first snapshot that could not wait for the streams' sockets (connection attempts are paced per IP: at
 a cold start the last accounts' sockets open many seconds after their actors start) is followed by another
-as soon as they are open: what happened between the two reaches the account then, not at the silent one. It notes the inbox's arrival number before its first REST call: the actor then knows which stream
-updates arrived while the snapshot was in flight.
+as soon as they are open: what happened between the two reaches the account then, not at the silent one.
+It notes the inbox's arrival number before its first REST call: the actor then knows which stream updates
+arrived while the snapshot was in flight.
 """
 
 from __future__ import annotations
