@@ -237,7 +237,7 @@ class Chaos:
         qty = size + self._qty() if flip else size
         order_side = "sell" if side == "long" else "buy"
         pos_side = side if self.hedged else None
-        if self.rng.random() < 0.3 and self.redis.up:
+        if self.rng.random() < 0.3 and self.redis.up and not self.h.killed:
             self.stats.actions["flip_by_service" if flip else "close_by_service"] += 1
             self._spawn(
                 "create_order",
