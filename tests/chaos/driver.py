@@ -26,6 +26,7 @@ from position_order_service.exchanges.base import GatewayError
 from position_order_service.services.commands import CommandError
 from position_order_service.sim.engine import EngineError, Event, OrderEvent, OrderEventKind
 from position_order_service.store import Store
+from position_order_service.store.connection import wait_until_loaded
 
 from ..services.harness import Harness
 from .redis_proc import RedisProc
@@ -353,10 +354,12 @@ class Chaos:
         and open orders as the exchange's, the ids of what survived unchanged, each downtime fill one event."""
         if not self.redis.up or self.observer is None:
             return  # (a kill during a Redis outage: its in-flight writes land when Redis answers again)
-        ids = {p.side.value: p.id for p in await self.h.store.positions.list(self.user, self.ex) if p.is_open}
+        observer = self.observer
+        await observer.redis.connection_pool.disconnect()  # (connections from before a Redis restart)
+        await wait_until_loaded(observer.redis)
+        ids = {p.side.value: p.id for p in await observer.positions.list(self.user, self.ex) if p.is_open}
         unowned = await self.h.kill()
-        stream = self.observer.keys.event_stream(self.user)
-        await self.observer.redis.connection_pool.disconnect()  # (connections from before a Redis restart)
+        stream = observer.keys.event_stream(self.user)
         tail = await self.observer.redis.xrevrange(stream, count=1)
         after = tail[0][0].decode() if tail else "0-0"  # events after this one came from a dead service
         survivors = set(self._positions())
@@ -667,6 +670,9 @@ class Chaos:
         return problems
 
 
+# What an exchange change of a position can change. Realized pnl is one: fills the service saw only the end of
+# (an add and a reduce at the old entry, during a kill or lost pushes) leave size and entry price as they were
+_POSITION_CHANGE = ("size", "entry_price", "leverage", "realized_pnl")
 _NOT_CONTENT = frozenset({"event_id", "seq", "timestamp", "metadata", "created_at", "updated_at"})
 
 
@@ -682,7 +688,8 @@ def _value(v: Any) -> Any:
 
 def _one_event_per_change(events: list[dict[str, Any]]) -> list[str]:
     """Each exchange change emitted one event: an order's (status, filled size) at most once, no order event
-    repeating the previous one's content, no position event repeating the previous (size, entry price)."""
+    repeating the previous one's content, no position event repeating the previous (size, entry price,
+    leverage, realized pnl); marks (current price) are not exchange changes."""
     problems: list[str] = []
     states: Counter[tuple[str, str, Any]] = Counter()
     last_order: dict[str, dict[str, Any]] = {}
@@ -704,11 +711,11 @@ def _one_event_per_change(events: list[dict[str, Any]]) -> list[str]:
                 continue
             content = {k: _value(v) for k, v in e.items() if k not in _NOT_CONTENT}
             before = last_position.get(key)
-            if before is not None and all(before[k] == content[k] for k in ("size", "entry_price")):
+            if before is not None and all(before.get(k) == content.get(k) for k in _POSITION_CHANGE):
                 diff = {k: (before.get(k), v) for k, v in content.items() if before.get(k) != v}
                 problems.append(
-                    f"{kind} for {key[1]} (seq {e['seq']}) repeats the previous size and entry price "
-                    f"({content['size']}, {content['entry_price']}); it differs in {diff}, metadata {e.get('metadata')}"
+                    f"{kind} for {key[1]} (seq {e['seq']}) repeats the previous "
+                    f"{ {k: content.get(k) for k in _POSITION_CHANGE} }; it differs in {diff}"
                 )
             last_position[key] = content
     twice = {k: n for k, n in states.items() if n > 1}

@@ -33,6 +33,7 @@ from position_order_service.sim.engine import SimEngine, wall_clock_ms
 from position_order_service.sim.server import SimServer
 from position_order_service.store import Store
 from position_order_service.store.connection import make_redis
+from position_order_service.supervisor import Supervisor
 
 SYMBOL = "BTC-USDT-SWAP"
 SYMBOLS = {"okx": SYMBOL, "binance": "BTCUSDT"}
@@ -163,14 +164,15 @@ class Harness:
         ]
 
     async def kill(self) -> list[str]:
-        """As kill -9 would: the graph's work stops all at once where it stands (no stop in order, no flush, no
-        lease released) and its sockets close. Returns the names of the tasks the supervisor did not own
+        """As kill -9 would: the graph's work stops all at once where it stands (Services.stop never runs: no
+        stop in order, no final flush, no lease released) and its sockets close. Returns the names of the tasks the supervisor did not own
         (those a real process kill takes with it, but a service stop would have to find)."""
         assert self.rebuild is not None, (
             "kill needs a graph with its own Redis client (make_harness(redis_url=))"
         )
         self.killed = True
         supervised = {j.task for j in self.services.supervisor.all_jobs() if j.task is not None}
+        _refuse_new_jobs(self.services.supervisor)  # (a timer of the dead graph, a price flush, starts none)
         unowned: set[str] = set()
         # again until none is left: a callback already queued (a group commit's next flush) starts a task
         # while the first ones wind down
@@ -211,6 +213,12 @@ class Harness:
             await self.services.redis.aclose()
         if self.sim is not None:
             await self.sim.stop()
+
+
+def _refuse_new_jobs(supervisor: Supervisor) -> None:
+    supervisor._stopped = True
+    for child in supervisor._children:
+        _refuse_new_jobs(child)
 
 
 def _described(task: asyncio.Task[Any]) -> str:
