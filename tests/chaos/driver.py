@@ -360,7 +360,7 @@ class Chaos:
         ids = {p.side.value: p.id for p in await observer.positions.list(self.user, self.ex) if p.is_open}
         unowned = await self.h.kill()
         stream = observer.keys.event_stream(self.user)
-        tail = await self.observer.redis.xrevrange(stream, count=1)
+        tail = await observer.redis.xrevrange(stream, count=1)
         after = tail[0][0].decode() if tail else "0-0"  # events after this one came from a dead service
         survivors = set(self._positions())
         for _ in range(self.rng.randint(3, 12)):
@@ -370,7 +370,7 @@ class Chaos:
             await action()
             survivors &= set(self._positions())  # a side that closed or flipped did not survive
             await asyncio.sleep(0.02)
-        late = await self.observer.redis.xrange(stream, min=f"({after}")
+        late = await observer.redis.xrange(stream, min=f"({after}")
         if late:
             kinds = Counter(orjson.loads(f[b"data"])["event_type"] for _, f in late)
             raise Violation(

@@ -47,9 +47,8 @@ class Harness:
     sim: SimServer | None = None  # set when the gateways are ccxt clients of a loopback simulator
     extra: list[Any] = field(default_factory=list)
     venue: str = "okx"
-    rebuild: GraphBuilder | None = (
-        None  # a new graph on the same Redis (set when the graph has its own client)
-    )
+    # a new graph on the same Redis (set when the graph has a Redis client of its own: it can be killed)
+    rebuild: GraphBuilder | None = None
     registered: dict[str, Credentials] = field(default_factory=dict)
     # the tasks that were running before the graph was built (the test's, the simulator's): not the graph's
     before: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -165,8 +164,9 @@ class Harness:
 
     async def kill(self) -> list[str]:
         """As kill -9 would: the graph's work stops all at once where it stands (Services.stop never runs: no
-        stop in order, no final flush, no lease released) and its sockets close. Returns the names of the tasks the supervisor did not own
-        (those a real process kill takes with it, but a service stop would have to find)."""
+        stop in order, no final flush, no lease released) and its sockets close. Returns the tasks the
+        supervisor did not own (a real process kill takes them with it; a service stop would have to find
+        them)."""
         assert self.rebuild is not None, (
             "kill needs a graph with its own Redis client (make_harness(redis_url=))"
         )
