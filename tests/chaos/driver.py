@@ -25,17 +25,26 @@ from position_order_service.domain.trailing import StopState, TrailingStop
 from position_order_service.exchanges.base import GatewayError
 from position_order_service.services.commands import CommandError
 from position_order_service.sim.engine import EngineError, Event, OrderEvent, OrderEventKind
+from position_order_service.store import Store
+from position_order_service.store.connection import wait_until_loaded
 
-from ..services.harness import SYMBOL, Harness
+from ..services.harness import Harness
 from .redis_proc import RedisProc
 
 log = logging.getLogger(__name__)
 D = Decimal
-EXCHANGE = "okx"
 PRIVATE = ["orders", "positions", "account"]
 TICK = D("0.1")
 QUIET_MAX_S = 20.0  # how long a quiet period may take to converge before its differences are violations
 EXPECTED = (CommandError, GatewayError, RedisError, ConnectionError, OSError, TimeoutError)
+LOT = {
+    "okx": D(1),
+    "binance": D("0.002"),
+}  # one unit of the random sizes, in venue units (Binance: min notional)
+SNAPSHOT_PATHS = {
+    "okx": ["/api/v5/account/positions", "/api/v5/trade/orders-pending"],
+    "binance": ["/fapi/v3/positionRisk", "/fapi/v1/openOrders"],
+}
 
 
 @dataclass
@@ -68,15 +77,20 @@ class Chaos:
         user: str,
         hedged: bool = False,
         redis_faults: bool = True,
+        observer: Store | None = None,
     ) -> None:
         self.h = h
+        self.ex = h.exchange
+        self.sym = h.symbol
+        self.lot = LOT[self.ex]
+        self.observer = observer  # the test's own Redis client: reads while the service is killed
         self.redis = redis
         self.rng = random.Random(seed)
         self.seed = seed
         self.user = user
         self.hedged = hedged  # long/short (hedge) position mode: both sides at once, closing by side
         self.key = h.account(user, position_mode="long_short" if hedged else "net", usdt="10000000")
-        self.ct = h.engine.instrument(SYMBOL).contract_value
+        self.ct = h.engine.instrument(self.sym).contract_value
         self.price = D(60000)
         self.redis_faults = redis_faults
         self.stats = Stats()
@@ -98,7 +112,7 @@ class Chaos:
     # -- set-up -------------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.h.price(str(self.price))
-        self.h.engine.set_max_fill_per_step(SYMBOL, "3")  # orders over 3 contracts fill in parts
+        self.h.engine.set_max_fill_per_step(self.sym, 3 * self.lot)  # orders over 3 lots fill in parts
         # the exchange's clock is off ours by a constant (a clock that runs backwards would reorder the
         # exchange's own versions: no venue does that)
         self.faults({"clock_offset_ms": self.rng.randint(-1500, 1500), "seed": self.seed})
@@ -111,6 +125,9 @@ class Chaos:
     async def run(self, steps: int, quiet_every: int) -> Stats:
         await self.start()
         for i in range(steps):
+            if i == steps // 2 and self.h.rebuild is not None and not self.stats.actions["service_kill"]:
+                self.stats.actions["service_kill"] += 1  # every run has one kill at least
+                await self.service_kill()
             await self.step()
             self.stats.steps += 1
             if (i + 1) % quiet_every == 0 or i == steps - 1:
@@ -136,6 +153,8 @@ class Chaos:
             (6, self.service_order),
             (3, self.service_cancel),
             (3, self.trailing_stop),
+            (2, self.flip_or_close),
+            (0.15 if self.h.rebuild is not None else 0, self.service_kill),
             (0.6, self.reconnect),
             (1.2, self.push_faults),
             (0.6, self.slow_snapshot),
@@ -169,7 +188,7 @@ class Chaos:
             await asyncio.sleep(0.02)  # a price the service sees before the next one
 
     def _qty(self) -> Decimal:
-        return D(self.rng.randint(1, 8))
+        return D(self.rng.randint(1, 8)) * self.lot
 
     def _away(self) -> Decimal:
         return self._round(D(self.rng.randint(5, 300)))
@@ -180,7 +199,7 @@ class Chaos:
         pos_side = self._pos_side()
         self._engine_call(
             lambda: self.h.engine.place_order(
-                self.key, SYMBOL, side, self._qty(), ord_type="limit", px=str(px), pos_side=pos_side
+                self.key, self.sym, side, self._qty(), ord_type="limit", px=str(px), pos_side=pos_side
             )
         )
 
@@ -190,15 +209,54 @@ class Chaos:
         pos_side = self._pos_side()
         self._engine_call(
             lambda: self.h.engine.place_order(
-                self.key, SYMBOL, side, self._qty(), reduce_only=reduce, pos_side=pos_side
+                self.key, self.sym, side, self._qty(), reduce_only=reduce, pos_side=pos_side
             )
         )
 
     def _pos_side(self) -> str | None:
         return self.rng.choice(["long", "short"]) if self.hedged else None
 
+    def _positions(self) -> dict[str, Decimal]:
+        """The exchange's open positions by side (long/short), in venue units."""
+        out = {}
+        for p in self.h.engine.positions(self.key):
+            if p.qty != 0:
+                side = p.pos_side.value if p.pos_side.value != "net" else ("long" if p.qty > 0 else "short")
+                out[side] = abs(p.qty)
+        return out
+
+    async def flip_or_close(self) -> None:
+        """One order that ends a position: in one-way mode mostly a flip (larger than the position, the other
+        way: long -> short in a single fill), else a close of exactly its size; through the exchange or the
+        service's command path."""
+        open_ = self._positions()
+        if not open_:
+            return await self.external_market()
+        side = self.rng.choice(sorted(open_))
+        size = open_[side]
+        flip = not self.hedged and self.rng.random() < 0.7
+        qty = size + self._qty() if flip else size
+        order_side = "sell" if side == "long" else "buy"
+        pos_side = side if self.hedged else None
+        if self.rng.random() < 0.3 and self.redis.up and not self.h.killed:
+            self.stats.actions["flip_by_service" if flip else "close_by_service"] += 1
+            self._spawn(
+                "create_order",
+                self.h.orders.create_order(self.user, self.ex, self.sym, order_side, "market", qty * self.ct,
+                                           position_side=pos_side),
+            )  # fmt: skip
+            return
+        self.stats.actions["flip" if flip else "close"] += 1
+        self.h.engine.set_max_fill_per_step(self.sym, None)  # the whole order in one fill
+        try:
+            self._engine_call(
+                lambda: self.h.engine.place_order(self.key, self.sym, order_side, qty, pos_side=pos_side)
+            )
+        finally:
+            self.h.engine.set_max_fill_per_step(self.sym, 3 * self.lot)
+
     async def external_cancel(self) -> None:
-        open_ = self.h.engine.open_orders(self.key, SYMBOL)
+        open_ = self.h.engine.open_orders(self.key, self.sym)
         if open_:
             order = self.rng.choice(open_)
             self._engine_call(lambda: self.h.engine.cancel_order(self.key, order_id=order.order_id))
@@ -240,8 +298,8 @@ class Chaos:
             "create_order",
             self.h.orders.create_order(
                 self.user,
-                EXCHANGE,
-                SYMBOL,
+                self.ex,
+                self.sym,
                 side,
                 kind,
                 qty,
@@ -254,11 +312,11 @@ class Chaos:
     async def service_cancel(self) -> None:
         if not self.redis.up:
             return
-        open_ = self.h.engine.open_orders(self.key, SYMBOL)
+        open_ = self.h.engine.open_orders(self.key, self.sym)
         if open_:
             order = self.rng.choice(open_)
             self._spawn(
-                "cancel_order", self.h.orders.cancel_order(self.user, EXCHANGE, order.order_id, SYMBOL)
+                "cancel_order", self.h.orders.cancel_order(self.user, self.ex, order.order_id, self.sym)
             )
 
     async def trailing_stop(self) -> None:
@@ -275,7 +333,7 @@ class Chaos:
         side = self.rng.choice(sides)
         rate = D(self.rng.choice(["0.002", "0.005", "0.01", "0.02"]))
         stop = TrailingStop.model_validate(
-            {"user_id": self.user, "exchange": EXCHANGE, "symbol": SYMBOL, "side": side,
+            {"user_id": self.user, "exchange": self.ex, "symbol": self.sym, "side": side,
              "callback_rate": str(rate)}
         )  # fmt: skip
         self.stops[stop.id] = StopModel(stop.id, side, rate)
@@ -288,6 +346,45 @@ class Chaos:
                 raise
 
         self._spawn("trailing_stop", create())
+
+    # -- service kills ------------------------------------------------------------------------------------
+    async def service_kill(self) -> None:
+        """The service graph dies as with kill -9; the exchange goes on without it (orders placed, cancelled
+        and filled, positions closed and flipped); a new graph on the same Redis must then converge: positions
+        and open orders as the exchange's, the ids of what survived unchanged, each downtime fill one event."""
+        if not self.redis.up or self.observer is None:
+            return  # (a kill during a Redis outage: its in-flight writes land when Redis answers again)
+        observer = self.observer
+        await observer.redis.connection_pool.disconnect()  # (connections from before a Redis restart)
+        await wait_until_loaded(observer.redis)
+        ids = {p.side.value: p.id for p in await observer.positions.list(self.user, self.ex) if p.is_open}
+        unowned = await self.h.kill()
+        stream = observer.keys.event_stream(self.user)
+        tail = await observer.redis.xrevrange(stream, count=1)
+        after = tail[0][0].decode() if tail else "0-0"  # events after this one came from a dead service
+        survivors = set(self._positions())
+        for _ in range(self.rng.randint(3, 12)):
+            action = self.rng.choice([self.move_price, self.move_price, self.external_limit, self.external_market,
+                                      self.external_cancel, self.flip_or_close])  # fmt: skip
+            self.stats.actions[f"down:{action.__name__}"] += 1
+            await action()
+            survivors &= set(self._positions())  # a side that closed or flipped did not survive
+            await asyncio.sleep(0.02)
+        late = await observer.redis.xrange(stream, min=f"({after}")
+        if late:
+            kinds = Counter(orjson.loads(f[b"data"])["event_type"] for _, f in late)
+            raise Violation(
+                f"the killed service emitted {len(late)} event(s) while it was down: {dict(kinds)}; tasks it "
+                f"ran outside its supervisor: {unowned}; still running: {[t.get_name() for t in self.h.graph_tasks()]}"
+            )
+        await self.h.restart(self.user)
+        await self.settle(self.stats.steps)
+        survivors &= set(self._positions())  # (a stop the price crossed while it was down may close one)
+        now = {p.side.value: p.id for p in await self.h.store.positions.list(self.user, self.ex) if p.is_open}
+        changed = {s: (ids[s], now.get(s)) for s in survivors if s in ids and now.get(s) != ids[s]}
+        if changed:
+            raise Violation(f"positions that survived a kill changed id (side: before, after): {changed}")
+        await self.after_quiet()
 
     # -- infrastructure -----------------------------------------------------------------------------------
     async def reconnect(self) -> None:
@@ -304,7 +401,7 @@ class Chaos:
     async def slow_snapshot(self) -> None:
         if self.h.sim is None:  # the paper gateway has no REST to hold
             return await self.reconnect()
-        path = self.rng.choice(["/api/v5/account/positions", "/api/v5/trade/orders-pending"])
+        path = self.rng.choice(SNAPSHOT_PATHS[self.ex])
         self.faults({"hold_responses": [{"path": path, "ms": self.rng.randint(200, 1500), "count": 1}]})
         await self.reconnect()  # a reconnect's snapshot is the one held back
 
@@ -322,6 +419,11 @@ class Chaos:
 
     # -- quiet periods and invariants ---------------------------------------------------------------------
     async def quiet(self, step: int) -> None:
+        await self.settle(step)
+        await self.after_quiet()
+
+    async def settle(self, step: int) -> None:
+        """The faults stop; within QUIET_MAX_S the service must equal the exchange."""
         self.stats.quiet_periods += 1
         self.redis.heal()
         self.redis_down_steps = 0
@@ -332,6 +434,10 @@ class Chaos:
         if self.pending:
             await asyncio.wait(set(self.pending), timeout=70)
         await self.converge(step)
+
+    async def after_quiet(self) -> None:
+        """Each quiet period ends by checking a live stop fires once its price is crossed."""
+        step = self.stats.steps
         self.held_price()
         if await self.cross_a_stop():
             await self.converge(step)
@@ -363,7 +469,7 @@ class Chaos:
 
     def diagnosis(self) -> str:
         """What the account's actor and REST worker were doing (for the report of a violation)."""
-        actor = self.h.accounts.get(self.user, EXCHANGE)
+        actor = self.h.accounts.get(self.user, self.ex)
         if actor is None:
             return "service: the account is not tracked"
         rest = actor.rest
@@ -377,7 +483,7 @@ class Chaos:
         )
 
     def _jobs(self) -> list[str]:
-        actor = self.h.accounts.get(self.user, EXCHANGE)
+        actor = self.h.accounts.get(self.user, self.ex)
         scope = getattr(actor, "scope", None)
         jobs = getattr(scope, "jobs", None) or getattr(scope, "_jobs", None) or {}
         out = []
@@ -387,7 +493,7 @@ class Chaos:
         return out
 
     def service_saw_price(self) -> bool:
-        tick = self.h.prices.last(EXCHANGE, SYMBOL)
+        tick = self.h.prices.last(self.ex, self.sym)
         return tick is not None and tick.last == self.price
 
     def held_price(self) -> None:
@@ -407,7 +513,7 @@ class Chaos:
         """Move the price past a live stop's trigger, computed from an extreme the service's is at least as far
         as: it must fire (the next convergence checks that it did, once, and that its close order filled)."""
         for model in self.stops.values():
-            stop = await self.h.store.trailing_stops.get(self.user, EXCHANGE, SYMBOL, model.side)
+            stop = await self.h.store.trailing_stops.get(self.user, self.ex, self.sym, model.side)
             if stop is None or stop.id != model.stop_id or not stop.state.is_live or model.extreme is None:
                 continue
             if model.side == "long":
@@ -441,7 +547,7 @@ class Chaos:
                 side = p.pos_side.value if p.pos_side.value != "net" else ("long" if p.qty > 0 else "short")
                 eng_pos[side] = abs(p.qty) * self.ct
         svc_pos = {
-            p.side.value: p.size for p in await h.store.positions.list(user, EXCHANGE) if p.is_open and p.size
+            p.side.value: p.size for p in await h.store.positions.list(user, self.ex) if p.is_open and p.size
         }
         if eng_pos != svc_pos:
             problems.append(f"positions: service {svc_pos} != exchange {eng_pos}")
@@ -449,7 +555,7 @@ class Chaos:
             o.order_id: (o.sz * self.ct, o.filled_sz * self.ct) for o in h.engine.open_orders(self.key)
         }
         svc_orders = {
-            o.order_id: (o.quantity, o.filled_qty) for o in await h.store.orders.list_open(user, EXCHANGE)
+            o.order_id: (o.quantity, o.filled_qty) for o in await h.store.orders.list_open(user, self.ex)
         }
         if eng_orders != svc_orders:
             diff = {k: (svc_orders.get(k), eng_orders.get(k)) for k in set(eng_orders) ^ set(svc_orders)}
@@ -476,6 +582,7 @@ class Chaos:
             problems.append(f"fill.created duplicated or unknown (trade id: count): {extra}")
         problems += self._order_events(events)
         problems += self._position_events(events)
+        problems += _one_event_per_change(events)
         # 3. stops: fired at most once, and fired when crossed
         triggered = Counter(
             e["trailing_stop_id"] for e in events if e["event_type"] == "trailing_stop.triggered"
@@ -484,7 +591,7 @@ class Chaos:
         if twice:
             problems.append(f"trailing stops triggered more than once: {twice}")
         for model in list(self.stops.values()):
-            stop = await h.store.trailing_stops.get(user, EXCHANGE, SYMBOL, model.side)
+            stop = await h.store.trailing_stops.get(user, self.ex, self.sym, model.side)
             if stop is None or stop.id != model.stop_id:
                 continue
             if stop.state.is_final:
@@ -561,6 +668,62 @@ class Chaos:
                 )
             open_[side] = kind == "position.opened"
         return problems
+
+
+# What an exchange change of a position can change. Realized pnl is one: fills the service saw only the end of
+# (an add and a reduce at the old entry, during a kill or lost pushes) leave size and entry price as they were
+_POSITION_CHANGE = ("size", "entry_price", "leverage", "realized_pnl")
+_NOT_CONTENT = frozenset({"event_id", "seq", "timestamp", "metadata", "created_at", "updated_at"})
+
+
+def _value(v: Any) -> Any:
+    """Numbers by value: "59475" and "59475.0" are one price."""
+    if isinstance(v, str):
+        try:
+            return D(v)
+        except ArithmeticError:
+            return v
+    return v
+
+
+def _one_event_per_change(events: list[dict[str, Any]]) -> list[str]:
+    """Each exchange change emitted one event: an order's (status, filled size) at most once, no order event
+    repeating the previous one's content, no position event repeating the previous (size, entry price,
+    leverage, realized pnl); marks (current price) are not exchange changes."""
+    problems: list[str] = []
+    states: Counter[tuple[str, str, Any]] = Counter()
+    last_order: dict[str, dict[str, Any]] = {}
+    last_position: dict[tuple[str, str], dict[str, Any]] = {}
+    for e in events:
+        kind = str(e["event_type"])
+        if kind.startswith("order."):
+            # (a refused order has no exchange id: its client order id names it)
+            oid = str(e.get("order_id") or e.get("client_order_id") or e["event_id"])
+            states[(oid, str(e.get("status")), _value(e.get("filled_qty")))] += 1
+            content = {k: _value(v) for k, v in e.items() if k not in _NOT_CONTENT}
+            if last_order.get(oid) == content:
+                problems.append(f"order {oid}: {kind} (seq {e['seq']}) repeats the previous event's content")
+            last_order[oid] = content
+        elif kind.startswith("position.") and (e.get("metadata") or {}).get("cause") != "mark":
+            key = (str(e["symbol"]), str(e["side"]))
+            if kind == "position.closed":
+                last_position.pop(key, None)
+                continue
+            content = {k: _value(v) for k, v in e.items() if k not in _NOT_CONTENT}
+            before = last_position.get(key)
+            if before is not None and all(before.get(k) == content.get(k) for k in _POSITION_CHANGE):
+                diff = {k: (before.get(k), v) for k, v in content.items() if before.get(k) != v}
+                problems.append(
+                    f"{kind} for {key[1]} (seq {e['seq']}) repeats the previous "
+                    f"{ {k: content.get(k) for k in _POSITION_CHANGE} }; it differs in {diff}"
+                )
+            last_position[key] = content
+    twice = {k: n for k, n in states.items() if n > 1}
+    if twice:
+        problems.append(
+            f"order events repeated for one (order, status, filled): {dict(list(twice.items())[:10])}"
+        )
+    return problems[:20]
 
 
 def _gaps(seqs: list[int]) -> str:

@@ -1,14 +1,19 @@
-"""Seeded chaos against the service in process (issue 11 item 8): the object graph the app builds, against the
-simulator, through the paper gateway and through real ccxt over the OKX wire front on loopback.
+"""Seeded chaos against the service in process (issue 11 item 8, issue 16): the object graph the app builds,
+against the simulator, through the paper gateway and through real ccxt over the OKX and the Binance USD-M wire
+fronts on loopback; odd seeds run a one-way account (with flips: one fill from long to short), even seeds a
+hedge one.
 
 Each seed drives a random interleaving of price moves (fills, partial fills, trailing-stop triggers), orders
 placed and cancelled on the exchange directly and through the service's command path, reconnects, slow
-snapshots, lost/duplicated/reordered pushes, an exchange clock offset, and Redis restarts and freezes (a
-redis-server of the test's own). Every `QUIET_EVERY` steps the faults stop and, within a bounded wait, the
+snapshots, lost/duplicated/reordered pushes, an exchange clock offset, Redis restarts and freezes (a
+redis-server of the test's own), and service kills (as kill -9: the graph stops where it stands) with exchange
+activity while the service is down, after which a new graph on the same Redis must converge, keep the ids of
+the positions that survived and emit nothing while dead. Every `QUIET_EVERY` steps the faults stop and, within a bounded wait, the
 service's positions and open orders must equal the exchange's; every exchange fill must have given exactly
 one fill.created, every order one event per kind, positions alternate opened/closed; per-user event seqs
 are contiguous; each trailing stop fired at most once and every stop whose price was crossed fired; no
-client order id reached the exchange twice.
+client order id reached the exchange twice; each exchange change emitted one event (an order's status and
+filled size at most once, no event repeating the previous one's content: numbers compare by value).
 
 CI runs the fixed seeds in tests/chaos/conftest.py; many seeds outside CI:
     CHAOS_SEEDS=1-50 CHAOS_STEPS=5000 .venv/bin/pytest tests/chaos --timeout=0
@@ -41,27 +46,41 @@ async def chaos_store(chaos_redis: RedisProc) -> AsyncIterator[Store]:
     redis: Redis = make_redis(chaos_redis.url, socket_timeout=1.0, socket_connect_timeout=1.0)
     yield Store.create(redis, prefix=prefix)
     chaos_redis.heal()
-    await wait_until_loaded(redis)
     await redis.connection_pool.disconnect()  # (connections from before a restart)
+    await wait_until_loaded(redis)
     async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
         await redis.delete(key)
     await redis.aclose()
 
 
-@pytest.mark.parametrize("via", ["paper", "ccxt"])
+# paper: the OKX engine in process; ccxt: real ccxt over the OKX wire front; binance: over the Binance one
+GATEWAYS = {"paper": ("paper", "okx"), "ccxt": ("ccxt", "okx"), "binance": ("ccxt", "binance")}
+
+
+@pytest.mark.parametrize("via", list(GATEWAYS))
 async def test_chaos(
     via: str, chaos_seed: int, chaos_store: Store, chaos_redis: RedisProc, request: pytest.FixtureRequest
 ) -> None:
-    steps = chaos_steps(request.config)
+    steps = chaos_steps(request.config, via)
+    gateway, venue = GATEWAYS[via]
     h = await make_harness(
         chaos_store,
-        via=via,
+        via=gateway,
+        venue=venue,
+        redis_url=chaos_redis.url,
         reconcile_silent_s=1.0,  # a quiet stream is reconciled within a quiet period
         snapshot_confirm_s=0.3,
         order_visibility_lag_s=1.0,
         event_stream_retention="10000000",
     )
-    chaos = Chaos(h, chaos_redis, chaos_seed, user=f"chaos{chaos_seed}", hedged=hedge_mode(chaos_seed))
+    chaos = Chaos(
+        h,
+        chaos_redis,
+        chaos_seed,
+        user=f"chaos{chaos_seed}",
+        hedged=hedge_mode(chaos_seed),
+        observer=chaos_store,
+    )
     started = time.monotonic()
     try:
         stats = await chaos.run(steps, QUIET_EVERY)
