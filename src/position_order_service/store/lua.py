@@ -23,8 +23,17 @@ end
 # XADD_KEPT: every script that appends to a stream goes through this function (prepended to its source), so the
 # retention (EVENT_STREAM_RETENTION, store/retention.py) applies to every XADD. `keep` is "<count>" (MAXLEN ~)
 # or "age:<now ms>:<age ms>": the entry carries its time in field `t`, and up to 64 entries older than the age
-# (or without `t`) are trimmed, oldest first, with XTRIM MINID.
+# (or without `t`) are trimmed, oldest first, with XTRIM MINID. The oldest entry alone is read first: in the
+# common case it is young enough and nothing more is read (reading 64 entries with their bodies on every event
+# cost Redis ~95 us per write instead of ~4).
 XADD_KEPT = r"""
+local function entry_time(entry)
+  local fields = entry[2]
+  for j = 1, #fields, 2 do
+    if fields[j] == 't' then return tonumber(fields[j + 1]) end
+  end
+  return nil
+end
 local function xadd_kept(stream, seq, payload, keep)
   if string.sub(keep, 1, 4) ~= 'age:' then
     redis.call('XADD', stream, 'MAXLEN', '~', keep, seq .. '-1', 'data', payload)
@@ -34,14 +43,13 @@ local function xadd_kept(stream, seq, payload, keep)
   local now = tonumber(string.sub(keep, 5, sep - 1))
   local cutoff = now - tonumber(string.sub(keep, sep + 1))
   redis.call('XADD', stream, seq .. '-1', 'data', payload, 't', now)
+  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  local t = first and entry_time(first)
+  if t ~= nil and t >= cutoff then return end
   local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 64)
   local last_old = nil
   for _, entry in ipairs(oldest) do
-    local fields = entry[2]
-    local t = nil
-    for j = 1, #fields, 2 do
-      if fields[j] == 't' then t = tonumber(fields[j + 1]) end
-    end
+    t = entry_time(entry)
     if t ~= nil and t >= cutoff then break end
     last_old = entry[1]
   end
