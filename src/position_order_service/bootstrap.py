@@ -114,7 +114,7 @@ class Services:
             await self.active_users.activate(s.demo_user, ["okx"])
         await self._check_credentials()
         if self.leases is not None:
-            await self.leases.start()
+            await self.leases.start(own_redis=self.embedded_redis is not None)
         await self.active_users.start()
         await self.trailing.start()
         await self.rules.start()

@@ -60,6 +60,21 @@ async def test_an_expired_lease_is_taken_by_another_worker(store: Store) -> None
     assert b.token > a.token and await leases.holder("u1", "okx") == "w2"
 
 
+async def test_forgetting_the_holders_frees_every_lease_and_keeps_tokens_growing(store: Store) -> None:
+    leases = LeaseRepository(store.redis, store.keys)
+    (a,) = await leases.acquire("dead", [("u1", "okx")], 60_000)
+    named = await leases.acquire_named(store.keys.lease("history-writer"), store.keys.lease("history-writer:fence"),
+                                       "dead", 60_000)  # fmt: skip
+    assert named is not None
+    await leases.heartbeat("dead", 60_000)
+    assert await leases.forget_holders() == 3  # two leases and the live-worker registry
+    assert await leases.holder("u1", "okx") is None
+    assert await leases.heartbeat("w2", 60_000) == ["w2"]
+    (b,) = await leases.acquire("w2", [("u1", "okx")], 60_000)
+    assert b.token > a.token  # the fence counter survived: the dead holder's late writes stay refused
+    assert await leases.renew([a], 60_000) == [a]
+
+
 async def test_writes_with_a_stale_token_are_refused_and_counted(store: Store) -> None:
     leases = LeaseRepository(store.redis, store.keys)
     (a,) = await leases.acquire("w1", [("u1", "okx")], 100)

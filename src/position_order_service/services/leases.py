@@ -84,7 +84,15 @@ class LeaseManager:
         return (user_id, exchange) in self.held
 
     # -- lifecycle --------------------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, own_redis: bool = False) -> None:
+        """`own_redis`: Redis was started by this process (the embedded one): the leases it holds belong to
+        the process that ran it before (a kill -9 leaves them until they expire); they are dropped, so its
+        accounts are tracked again at once instead of a lease period later."""
+        if own_redis:
+            dropped = await self.repo.forget_holders()
+            if dropped:
+                log.info("worker %s: dropped the leases of the process that ran this Redis before",
+                         self.worker_id)  # fmt: skip
         self.live = await self.repo.heartbeat(self.worker_id, self.ttl_ms)
         log.info("worker %s: lease TTL %.1f s; live workers: %s", self.worker_id, self.ttl_ms / 1000,
                  ", ".join(self.live))  # fmt: skip

@@ -163,6 +163,19 @@ class LeaseRepository:
                     raise
         raise AssertionError("unreachable")
 
+    async def forget_holders(self) -> int:
+        """Drop every lease and the live-worker registry (not the fence counters: the next tokens stay larger
+        than any a gone holder had). Only for a Redis this process has just started itself (the embedded one):
+        whatever holds a lease there is a process that died with the previous instance."""
+        keys = self.keys
+        doomed = [keys.live_workers()]
+        for pattern in (keys.account_lease("*", "*"), keys.lease("*")):
+            async for key in self.redis.scan_iter(match=pattern, count=1000):
+                name = key.decode() if isinstance(key, bytes) else str(key)
+                if not name.endswith(":fence"):
+                    doomed.append(name)
+        return int(await self.redis.unlink(*doomed))
+
     async def holder(self, user_id: str, exchange: str) -> str | None:
         """The worker id holding an account (tests, the status page)."""
         raw = await self.redis.get(self.keys.account_lease(user_id, exchange))
