@@ -14,7 +14,10 @@ import asyncio
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+REPLIES_PER_DEADLINE = 64  # the socket timeout restarts every this many replies (rescheduling costs a timer)
 
 
 class RawPipeline:
@@ -39,17 +42,29 @@ class RawPipeline:
         """Send `commands`, return their replies in order (an error reply as its exception, not raised).
         Raises redis' ConnectionError or TimeoutError when the round trip fails: none of the replies is known."""
         conn = await self._acquire()
+        timeout = conn.socket_timeout
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(conn.socket_timeout):
+            async with asyncio.timeout(timeout) as deadline:
                 await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
                 read = conn._parser.read_response
-                out = [_as_dict(await read()) if c[0] == "HGETALL" else await read() for c in commands]
+                out = []
+                for i, command in enumerate(commands):
+                    if i % REPLIES_PER_DEADLINE == 0 and timeout is not None:
+                        # as redis-py's per-read timeout: a large batch that keeps answering never times out
+                        deadline.reschedule(loop.time() + timeout)
+                    reply = await read()
+                    out.append(_as_dict(reply) if command[0] == "HGETALL" else reply)
         except BaseException as exc:
             # replies may be left unread on the connection: it cannot carry another round trip
             await conn.disconnect(nowait=True)
             await self._pool.release(conn)
             if isinstance(exc, TimeoutError):
                 raise RedisTimeoutError("Timeout reading the replies of a pipelined round trip") from exc
+            if isinstance(exc, OSError):  # (redis-py's own reads convert these: callers retry what they know)
+                raise RedisConnectionError(
+                    f"Error reading the replies of a pipelined round trip: {exc}"
+                ) from exc
             raise
         self._idle.append(conn)
         return out

@@ -256,8 +256,9 @@ class AccountActor:
         )
         first = self.book.snapshots == 0
         applied = await self._apply(plan)
-        if snap.fills:  # the fills a stream gap lost (the rest were emitted already: each emits once)
-            await self._fills(snap.fills)
+        if snap.fills or snap.seed_fill_mark_ms is not None:
+            # the fills a stream gap lost (the rest were emitted already: each emits once)
+            await self._fills(snap.fills, mark_from=snap.seed_fill_mark_ms, moves_mark=True)
         if applied:
             self.health.corrections += applied
             metrics.corrections.labels(exchange=self.exchange).inc(applied)
@@ -353,8 +354,13 @@ class AccountActor:
             self._refresh_symbols()
         return changed
 
-    async def _fills(self, fills: list[FillReport]) -> None:
-        if not fills:
+    async def _fills(
+        self, fills: list[FillReport], mark_from: int | None = None, moves_mark: bool = False
+    ) -> None:
+        """Emit each fill once. Only a snapshot's fills move the account's fill mark: its window is complete
+        up to its start, while a stream's fill says nothing of an earlier fill whose push was lost (that one
+        waits for the next snapshot: a mark moved past it would hide it from the next owner)."""
+        if not fills and mark_from is None:
             return
         writer, keys = self.store.writer, self.store.keys
         guard = keys.seen_fills(self.user_id, self.exchange)
@@ -369,9 +375,10 @@ class AccountActor:
             )
             for f in fills
         ]
-        # after the fills in the same round trip: the mark never passes a fill not yet written
-        last_ms = max(int(f.timestamp.timestamp() * 1000) for f in fills)
-        calls.append(self.store.fill_marks.advance_call(self.user_id, self.exchange, last_ms, fence))
+        if moves_mark:  # after the fills in the same round trip: the mark never passes a fill not yet written
+            times = [int(f.timestamp.timestamp() * 1000) for f in fills]
+            last_ms = max([*times, *([] if mark_from is None else [mark_from])])
+            calls.append(self.store.fill_marks.advance_call(self.user_id, self.exchange, last_ms, fence))
         seqs = (await self._retrying(lambda: writer.submit(calls)))[: len(fills)]
         for f, seq in zip(fills, seqs, strict=True):
             if int(seq):

@@ -135,10 +135,10 @@ class RestWorker:
     Every snapshot after the first also reads the account's fills since shortly before the previous one
     started (`symbols`: the instruments to ask for where the venue lists trades per instrument): a fill whose
     push was lost (a gap, or a push dropped on a live socket) still reaches the events. The first reads them
-    from shortly before the account's fill mark (`fill_mark`: the exchange's time of the last fill an owner
-    applied), at most `backfill_max_s` back: fills made while the account had no owner (moving between
-    workers, a restart) reach the events once. An account no owner ever applied a fill of has no mark: its
-    fills from before it was first tracked are not read back."""
+    from shortly before the account's fill mark (`fill_mark`: the exchange's time of the last fill a snapshot
+    read back and applied), at most `backfill_max_s` back: fills made while the account had no owner (moving
+    between workers, a restart) reach the events once. An account never marked has its mark set by its first
+    snapshot (`Snapshot.seed_fill_mark_ms`): fills from before it was first tracked are not read back."""
 
     def __init__(
         self,
@@ -207,7 +207,7 @@ class RestWorker:
 
     async def _wait(self) -> None:
         while self._lookups.empty():
-            if self._streams_pending and await self.gateway.streams_ready(STREAMS_POLL_S):
+            if self._streams_pending and await self._streams_opened():
                 self._streams_pending = False
                 self.request()
             now = time.monotonic()
@@ -222,16 +222,22 @@ class RestWorker:
                 async with asyncio.timeout(due - now):
                     await self._wake.wait()
 
+    async def _streams_opened(self) -> bool:
+        try:
+            return bool(await self.gateway.streams_ready(STREAMS_POLL_S))
+        except GatewayError:  # (markets not loaded yet, say): not open; asked again at the next poll
+            await asyncio.sleep(STREAMS_POLL_S)
+            return False
+
     async def _snapshot(self) -> None:
-        if (
-            self._first
-        ):  # subscribe first, then the snapshot: an update between the two is seen by one of them
-            self._first = False
+        first, seed = self._first, False
+        if first:  # subscribe first, then the snapshot: an update between the two is seen by one of them
             self._streams_pending = not await self.gateway.streams_ready(STREAMS_READY_S)
             mark = None if self.fill_mark is None else await self.fill_mark()
             if mark is not None:  # (our clock only bounds how far back: the mark is the exchange's time)
                 oldest = int(time.time() * 1000) - int(self.backfill_max_s * 1000)
                 self._fills_from_ms = max(mark - FILLS_OVERLAP_MS, oldest)
+            seed = mark is None and self.fill_mark is not None
         started = self.inbox.arrivals
         started_ms = int(time.time() * 1000)  # (bounds a window of the exchange's times, never a version)
         hedged = await self.gateway.fetch_position_mode()
@@ -242,9 +248,21 @@ class RestWorker:
             symbols = {*self.symbols(), *(o.symbol for o in orders), *(p.symbol for p in positions)}
             fills = await self.gateway.fetch_fills(self._fills_from_ms, sorted(symbols))
         self._fills_from_ms = started_ms - FILLS_OVERLAP_MS
+        # not first any more only now: a first snapshot that failed half way reads the mark again
+        self._first = False
         self._last_activity = time.monotonic()
         self.inbox.post(
-            Snapshot(orders, positions, hedged, started, fills=fills, streams_live=not self._streams_pending)
+            Snapshot(
+                orders,
+                positions,
+                hedged,
+                started,
+                fills=fills,
+                streams_live=not self._streams_pending,
+                # read from `mark - FILLS_OVERLAP_MS` by the next owner: from this snapshot's start, never
+                # from before the account was first tracked (those fills were never this service's)
+                seed_fill_mark_ms=started_ms + FILLS_OVERLAP_MS if seed else None,
+            )
         )
 
     async def _lookup(self, order: Order) -> None:

@@ -54,6 +54,9 @@ class Snapshot:
     exchange_time: datetime | None = None
     fills: list[FillReport] = field(default_factory=list)
     streams_live: bool = True  # False: taken before the private streams' sockets were open
+    # the first snapshot of an account no owner ever marked: the mark that makes the next owner's fill
+    # read-back start at this snapshot (fills from before it were never this service's to emit)
+    seed_fill_mark_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
