@@ -50,7 +50,7 @@ class RawPipeline:
                 read = conn._parser.read_response
                 out = []
                 for i, command in enumerate(commands):
-                    if i % REPLIES_PER_DEADLINE == 0 and timeout is not None:
+                    if i and i % REPLIES_PER_DEADLINE == 0 and timeout is not None:
                         # as redis-py's per-read timeout: a large batch that keeps answering never times out
                         deadline.reschedule(loop.time() + timeout)
                     reply = await read()
