@@ -403,6 +403,7 @@ class AccountActor:
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         """Redis unavailable: try again with backoff until it answers. The turn waits; nothing is dropped."""
         backoff = Backoff()
+        before = self.health.state
         while True:
             try:
                 result = await call()
@@ -412,12 +413,14 @@ class AccountActor:
                     log.warning(
                         "account %s:%s: Redis unavailable (%s); retrying", self.user_id, self.exchange, exc
                     )
+                    before = self.health.state  # what it says again once Redis answers (`starting`, say)
                 self.health.state = "degraded"
                 self.health.last_error = f"redis: {type(exc).__name__}: {exc}"
                 await backoff.sleep()
                 continue
             if self.health.state == "degraded":
-                self.health.state = "healthy" if self.book.reconciled else "reconnecting"
+                recovered = before if before != "degraded" else "healthy"
+                self.health.state = recovered if self.book.reconciled else "reconnecting"
             return result
 
     def _refresh_symbols(self) -> None:
