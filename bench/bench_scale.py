@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
+from tests import processes  # noqa: E402
 from tests.processes import http_ok  # noqa: E402
 
 from position_order_service.domain.enums import OrderSide, OrderType  # noqa: E402
@@ -64,14 +65,11 @@ LOGS = Path(os.environ.get("BENCH_LOG_DIR", "/tmp")) / f"bench_scale_{uuid.uuid4
 
 
 def wait_until(check: Any, within: float, what: str, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {within} s waiting for {what} (logs in {LOGS})")
-        time.sleep(every)
+    """tests.processes' wait, ending the benchmark with where its processes' logs are."""
+    try:
+        return processes.wait_until(check, within, what, every)
+    except AssertionError as exc:
+        raise SystemExit(f"{exc} (logs in {LOGS})") from None
 
 
 class Proc:

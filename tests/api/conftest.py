@@ -3,6 +3,7 @@ loopback), on the real Redis with a unique key prefix, called over ASGI."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,14 +77,22 @@ def api_settings(real_redis_url: str, key_prefix: str, tmp_path: Path, **extra: 
     )
 
 
-@pytest.fixture
-async def api(real_redis_url: str, key_prefix: str, tmp_path: Path) -> AsyncIterator[Api]:
-    app = create_app(api_settings(real_redis_url, key_prefix, tmp_path))
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, venue_limits: bool = True) -> AsyncIterator[Api]:
+    """The app through its lifespan, called over ASGI; its key prefix is cleaned up afterwards."""
+    app = create_app(settings)
     async with app.router.lifespan_context(app):
-        without_venue_limits(app.state.ctx)
+        if not venue_limits:
+            without_venue_limits(app.state.ctx)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
             yield Api(app, client, app.state.ctx)
-    redis = Redis.from_url(real_redis_url)
-    await _cleanup(redis, key_prefix)
+    redis = Redis.from_url(settings.redis_url)
+    await _cleanup(redis, settings.key_prefix)
     await redis.aclose()
+
+
+@pytest.fixture
+async def api(real_redis_url: str, key_prefix: str, tmp_path: Path) -> AsyncIterator[Api]:
+    async with serving(api_settings(real_redis_url, key_prefix, tmp_path), venue_limits=False) as api:
+        yield api

@@ -8,16 +8,13 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
-from redis.asyncio import Redis
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from position_order_service.app import create_app
 
-from ..conftest import _cleanup
-from .conftest import Api, api_settings, without_venue_limits
+from .conftest import Api, api_settings, serving, without_venue_limits
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "admin-token-0123456789"
@@ -27,15 +24,8 @@ ALICE = "alice-token-0123456789"
 @pytest.fixture
 async def secured(real_redis_url: str, key_prefix: str, tmp_path: Path) -> AsyncIterator[Api]:
     settings = api_settings(real_redis_url, key_prefix, tmp_path, api_tokens=f"{ADMIN}=*;{ALICE}=alice")
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        without_venue_limits(app.state.ctx)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
-            yield Api(app, client, app.state.ctx)
-    redis = Redis.from_url(real_redis_url)
-    await _cleanup(redis, key_prefix)
-    await redis.aclose()
+    async with serving(settings, venue_limits=False) as api:
+        yield api
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -11,16 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from position_order_service import metrics
 from position_order_service.api.fast import PositionsFastPath
-from position_order_service.app import create_app
 from position_order_service.config import Settings
 from position_order_service.domain.models import PnLInfo, Position
 
-from ..conftest import _cleanup
-from .conftest import Api
+from .conftest import Api, serving
 
 ADMIN = "admin-token-0123456789"
 ALICE = "alice-token-0123456789"
@@ -37,14 +34,8 @@ async def secured(real_redis_url: str, key_prefix: str, tmp_path: Path) -> Async
         history=False,
         api_tokens=f"{ADMIN}=*;{ALICE}=alice",
     )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
-            yield Api(app, client, app.state.ctx)
-    redis = Redis.from_url(real_redis_url)
-    await _cleanup(redis, key_prefix)
-    await redis.aclose()
+    async with serving(settings) as api:
+        yield api
 
 
 def _position(user: str, exchange: str, symbol: str, side: str, size: str) -> Position:

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 from starlette.testclient import TestClient
 
 from position_order_service.app import create_app
 
-from ..conftest import _cleanup
-from .conftest import Api, api_settings
+from .conftest import Api, api_settings, serving
 
 ADMIN = "admin-token-0123456789"
 ALICE = "alice-token-0123456789"
@@ -22,16 +20,9 @@ ALICE = "alice-token-0123456789"
 
 @pytest.fixture
 async def secured(real_redis_url: str, key_prefix: str, tmp_path: Path) -> AsyncIterator[Api]:
-    app = create_app(
-        api_settings(real_redis_url, key_prefix, tmp_path, api_tokens=f"{ADMIN}=*;{ALICE}=alice")
-    )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
-            yield Api(app, client, app.state.ctx)
-    redis = Redis.from_url(real_redis_url)
-    await _cleanup(redis, key_prefix)
-    await redis.aclose()
+    settings = api_settings(real_redis_url, key_prefix, tmp_path, api_tokens=f"{ADMIN}=*;{ALICE}=alice")
+    async with serving(settings) as api:
+        yield api
 
 
 def bearer(token: str) -> dict[str, str]:

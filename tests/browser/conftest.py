@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,6 +22,7 @@ from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Playwright
 
 from ..conftest import IN_CI, require_server
 from ..processes import ROOT, Process, cleaned, service_env, start_service
+from ..processes import wait_until as wait
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -69,17 +68,6 @@ class Service:
                 return any(a["user_id"] == user and a["connected"] for a in accounts)
 
             wait(ready, 20, f"{user}'s streams")
-
-
-def wait(check: Any, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass

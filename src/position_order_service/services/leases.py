@@ -219,10 +219,7 @@ class LeaseManager:
         candidates = sorted(self.wanted - set(self.held), key=self._preference, reverse=True)
         if not candidates:
             return False
-        pipe = self.store.redis.pipeline(transaction=False)
-        for user_id, exchange in candidates:
-            pipe.exists(self.store.keys.account_lease(user_id, exchange))
-        free = [a for a, taken in zip(candidates, await pipe.execute(), strict=True) if not taken][:room]
+        free = (await self.repo.unheld(candidates))[:room]
         if not free:
             return False
         got = await self.repo.acquire(self.worker_id, free, self.ttl_ms)

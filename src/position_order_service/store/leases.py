@@ -163,6 +163,13 @@ class LeaseRepository:
                     raise
         raise AssertionError("unreachable")
 
+    async def unheld(self, accounts: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The accounts nobody holds a lease of, in the given order (one pipelined round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for user_id, exchange in accounts:
+            pipe.exists(self.keys.account_lease(user_id, exchange))
+        return [a for a, taken in zip(accounts, await pipe.execute(), strict=True) if not taken]
+
     async def forget_holders(self) -> int:
         """Drop every lease and the live-worker registry (not the fence counters: the next tokens stay larger
         than any a gone holder had). Only for a Redis this process has just started itself (the embedded one):
