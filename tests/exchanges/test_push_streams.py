@@ -162,3 +162,49 @@ async def test_the_tap_routes_tapped_frames_and_leaves_the_rest_to_ccxt(
         assert "could not be handled" in caplog.text
     finally:
         await client.close()
+
+
+async def test_a_sink_takes_items_only_while_the_consumer_waits_with_nothing_ahead_of_them() -> None:
+    w = _Watch()
+    sub = Subscription("s", w)
+    feed: Feed[int] = Feed([sub])
+    sunk: list[list[int]] = []
+    feed.set_sink(lambda items: sunk.append(items) is None)
+    feed.put([1])  # nobody waits yet: queued
+    assert await feed.next() == [1]
+    feed.put([2])  # the consumer has not come back for more: queued behind what it was handed
+    pending = asyncio.create_task(feed.next())
+    assert await pending == [2]
+    pending = asyncio.create_task(feed.next())
+    await _until(lambda: w.calls == 1)
+    await asyncio.sleep(0)
+    feed.put([3])  # parked with nothing queued: the sink takes it, the consumer is not woken
+    assert sunk == [[3]]
+    w.drop("gone")
+    await _until(lambda: sub.task is None)
+    feed.put([4])  # after the drop: behind it, never through the sink
+    with pytest.raises(ccxt.NetworkError, match="gone"):
+        await pending
+    assert sunk == [[3]]
+    assert await feed.next() == [4]
+    await sub.close()
+
+
+async def test_a_batch_the_sink_declines_is_queued_and_the_next_waits_behind_it() -> None:
+    w = _Watch()
+    sub = Subscription("s", w)
+    feed: Feed[int] = Feed([sub])
+    sunk: list[list[int]] = []
+    feed.set_sink(lambda items: items != [1] and sunk.append(items) is None)
+    pending = asyncio.create_task(feed.next())
+    await _until(lambda: w.calls == 1)
+    feed.put([1])  # declined (it needs an awaited step first)
+    feed.put([2])  # would be taken, but [1] is ahead of it
+    assert await pending == [1, 2]
+    assert sunk == []
+    pending = asyncio.create_task(feed.next())
+    await asyncio.sleep(0)
+    feed.put([3])
+    assert sunk == [[3]]
+    pending.cancel()
+    await sub.close()

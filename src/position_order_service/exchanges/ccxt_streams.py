@@ -3,11 +3,17 @@ pushes (``pushes="ours"``: feeds filled by the venue's push handlers, kept alive
 :mod:`.push_streams`) or from ccxt.pro's parsed results (``pushes="ccxt"``: merged watch calls, see
 :mod:`.streams`, mapped by the shared payload rules). A dropped socket raises StreamDisconnected once; the next
 call reconnects. Updates during the gap are not replayed: reconcile.
+
+With our own parsing, the consumer of a private stream may divert its batches (:meth:`CcxtStreams.divert`):
+they are then handed to its callback from inside the push handler, and the watch call returns only what could
+not take that path (a batch behind a drop, or one that needs an awaited step first: OKX's algo read-back,
+Binance's leverages not loaded yet) and raises the drops as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from ..domain.market import FillReport, MarketInfo, PriceTick
@@ -15,10 +21,15 @@ from ..domain.models import Order, Position
 from .base import GatewayError
 from .ccxt_venue import CcxtVenue, FeedKind, PushParsing, feed_key
 from .errors import map_ccxt_error
-from .push_streams import Feed, Subscription
+from .push_streams import Feed, Sink, Subscription
 from .streams import MergedStream
 
 _CONFLATED = ("ticker", "mark")
+_DIVERTIBLE: dict[str, FeedKind] = {
+    "watch_orders": "orders",
+    "watch_fills": "fills",
+    "watch_positions": "positions",
+}
 
 
 class CcxtStreams(CcxtVenue):
@@ -30,6 +41,7 @@ class CcxtStreams(CcxtVenue):
         self._streams: dict[str, MergedStream] = {}  # pushes="ccxt"
         self._subscriptions: dict[str, Subscription] = {}  # pushes="ours"
         self._feeds: dict[str, Feed[Any]] = {}
+        self._sinks: dict[str, Sink] = {}  # feed key -> a consumer's diverted path (see divert)
         self._credentials_checked = False
 
     async def _ready(self) -> Any:
@@ -71,6 +83,43 @@ class CcxtStreams(CcxtVenue):
         if feed is not None and items:
             feed.put(items)
 
+    def divert(self, method: str, take: Callable[[list[Any]], None]) -> Callable[[], None] | None:
+        """Hand the batches ``method`` (``watch_orders``, ``watch_fills``, ``watch_positions``) would return to
+        ``take`` as they are parsed, while its caller waits in that method; None when this gateway cannot
+        (ccxt's parsing). Returns the undo."""
+        kind = _DIVERTIBLE.get(method)
+        if kind is None or self.pushes != "ours":
+            return None
+        ready = self._divert_ready(kind)
+
+        def sink(items: list[Any]) -> bool:
+            if not ready(items):
+                return False
+            take(items)
+            return True
+
+        self._sinks[kind] = sink
+        feed = self._feeds.get(kind)
+        if feed is not None:
+            feed.set_sink(sink)
+
+        def undo() -> None:
+            if self._sinks.get(kind) is sink:
+                del self._sinks[kind]
+                found = self._feeds.get(kind)
+                if found is not None:
+                    found.set_sink(None)
+
+        return undo
+
+    def _divert_ready(self, kind: FeedKind) -> Callable[[list[Any]], bool]:
+        """Whether a batch may skip the awaited steps of its watch method (they would do nothing for it)."""
+        if kind == "orders":
+            return lambda orders: not self.orders_need_reads(orders)
+        if kind == "positions":
+            return lambda _positions: self.positions_prepared()
+        return lambda _items: True
+
     def _feed(self, kind: FeedKind, market: MarketInfo | None) -> Feed[Any]:
         key = feed_key(kind, None if market is None else market.symbol)
         feed = self._feeds.get(key)
@@ -82,6 +131,7 @@ class CcxtStreams(CcxtVenue):
                     sub = self._subscriptions[name] = Subscription(name, watch)
                 subs.append(sub)
             feed = self._feeds[key] = Feed(subs, conflate=kind in _CONFLATED)
+            feed.set_sink(self._sinks.get(key))
         return feed
 
     def _ccxt_stream(self, kind: FeedKind, market: MarketInfo | None) -> MergedStream:

@@ -184,6 +184,14 @@ class CcxtVenue:
         """Orders a batch implies but does not carry (OKX: the trailing algo behind a child order)."""
         return []
 
+    def orders_need_reads(self, orders: list[Order]) -> bool:
+        """Whether :meth:`after_orders` would read anything for this batch (else it returns [] at once)."""
+        return False
+
+    def positions_prepared(self) -> bool:
+        """Whether :meth:`prepare_positions` (not for a snapshot) would return at once."""
+        return True
+
     # ================================================================== payloads -> domain (shared rules)
 
     def market_of(self, symbol: Any, fallback: str | None = None) -> MarketInfo | None:

@@ -11,6 +11,12 @@ A :class:`Feed` collects the domain objects the parser produced for one consumer
 the ticks of one symbol) and the failures of the subscriptions it depends on, in arrival order: items that
 arrived before a drop are delivered first, then the drop is raised once (a drop that takes several sockets at
 once, OKX /private and /business, is folded into one report), and the next call re-arms the subscriptions.
+
+A consumer may also give a feed a *sink* (:meth:`Feed.set_sink`): while the consumer is parked in
+:meth:`Feed.next` with nothing queued, :meth:`Feed.put` hands the items to the sink inside ccxt's receive
+callback instead of waking the consumer's task (a push then costs no task hop). Anything that must keep its
+place behind queued items or a failure, or that the sink declines, takes the queue as before, so the order
+above holds either way.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Watch = Callable[[], Awaitable[Any]]
 PushHandler = Callable[[dict[str, Any]], None]
+Sink = Callable[[list[Any]], bool]
+"""Takes a batch on the consumer's behalf (True), or declines it (False: the batch is queued for next())."""
 
 
 def deliver(handler: PushHandler, message: dict[str, Any]) -> None:
@@ -104,11 +112,20 @@ class Feed(Generic[T]):
         self._queue: list[T | _Failure] = []
         self._failures = 0  # failures queued and not yet reported
         self._wakeup = asyncio.Event()
+        self._sink: Sink | None = None
+        self._parked = False  # the consumer is waiting inside next(): nothing it was handed is in flight
         for sub in self._subs:
             sub.attach(self)
 
+    def set_sink(self, sink: Sink | None) -> None:
+        self._sink = sink
+
     def put(self, items: list[T]) -> None:
         if not items:
+            return
+        # straight to the sink only when nothing is ahead of these items: not a queued item or failure, and
+        # not a batch next() returned that the consumer has not dealt with yet (it is back in next() then)
+        if self._parked and not self._queue and self._sink is not None and self._sink(items):
             return
         if self._conflate:
             self._queue = [x for x in self._queue if isinstance(x, _Failure)]
@@ -126,6 +143,13 @@ class Feed(Generic[T]):
     async def next(self) -> list[T]:
         """Everything received since the last call (waits for at least one item); raises a subscription's
         failure after the items that arrived before it."""
+        self._parked = True
+        try:
+            return await self._next()
+        finally:
+            self._parked = False
+
+    async def _next(self) -> list[T]:
         while True:
             if not self._failures:  # (re)arm: the first call, and every call after a failure was reported
                 for sub in self._subs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,7 @@ class InstrumentedGateway:
         exchange = str(getattr(self._inner.exchange, "value", self._inner.exchange))
         streaming = name.startswith("watch_")
 
+        @functools.wraps(attr)  # (keeps the bound method reachable: a stream's reader may divert it)
         async def call(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
@@ -45,6 +47,7 @@ class InstrumentedGateway:
                 )
             return result
 
+        self.__dict__[name] = call  # built once per method: later lookups never reach __getattr__
         return call
 
 

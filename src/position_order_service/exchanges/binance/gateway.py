@@ -210,6 +210,9 @@ class BinanceGateway(CcxtGateway):
                     self._leverage[str(info["symbol"])] = int(lev)
         self._leverage_loaded = True
 
+    def positions_prepared(self) -> bool:
+        return self._leverage_loaded
+
     # ---------------------------------------------------------------- streams
 
     def push_routes(self) -> dict[str, PushHandler]:

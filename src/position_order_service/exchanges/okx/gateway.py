@@ -140,9 +140,8 @@ class OkxGateway(CcxtGateway):
         """OKX pushes trailing stops (move_order_stop) on ``algo-advance``, a channel ccxt does not
         subscribe: their triggering is only visible as the child order (which names its algoId). For a
         child of an algo whose final state this stream has not shown, read the algo once over REST."""
-        for o in orders:
-            if o.metadata.get("algo") and not o.status.is_active and o.exchange_order_id:
-                self._remember(o.exchange_order_id)
+        if not self.orders_need_reads(orders):
+            return []
         out: list[Order] = []
         for o in orders:
             algo_id = o.metadata.get("algo_id")
@@ -157,6 +156,14 @@ class OkxGateway(CcxtGateway):
             if parent is not None and parent.metadata.get("algo"):
                 out.append(parent)
         return out
+
+    def orders_need_reads(self, orders: list[Order]) -> bool:
+        """Notes the algos the batch shows final (their children need no read), then whether a child names an
+        algo not noted yet."""
+        for o in orders:
+            if o.metadata.get("algo") and not o.status.is_active and o.exchange_order_id:
+                self._remember(o.exchange_order_id)
+        return any((a := o.metadata.get("algo_id")) and a not in self._algo_done for o in orders)
 
     def _remember(self, algo_id: str) -> None:
         self._algo_done[algo_id] = None

@@ -87,8 +87,73 @@ async def pump(
     exchange: str,
 ) -> None:
     """Read one private stream forever; post each batch. A drop posts a StreamGap (the actor asks for a
-    snapshot: updates during the gap are not replayed) and reconnects after a backoff."""
+    snapshot: updates during the gap are not replayed) and reconnects after a backoff.
+
+    Where the gateway can divert the stream (our own push parsing), a batch is posted from inside the push
+    handler while this task waits in ``watch``: no task wake-up per push. ``watch`` still returns what could
+    not go that way and raises the drops, in their order."""
     backoff = Backoff()
+    loop = asyncio.get_running_loop()
+    pending: list[Any] = []
+
+    def post() -> None:
+        if pending:
+            batch = pending[:]
+            pending.clear()
+            inbox.post(wrap(batch))
+
+    def arrived(batch: list[Any]) -> None:
+        # what the pushes of one loop turn brought is posted as one message, as the watch task did: a
+        # message per push costs the actor more than the hop it saves
+        if not pending:
+            loop.call_soon(post)
+        pending.extend(batch)
+        backoff.reset()
+        rest.note_activity()
+        _up(health, name)
+
+    def returned(batch: list[Any]) -> None:
+        post()  # what was diverted came before what the watch call returns or raises
+        if batch:
+            inbox.post(wrap(batch))
+        backoff.reset()
+        rest.note_activity()
+        _up(health, name)
+
+    undo = _divert(watch, arrived)
+    try:
+        await _pump(name, watch, returned, post, inbox, health, rest, exchange, backoff)
+    finally:
+        if undo is not None:
+            undo()
+        post()
+
+
+def _divert(
+    watch: Callable[[], Awaitable[list[Any]]], take: Callable[[list[Any]], None]
+) -> Callable[[], None] | None:
+    """The gateway's divert for the stream ``watch`` reads (through any wrappers), if it has one."""
+    bound: Any = watch
+    while getattr(bound, "__self__", None) is None and hasattr(bound, "__wrapped__"):
+        bound = bound.__wrapped__
+    divert = getattr(getattr(bound, "__self__", None), "divert", None)
+    if divert is None:
+        return None
+    undo: Callable[[], None] | None = divert(getattr(bound, "__name__", ""), take)
+    return undo
+
+
+async def _pump(
+    name: str,
+    watch: Callable[[], Awaitable[list[Any]]],
+    returned: Callable[[list[Any]], None],
+    post: Callable[[], None],
+    inbox: Inbox,
+    health: AccountHealth,
+    rest: RestWorker,
+    exchange: str,
+    backoff: Backoff,
+) -> None:
     while True:
         if cancel_requested():  # a library swallowed our cancel (Python 3.11): stop anyway
             raise asyncio.CancelledError
@@ -99,6 +164,7 @@ async def pump(
         except Exception as exc:
             if cancel_requested():
                 raise asyncio.CancelledError from exc
+            post()
             if isinstance(exc, StreamDisconnected):
                 health.reconnects += 1
                 metrics.reconnects.labels(exchange=exchange).inc()
@@ -115,11 +181,7 @@ async def pump(
             rest.request(RESUBSCRIBE_S)
             _up(health, name)
             continue
-        backoff.reset()
-        rest.note_activity()
-        _up(health, name)
-        if batch:
-            inbox.post(wrap(batch))
+        returned(batch)
 
 
 def _up(health: AccountHealth, name: str) -> None:
