@@ -5,6 +5,7 @@ report (so one odd payload never breaks a whole stream batch). Pure: no ccxt, no
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -66,11 +67,22 @@ def positive(value: Any) -> Decimal | None:
 
 def ms_to_dt(value: Any) -> datetime | None:
     """Epoch milliseconds (int or numeric string) -> tz-aware UTC datetime; None when absent or zero."""
+    # cached: a push repeats its times (created, updated, filled), and so do the next pushes
+    kind = type(value)
+    if kind is str or kind is int:
+        return _ms_to_dt_cached(value)
+    return _ms_to_dt(value)
+
+
+def _ms_to_dt(value: Any) -> datetime | None:
     d = dec(value)
     if d is None or d <= 0:
         return None
     ms = int(d)
     return datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=(ms % 1000) * 1000)
+
+
+_ms_to_dt_cached = functools.lru_cache(maxsize=4096, typed=True)(_ms_to_dt)
 
 
 def utc_now() -> datetime:
@@ -123,7 +135,13 @@ def fee_cost(signed: Decimal | None, *, paid_is_negative: bool) -> Decimal:
 
 def base_size(contracts: Decimal, market: MarketInfo) -> Decimal:
     """Contracts on the wire -> base currency in the domain (OKX swaps: x ctVal; Binance: unchanged)."""
-    return clean(contracts * market.contract_value)
+    return _base_size(contracts, market.contract_value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _base_size(contracts: Decimal, contract_value: Decimal) -> Decimal:
+    # (cached by value: equal Decimals of another exponent give the same cleaned product)
+    return clean(contracts * contract_value)
 
 
 # ---------------------------------------------------------------- client order ids
