@@ -243,7 +243,7 @@ class EventWriter:
             if base.ops:
                 ops = [o for o in w.ops if (o.op, o.key, o.arg) not in base.ops]
         keys = [w.key, self.keys.event_seq(w.user_id), self.keys.event_stream(w.user_id)]
-        key_index: dict[str, int] = {}
+        key_index: dict[str, int] = {w.key: 1}  # expire and persist act on the state hash: KEYS[1]
         op_args: list[str | int | float] = []
         n_ops = 0
         list_at = 0
@@ -276,8 +276,7 @@ class EventWriter:
         ]
         for k, v in set_fields.items():
             args += [k, v]
-        args.append(len(del_fields))
-        args += del_fields
+        args.append("\x1f".join(del_fields))
         args.append(n_ops)
         args += op_args
         return Call(self._apply, keys, args).fenced(w.fence)
