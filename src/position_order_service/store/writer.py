@@ -25,10 +25,9 @@ from .retention import DEFAULT_COUNT, StreamRetention
 
 STREAM_MAXLEN = DEFAULT_COUNT
 SCRIPT_ATTEMPTS = 3
-# Group commit: at most this many pipelines in flight; what is submitted meanwhile waits and goes in the next
-# one, so batches grow with the load (many accounts' turns share one round trip) and stay single when idle.
-# One measured best (bench_tracking_throughput: fewer, fuller round trips; an idle writer still sends at once).
-MAX_IN_FLIGHT = 1
+# Group commit: one pipeline in flight; what is submitted meanwhile waits and goes in the next one, so batches
+# grow with the load (many accounts' turns share one round trip) and stay single when idle. One measured best
+# (bench_tracking_throughput: fewer, fuller round trips; an idle writer still sends at once).
 # Delta writes: the fields this process last wrote per record (LRU). A write then sends only what changed,
 # guarded by the digest the stored record must hold (APPLY answers -2 otherwise, and the write is sent whole).
 WRITTEN_CACHE_SIZE = 8192
@@ -221,8 +220,7 @@ class EventWriter:
         self.retention = retention or StreamRetention(max_len=stream_maxlen)
         self._apply = LuaScript(redis, lua.APPLY)
         self._pending: list[tuple[list[Item], asyncio.Future[list[Any]]]] = []
-        self._flush_scheduled = False
-        self._in_flight = 0
+        self._flusher: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._emit = LuaScript(redis, lua.EMIT)
         self._emit_once = LuaScript(redis, lua.EMIT_ONCE)
@@ -366,26 +364,32 @@ class EventWriter:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[Any]] = loop.create_future()
         self._pending.append((items, done))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._start_flush)
+        flusher = self._flusher
+        if flusher is None or flusher.get_loop() is not loop:  # (a loop that stopped mid-flight: tests)
+            task = spawn(self._flush_all(), name="store-group-commit")
+            self._flusher = task
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
         return await done
 
-    def _start_flush(self) -> None:
-        self._flush_scheduled = False
-        if self._in_flight >= MAX_IN_FLIGHT or not self._pending:
-            return  # a pipeline in flight starts the next one when it is answered
-        batch, self._pending = self._pending, []
-        self._in_flight += 1
-        task = spawn(self._flush(batch), name="store-group-commit")
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    def _flush_done(self) -> None:
-        self._in_flight -= 1
-        if self._pending and not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
+    async def _flush_all(self) -> None:
+        """The group commit: one pipeline in flight; what is submitted meanwhile goes in the next. One task
+        sends batches while there are any (a task per batch cost a task and two loop turns per round trip).
+        Its first step comes a loop turn after the submission that started it: that turn's calls join."""
+        me = asyncio.current_task()
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._answer(batch)
+                # one turn for the callers just answered: their next calls go in the next round trip
+                await asyncio.sleep(0)
+        finally:
+            if self._flusher is me:
+                self._flusher = None
+            left, self._pending = self._pending, []  # only when cancelled: nobody would send them
+            for _, done in left:
+                if not done.done():
+                    done.set_exception(ConnectionError("the store's group commit was cancelled"))
 
     async def _run_pipeline(self, batch: list[tuple[list[Item], Any]]) -> list[Any]:
         return await self.pipelined(
@@ -433,12 +437,6 @@ class EventWriter:
                 continue
             return out
         raise AssertionError("unreachable")
-
-    async def _flush(self, batch: list[tuple[list[Item], asyncio.Future[list[Any]]]]) -> None:
-        try:
-            await self._answer(batch)
-        finally:
-            self._flush_done()
 
     async def _answer(self, batch: list[tuple[list[Item], asyncio.Future[list[Any]]]]) -> None:
         n = sum(len(items) for items, _ in batch)
