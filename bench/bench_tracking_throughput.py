@@ -366,8 +366,9 @@ async def evalsha_stats(redis: Redis) -> tuple[float, float]:
 
 async def apply_vs_yardstick(
     redis: Redis, prefix: str, users: int = 100, orders: int = 10
-) -> tuple[float, float]:
-    """(APPLY usec per event, yardstick usec per call): alternating pipelines of 50 calls on the same server."""
+) -> tuple[float, float, list[float]]:
+    """(APPLY usec per event, yardstick usec per call, APPLY usec per event of each step: new, partially
+    filled, filled): alternating pipelines of 50 calls on the same server."""
     from datetime import UTC, datetime, timedelta
     from decimal import Decimal
 
@@ -393,6 +394,8 @@ async def apply_vs_yardstick(
     payload = "x" * 700
     ykeys = [f"{prefix}yard:h", f"{prefix}yard:s", f"{prefix}yard:x"]
     apply_calls = apply_us = yard_calls = yard_us = 0.0
+    by_step = [[0.0, 0.0] for _ in steps]  # calls, usec
+    assert users % 50 == 0, "a pipeline of 50 holds writes of one step"
     for i in range(0, len(writes), 50):
         a = await evalsha_stats(redis)
         pipe = redis.pipeline(transaction=False)
@@ -407,7 +410,14 @@ async def apply_vs_yardstick(
         yard_us += b[1] - a[1]
         apply_calls += c[0] - b[0]
         apply_us += c[1] - b[1]
-    return apply_us / max(1.0, apply_calls), yard_us / max(1.0, yard_calls)
+        step = by_step[(i // users) % len(steps)]  # writes go by order, then step, then user
+        step[0] += c[0] - b[0]
+        step[1] += c[1] - b[1]
+    return (
+        apply_us / max(1.0, apply_calls),
+        yard_us / max(1.0, yard_calls),
+        [us / max(1.0, n) for n, us in by_step],
+    )
 
 
 # ----------------------------------------------------------------------------------------- one config
@@ -546,7 +556,7 @@ async def main() -> None:
           f"-> Redis; python {platform.python_version()}, {os.cpu_count()} cpus, {args.runs} runs, "
           f"~{args.updates} updates/run; redis: {'a private redis-server' if own else redis_url}")  # fmt: skip
     summary: list[tuple[int, float, float]] = []
-    apply_runs: list[tuple[float, float]] = []
+    apply_runs: list[tuple[float, float, list[float]]] = []
     try:
         y0 = await redis_cmd_usec(redis)
         yard = statistics.median(
@@ -597,10 +607,11 @@ async def main() -> None:
                   f"{', '.join(f'{k} {v:.1f}' for k, v in by_cmd[:9] if k != 'info')}")  # fmt: skip
             print(f"ratio to yardstick {n} users: {rate / yard:.2f}")
         apply_runs.append(await apply_vs_yardstick(redis, prefix))
-        for i, (a_us, y_us) in enumerate(apply_runs):
+        for i, (a_us, y_us, steps_us) in enumerate(apply_runs):
             print(f"APPLY beside the yardstick ({'before' if i == 0 else 'after'} the tracking runs; orders new -> "
                   f"partially filled -> filled, 100 users, alternating pipelines of 50): APPLY {a_us:.1f} us/event, "
-                  f"yardstick script {y_us:.1f} us/call (ratio {a_us / y_us:.2f})")  # fmt: skip
+                  f"yardstick script {y_us:.1f} us/call (ratio {a_us / y_us:.2f}; APPLY by step: new {steps_us[0]:.1f}, "
+                  f"partially filled {steps_us[1]:.1f}, filled {steps_us[2]:.1f} us)")  # fmt: skip
     finally:
         sub.terminate()
         with contextlib.suppress(Exception):
@@ -617,10 +628,10 @@ async def main() -> None:
         print(f"target >= {TARGET:,.0f} updates/s per core, {n} users: {'met' if per_cpu >= TARGET else 'NOT met'} "
               f"({per_cpu:,.0f} per cpu-second; wall {rate:,.0f}/s)")  # fmt: skip
     if apply_runs:
-        worst = max(a for a, _ in apply_runs)
+        worst = max(a for a, _, _ in apply_runs)
         print(f"target APPLY <= {TARGET_APPLY_US:.0f} us of Redis time per event: "
-              f"{'met' if worst <= TARGET_APPLY_US else 'NOT met'} ({', '.join(f'{a:.1f}' for a, _ in apply_runs)} us; "
-              f"yardstick {', '.join(f'{y:.1f}' for _, y in apply_runs)} us)")  # fmt: skip
+              f"{'met' if worst <= TARGET_APPLY_US else 'NOT met'} ({', '.join(f'{a:.1f}' for a, _, _ in apply_runs)} us; "
+              f"yardstick {', '.join(f'{y:.1f}' for _, y, _ in apply_runs)} us)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import orjson
@@ -153,3 +153,18 @@ def test_an_order_event_from_the_stored_spellings_is_the_same_bytes(
     )  # fmt: skip
     spelled = ORDER_CODEC.encode(o)
     assert orjson.dumps(order_fields(o, spelled)) == orjson.dumps(order_fields(o))
+
+
+def test_a_spelling_follows_its_value_not_an_equal_value_spelled_before() -> None:
+    """The encoder remembers spellings by value: an equal number has the one canonical spelling whatever its
+    exponent, and an equal instant outside UTC (a record built without validation) keeps its own offset."""
+    t = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    base = Order(user_id="u", exchange="okx", symbol="X", side="buy", order_type="limit", quantity="2.50",
+                 price="100", created_at=t, updated_at=t)  # fmt: skip
+    assert ORDER_CODEC.encode(base)["quantity"] == "2.5"
+    assert ORDER_CODEC.encode(base.model_copy(update={"quantity": Decimal("2.5000")}))["quantity"] == "2.5"
+    elsewhere = t.astimezone(timezone(timedelta(hours=2)))
+    moved = Order.model_construct(**{**dict(base), "created_at": elsewhere, "updated_at": elsewhere})
+    enc = ORDER_CODEC.encode(moved)
+    assert enc["created_at"] == "2026-03-01T14:00:00+02:00" == elsewhere.isoformat()
+    assert ORDER_CODEC.encode(base)["created_at"] == "2026-03-01T12:00:00+00:00"

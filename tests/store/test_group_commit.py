@@ -154,3 +154,25 @@ async def test_index_ops_skipped_by_a_delta_are_the_ones_already_made(any_store:
         assert (await any_store.positions.upsert(step)).applied
         members.append(await any_store.redis.smembers(index))
     assert [len(m) for m in members] == [1, 1, 0, 1]
+
+
+async def test_callers_of_a_cancelled_group_commit_get_an_error_and_the_next_calls_are_sent(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    count_pipelines(store.writer, monkeypatch)  # each round trip takes 10 ms: calls queue behind it
+    first = asyncio.ensure_future(
+        store.writer.apply_many([store.orders.write_for(order(exchange_order_id="o1"))])
+    )
+    await asyncio.sleep(0.002)  # its round trip is in flight
+    queued = asyncio.ensure_future(
+        store.writer.apply_many([store.orders.write_for(order(exchange_order_id="o2"))])
+    )
+    await asyncio.sleep(0)
+    flusher = store.writer._flusher
+    assert flusher is not None
+    flusher.cancel()
+    for caller in (first, queued):
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(caller, 1)  # not left waiting for a round trip nobody sends
+    (again,) = await store.writer.apply_many([store.orders.write_for(order(exchange_order_id="o3"))])
+    assert again.applied

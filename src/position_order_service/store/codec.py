@@ -13,7 +13,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
@@ -40,6 +40,34 @@ def enc_decimal(value: Decimal) -> str:
         return "0"
     text = format(value, "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+# Spellings already made: an order's price, size and creation time come back in each of its updates, and a
+# number's or a UTC time's spelling is a pure function of its value (equal values, equal spellings). Bounded:
+# cleared when full.
+SPELLED_CAP = 4096
+_decimals: dict[Decimal, str] = {}
+_times: dict[datetime, str] = {}
+
+
+def _enc_decimal_seen(value: Decimal) -> str:
+    text = _decimals.get(value)
+    if text is None:
+        if len(_decimals) >= SPELLED_CAP:
+            _decimals.clear()
+        text = _decimals[value] = enc_decimal(value)
+    return text
+
+
+def _enc_datetime(value: datetime) -> str:
+    if value.tzinfo is not UTC:  # an equal instant in another zone is spelled otherwise
+        return value.isoformat()
+    text = _times.get(value)
+    if text is None:
+        if len(_times) >= SPELLED_CAP:
+            _times.clear()
+        text = _times[value] = value.isoformat()
+    return text
 
 
 def _dec_decimal(text: str) -> Decimal:
@@ -88,6 +116,7 @@ class _FieldCodec:
     encode: Callable[[Any], str]
     decode: Callable[[str], Any]
     required: bool
+    fast: Callable[[Any], str]  # encode, or a marker encode inlines: _AS_STR, _ENUM_VALUE
 
 
 def _base_type(annotation: Any) -> tuple[Any, bool]:
@@ -106,10 +135,26 @@ def _base_type(annotation: Any) -> tuple[Any, bool]:
         return annotation, optional
 
 
+def _AS_STR(v: Any) -> str:
+    return str(v)
+
+
+def _ENUM_VALUE(v: Any) -> str:
+    return str(v.value)
+
+
+def _fast(tp: Any, encode: Callable[[Any], str]) -> Callable[[Any], str]:
+    if tp is str:
+        return _AS_STR
+    if isinstance(tp, type) and issubclass(tp, enum.StrEnum):
+        return _ENUM_VALUE
+    return encode
+
+
 def _codec_for(tp: Any) -> tuple[Callable[[Any], str], Callable[[str], Any]]:
     origin = typing.get_origin(tp) or tp
     if tp is Decimal:
-        return enc_decimal, _dec_decimal
+        return _enc_decimal_seen, _dec_decimal
     if tp is bool:
         return (lambda v: "true" if v else "false"), _dec_bool
     if tp is int:
@@ -117,7 +162,7 @@ def _codec_for(tp: Any) -> tuple[Callable[[Any], str], Callable[[str], Any]]:
     if tp is str:
         return str, str
     if tp is datetime:
-        return (lambda v: v.isoformat()), _dec_datetime
+        return _enc_datetime, _dec_datetime
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return (lambda v: str(v.value)), tp
     if origin in (dict, list):
@@ -143,21 +188,41 @@ class HashCodec(Generic[M]):
                 for sub, sub_info in tp.model_fields.items():
                     stp, _ = _base_type(sub_info.annotation)
                     enc, dec = _codec_for(stp)
-                    self.fields.append(_FieldCodec(f"{sub}{suffix}", (name, sub), enc, dec, False))
+                    self.fields.append(
+                        _FieldCodec(f"{sub}{suffix}", (name, sub), enc, dec, False, _fast(stp, enc))
+                    )
                 continue
             enc, dec = _codec_for(tp)
-            self.fields.append(_FieldCodec(name, (name,), enc, dec, required and not optional))
+            self.fields.append(
+                _FieldCodec(name, (name,), enc, dec, required and not optional, _fast(tp, enc))
+            )
         self.field_names = frozenset(f.name for f in self.fields)
-        # (hash field, getter of its attribute path, encoder): one getter call per field on the hot path
-        self._encoders = tuple((f.name, attrgetter(".".join(f.path)), f.encode) for f in self.fields)
+        # encode's plan: top-level fields read from the instance dict (a pydantic model keeps its field values
+        # there), str values taken as they are (no call), a StrEnum its value; nested fields through a getter
+        self._plan = tuple((f.name, f.path[0], f.fast) for f in self.fields if len(f.path) == 1)
+        self._nested_encoders = tuple(
+            (f.name, attrgetter(".".join(f.path)), f.encode) for f in self.fields if len(f.path) > 1
+        )
 
     def encode(self, obj: M) -> dict[str, str]:
         """Every field that is set; a None is left out (absent field)."""
+        values = obj.__dict__
         out: dict[str, str] = {}
-        for name, get, enc in self._encoders:
-            value = get(obj)
-            if value is not None:
+        for name, attr, enc in self._plan:
+            value = values[attr]
+            if value is None:
+                continue
+            if enc is _AS_STR:
+                out[name] = value if type(value) is str else str(value)
+            elif enc is _ENUM_VALUE:
+                out[name] = value if type(value) is str else value._value_
+            else:
                 out[name] = enc(value)
+        if self._nested_encoders:
+            for name, get, enc in self._nested_encoders:
+                value = get(obj)
+                if value is not None:
+                    out[name] = enc(value)
         return out
 
     def encode_some(self, obj: M, names: tuple[str, ...]) -> dict[str, str]:

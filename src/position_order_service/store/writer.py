@@ -25,10 +25,9 @@ from .retention import DEFAULT_COUNT, StreamRetention
 
 STREAM_MAXLEN = DEFAULT_COUNT
 SCRIPT_ATTEMPTS = 3
-# Group commit: at most this many pipelines in flight; what is submitted meanwhile waits and goes in the next
-# one, so batches grow with the load (many accounts' turns share one round trip) and stay single when idle.
-# One measured best (bench_tracking_throughput: fewer, fuller round trips; an idle writer still sends at once).
-MAX_IN_FLIGHT = 1
+# Group commit: one pipeline in flight; what is submitted meanwhile waits and goes in the next one, so batches
+# grow with the load (many accounts' turns share one round trip) and stay single when idle. One measured best
+# (bench_tracking_throughput: fewer, fuller round trips; an idle writer still sends at once).
 # Delta writes: the fields this process last wrote per record (LRU). A write then sends only what changed,
 # guarded by the digest the stored record must hold (APPLY answers -2 otherwise, and the write is sent whole).
 WRITTEN_CACHE_SIZE = 8192
@@ -41,10 +40,21 @@ def event_body(fields: dict[str, Any]) -> str:
     return orjson.dumps(fields, default=str).decode()[1:]
 
 
+# The digest's field order per (fields present, fields excluded): a record's writes share a few shapes, and
+# sorting them again on every write cost more than hashing them.
+_digest_orders: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
+
+
 def content_digest(fields: dict[str, str], exclude: tuple[str, ...] = ("updated_at",)) -> str:
     """What a record says, minus when it was said (and minus what marks write, for positions): equal digests
     mean an update changes nothing. Values are canonical spellings (codec), so it compares numbers by value."""
-    text = "".join([f"{k}\x00{fields[k]}\x01" for k in sorted(fields) if k not in exclude])
+    shape = (tuple(fields), exclude)
+    order = _digest_orders.get(shape)
+    if order is None:
+        if len(_digest_orders) >= 1024:
+            _digest_orders.clear()
+        order = _digest_orders[shape] = [k for k in sorted(fields) if k not in exclude]
+    text = "".join([f"{k}\x00{fields[k]}\x01" for k in order])
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()  # one C call: same bytes, same digest
 
 
@@ -210,8 +220,7 @@ class EventWriter:
         self.retention = retention or StreamRetention(max_len=stream_maxlen)
         self._apply = LuaScript(redis, lua.APPLY)
         self._pending: list[tuple[list[Item], asyncio.Future[list[Any]]]] = []
-        self._flush_scheduled = False
-        self._in_flight = 0
+        self._flusher: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._emit = LuaScript(redis, lua.EMIT)
         self._emit_once = LuaScript(redis, lua.EMIT_ONCE)
@@ -235,15 +244,21 @@ class EventWriter:
         if base is not None:
             listed = base.entry
             base_fields = base.fields
+            new_fields = w.set_fields
             excluded = w.digest_exclude
-            set_fields = {k: v for k, v in w.set_fields.items() if k in excluded or base_fields.get(k) != v}
-            del_fields = [k for k in base_fields if k not in w.set_fields]
-            del_fields += [k for k in excluded if k not in w.set_fields and k not in base_fields]
+            get = base_fields.get
+            set_fields = {k: v for k, v in new_fields.items() if get(k) != v}
+            del_fields = [k for k in base_fields if k not in new_fields]
+            for k in excluded:  # sent even when unchanged (a mark may have written them since)
+                if k in new_fields:
+                    set_fields[k] = new_fields[k]
+                elif k not in base_fields:
+                    del_fields.append(k)
             base_digest = base.digest
             if base.ops:
                 ops = [o for o in w.ops if (o.op, o.key, o.arg) not in base.ops]
         keys = [w.key, self.keys.event_seq(w.user_id), self.keys.event_stream(w.user_id)]
-        key_index: dict[str, int] = {}
+        key_index: dict[str, int] = {w.key: 1}  # expire and persist act on the state hash: KEYS[1]
         op_args: list[str | int | float] = []
         n_ops = 0
         list_at = 0
@@ -276,8 +291,7 @@ class EventWriter:
         ]
         for k, v in set_fields.items():
             args += [k, v]
-        args.append(len(del_fields))
-        args += del_fields
+        args.append("\x1f".join(del_fields))
         args.append(n_ops)
         args += op_args
         return Call(self._apply, keys, args).fenced(w.fence)
@@ -350,26 +364,32 @@ class EventWriter:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[Any]] = loop.create_future()
         self._pending.append((items, done))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._start_flush)
+        flusher = self._flusher
+        if flusher is None or flusher.get_loop() is not loop:  # (a loop that stopped mid-flight: tests)
+            task = spawn(self._flush_all(), name="store-group-commit")
+            self._flusher = task
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
         return await done
 
-    def _start_flush(self) -> None:
-        self._flush_scheduled = False
-        if self._in_flight >= MAX_IN_FLIGHT or not self._pending:
-            return  # a pipeline in flight starts the next one when it is answered
-        batch, self._pending = self._pending, []
-        self._in_flight += 1
-        task = spawn(self._flush(batch), name="store-group-commit")
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    def _flush_done(self) -> None:
-        self._in_flight -= 1
-        if self._pending and not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
+    async def _flush_all(self) -> None:
+        """The group commit: one pipeline in flight; what is submitted meanwhile goes in the next. One task
+        sends batches while there are any (a task per batch cost a task and two loop turns per round trip).
+        Its first step comes a loop turn after the submission that started it: that turn's calls join."""
+        me = asyncio.current_task()
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._answer(batch)
+                # one turn for the callers just answered: their next calls go in the next round trip
+                await asyncio.sleep(0)
+        finally:
+            if self._flusher is me:
+                self._flusher = None
+            left, self._pending = self._pending, []  # only when cancelled: nobody would send them
+            for _, done in left:
+                if not done.done():
+                    done.set_exception(ConnectionError("the store's group commit was cancelled"))
 
     async def _run_pipeline(self, batch: list[tuple[list[Item], Any]]) -> list[Any]:
         return await self.pipelined(
@@ -418,12 +438,6 @@ class EventWriter:
             return out
         raise AssertionError("unreachable")
 
-    async def _flush(self, batch: list[tuple[list[Item], asyncio.Future[list[Any]]]]) -> None:
-        try:
-            await self._answer(batch)
-        finally:
-            self._flush_done()
-
     async def _answer(self, batch: list[tuple[list[Item], asyncio.Future[list[Any]]]]) -> None:
         n = sum(len(items) for items, _ in batch)
         try:
@@ -435,6 +449,15 @@ class EventWriter:
                     done.set_exception(exc if isinstance(exc, Exception) else ConnectionError("cancelled"))
             if not isinstance(exc, Exception):
                 raise
+            return
+        # the common case, every call answered and none refused: no per-caller search for an error
+        if not any(isinstance(r, Exception) or refused(r) for r in out):
+            i = 0
+            for items, done in batch:
+                if not done.done():
+                    done.set_result(out[i : i + len(items)])
+                i += len(items)
+            metrics.count_redis("apply", ok=True, n=n)
             return
         i = 0
         failed = 0
