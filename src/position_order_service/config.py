@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     )
     history: bool = Field(True, description="write the durable history of orders, fills and positions")
     history_linger_ms: int = Field(
-        100,
+        200,
         ge=0,
         le=2000,
         description="a history pass that finds under half a batch waits this long for more entries, so a "

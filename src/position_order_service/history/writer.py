@@ -379,7 +379,7 @@ class HistoryWriter:
         discover_interval_s: float = 30.0,
         reset_check_interval_s: float = 30.0,
         retry_max_s: float = 5.0,
-        linger_s: float = 0.1,
+        linger_s: float = 0.2,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
