@@ -329,6 +329,7 @@ async def run_once(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
             pauses.stop()
             out["gc2"], out["lags"] = pauses.gc2, pauses.lags
             out["objects"] = len(gc.get_objects())
+            out["frozen"] = gc.get_freeze_count()
             receipts.task.cancel()
     finally:
         if sub is not None and sub.returncode is None:
@@ -446,7 +447,8 @@ async def main() -> None:
     lags = [x for r in results for x in r["lags"]]
     print(f"event loop stalls (1 ms sleeper, all phases): p99 {pct(lags, 99) * 1000:.2f} ms, max {max(lags) * 1000:.1f} ms; "
           f"full GC (gen 2) collections: {len(gc2)}, longest {max(gc2, default=0) * 1000:.0f} ms "
-          f"({statistics.median(r['objects'] for r in results):,.0f} gc-tracked objects in the process)")  # fmt: skip
+          f"({statistics.median(r['objects'] for r in results):,.0f} gc-tracked objects in the process, "
+          f"{statistics.median(r['frozen'] for r in results):,.0f} frozen; thresholds {gc.get_threshold()})")  # fmt: skip
     print(f"(cleaned up {sum(r['deleted'] for r in results)} keys)")
     for name, v in verdicts:
         print(

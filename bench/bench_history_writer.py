@@ -9,12 +9,19 @@ schema, dropped afterwards) is migrated and the writer drains every stream; even
 The yardstick printed alongside: the same entries only read from Redis and parsed (no database).
 
 Targets (task brief): >= 5,000 events/s on PostgreSQL, >= 2,000 events/s on SQLite.
+
+``--trickle R`` (default 400 events/s, about 100 fills/s; 0 = off) then measures the writer's CPU per event at
+an ordinary rate: one user's stream is fed R events/s for ``--trickle-s`` seconds while `HistoryWriter.run()`
+consumes it, as in the service (``--linger-ms``, the HISTORY_LINGER_MS default); the producer's own CPU,
+measured the same way without a writer, is subtracted. Printed beside the drain's CPU per event (full
+batches), the floor the trickle should come close to. CPU = this process' (the driver's thread included).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import tempfile
 import time
@@ -161,9 +168,9 @@ async def run_one(
     db = await HistoryDB.open(url, schema=schema)
     try:
         writer = HistoryWriter(redis, keys, db, users, batch_size=batch_size)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         consumed = await writer.drain()
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         async with db.engine.connect() as conn:
             n_orders = (await conn.execute(select(func.count()).select_from(t.orders))).scalar_one()
             n_fills = (await conn.execute(select(func.count()).select_from(t.fills))).scalar_one()
@@ -172,7 +179,7 @@ async def run_one(
         rate = total / dt
         print(
             f"  {kind}: {total} events in {dt:.2f}s over {writer.stats.batches} batches "
-            f"(orders {n_orders}, fills {n_fills})"
+            f"(orders {n_orders}, fills {n_fills}); cpu per event {cpu / total * 1e6:.0f} us"
         )
         return rate
     finally:
@@ -186,6 +193,86 @@ async def run_one(
             tmp.cleanup()
 
 
+async def _open(kind: str) -> tuple[HistoryDB, Any]:
+    """A fresh, migrated database and what to call to remove it."""
+    if kind == "sqlite":
+        tmp = tempfile.TemporaryDirectory()
+        db = await HistoryDB.open(f"sqlite+aiosqlite:///{tmp.name}/bench.sqlite3")
+
+        async def drop_sqlite() -> None:
+            await db.close()
+            tmp.cleanup()
+
+        return db, drop_sqlite
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(POSTGRES_URL)
+    async with admin.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    db = await HistoryDB.open(POSTGRES_URL, schema=schema)
+
+    async def drop_schema() -> None:
+        await db.close()
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+    return db, drop_schema
+
+
+async def _feed(redis: Redis, keys: Keys, user: str, rate: float, seconds: float) -> int:
+    """XADD `rate` events/s to one user's stream for `seconds`, in 10 ms ticks; returns the events added."""
+    events = [orjson.dumps({"seq": i, **ev}) for i, ev in enumerate(_events(user, int(rate * seconds)), 1)]
+    stream, counter = keys.event_stream(user), keys.event_seq(user)
+    t0 = time.perf_counter()
+    sent = 0
+    while sent < len(events):
+        due = min(len(events), int((time.perf_counter() - t0) * rate) + 1)
+        if due > sent:
+            pipe = redis.pipeline(transaction=False)
+            for seq in range(sent + 1, due + 1):
+                pipe.xadd(stream, {"data": events[seq - 1]}, id=f"{seq}-1")
+            pipe.set(counter, due)
+            await pipe.execute()
+            sent = due
+        await asyncio.sleep(0.01)
+    return sent
+
+
+async def trickle(
+    kind: str, redis: Redis, prefix: str, rate: float, seconds: float, linger_s: float
+) -> float:
+    """The writer's CPU per event (us) while one stream grows at `rate` events/s."""
+    cpu0 = time.process_time()
+    await _feed(redis, Keys(prefix=f"{prefix}{kind}:feed-only:"), "alone", rate, seconds)
+    feed_cpu = time.process_time() - cpu0
+
+    keys = Keys(prefix=f"{prefix}{kind}:trickle:")
+    db, drop = await _open(kind)
+    try:
+        writer = HistoryWriter(redis, keys, db, ["trickler"], linger_s=linger_s)
+        task = asyncio.create_task(writer.run())
+        await asyncio.sleep(0.2)  # offsets loaded; the writer blocks on the stream
+        cpu0 = time.process_time()
+        n = await _feed(redis, keys, "trickler", rate, seconds)
+        for _ in range(6000):  # the writer catches up within a linger and a pass; give up after 60 s
+            if writer.stats.entries >= n:
+                break
+            await asyncio.sleep(0.01)
+        cpu = time.process_time() - cpu0 - feed_cpu
+        writer.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(task, 5)
+        per = cpu / n * 1e6
+        print(
+            f"  {kind}: trickle of {rate:.0f} events/s for {seconds:.0f}s, linger {linger_s * 1000:.0f} ms: "
+            f"{writer.stats.batches} batches ({n / max(1, writer.stats.batches):.0f} events each); "
+            f"writer cpu per event {per:.0f} us (the feed's own {feed_cpu / n * 1e6:.0f} us subtracted)"
+        )
+        return per
+    finally:
+        await drop()
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
@@ -193,6 +280,11 @@ async def main() -> None:
     ap.add_argument("--users", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=2000)
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    ap.add_argument(
+        "--trickle", type=float, default=400.0, help="events/s of the ordinary-rate phase; 0 = skip"
+    )
+    ap.add_argument("--trickle-s", type=float, default=10.0)
+    ap.add_argument("--linger-ms", type=float, default=200.0)
     args = ap.parse_args()
 
     redis = Redis.from_url(args.redis)
@@ -210,6 +302,9 @@ async def main() -> None:
         print(f"history_writer parse-only yardstick events/s: {await parse_only(redis, keys, users):.0f}")
         for kind in kinds:
             results[kind] = await run_one(kind, redis, keys, users, total, args.batch_size)
+        if args.trickle > 0:
+            for kind in kinds:
+                await trickle(kind, redis, prefix, args.trickle, args.trickle_s, args.linger_ms / 1000)
     finally:
         await cleanup(redis, prefix)
         await redis.aclose()

@@ -161,7 +161,12 @@ class Services:
 
         db = await self._open_history()
         writer = self.history_writer = HistoryWriter(
-            self.redis, self.store.keys, db, track_active_users=True, discover_interval_s=5
+            self.redis,
+            self.store.keys,
+            db,
+            track_active_users=True,
+            discover_interval_s=5,
+            linger_s=self.settings.history_linger_ms / 1000,
         )
         for user_id in await self.active_users.active_user_ids():
             writer.add_user(user_id)

@@ -147,6 +147,13 @@ class Settings(BaseSettings):
         description="SQL history: empty = SQLite file DATA_DIR/history.sqlite3; postgresql://... for PostgreSQL",
     )
     history: bool = Field(True, description="write the durable history of orders, fills and positions")
+    history_linger_ms: int = Field(
+        200,
+        ge=0,
+        le=2000,
+        description="a history pass that finds under half a batch waits this long for more entries, so a "
+        "trickle shares one transaction (history lags by at most this much more); 0 = write at once",
+    )
 
     # -- API ------------------------------------------------------------------------------------------------
     api_tokens: SecretStr = Field(

@@ -460,3 +460,57 @@ async def test_stop_ids_fill_times_and_json_numbers(history_db: HistoryDB) -> No
     [f] = await fetch(history_db, t.fills)
     assert f["ts"] == filled_at  # the exchange's fill time, not the event's
     assert (f["price"], f["size"]) == (Decimal("45000.1"), Decimal("0.1"))  # JSON numbers via their repr
+
+
+# -- linger: entries trickling in share a transaction ---------------------------------------------------
+
+
+async def _fills_written(db: HistoryDB, n: int) -> bool:
+    return await count(db, t.fills) >= n
+
+
+async def test_entries_arriving_within_the_linger_share_one_transaction(
+    store: Store, history_db: HistoryDB
+) -> None:
+    w = HistoryWriter(store.redis, store.keys, history_db, ["u1"], block_ms=5000, linger_s=0.6)
+    task = asyncio.create_task(w.run())
+    await asyncio.sleep(0.2)  # the writer now blocks on its streams
+    loop = asyncio.get_running_loop()
+    first = loop.time()
+    for i in range(5):
+        await emit_fill(store, trade_id=f"t{i}", order_id=f"o{i}")
+        await asyncio.sleep(0.05)
+    await _until(lambda: _fills_written(history_db, 5))
+    waited = loop.time() - first
+    w.stop()
+    await asyncio.wait_for(task, 10)
+    assert (w.stats.batches, w.stats.entries) == (1, 5)
+    assert 0.6 <= waited < 0.6 + 2.0  # the first entry waited the linger out, not much longer
+    assert await _offset(history_db, store) == (0, 5)
+
+
+async def test_full_reads_do_not_linger(store: Store, history_db: HistoryDB) -> None:
+    for i in range(40):
+        await emit_fill(store, trade_id=f"t{i}", order_id=f"o{i}")
+    w = HistoryWriter(store.redis, store.keys, history_db, ["u1"], batch_size=20, block_ms=50, linger_s=60)
+    task = asyncio.create_task(w.run())
+    await _until(lambda: _fills_written(history_db, 40), timeout=10)
+    w.stop()
+    await asyncio.wait_for(task, 5)
+    assert (w.stats.batches, w.stats.entries) == (2, 40)
+
+
+async def test_stop_cuts_the_linger_short_and_writes_what_was_read(
+    store: Store, history_db: HistoryDB
+) -> None:
+    w = HistoryWriter(store.redis, store.keys, history_db, ["u1"], block_ms=5000, linger_s=60)
+    task = asyncio.create_task(w.run())
+    await asyncio.sleep(0.2)
+    await emit_fill(store, trade_id="t0", order_id="o0")
+    await asyncio.sleep(0.3)  # the read returned one entry: the writer lingers
+    assert await count(history_db, t.fills) == 0
+    w.stop()
+    await asyncio.wait_for(task, 5)
+    assert await count(history_db, t.fills) == 1
+    assert await _offset(history_db, store) == (0, 1)
+    assert await w.lag() == {"u1": 0}

@@ -346,6 +346,10 @@ class WriterStats:
     batch_seconds: list[float] = field(default_factory=list)
 
 
+def _count(read: Sequence[tuple[str, Sequence[Any]]]) -> int:
+    return sum(len(items) for _, items in read)
+
+
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -375,9 +379,12 @@ class HistoryWriter:
         discover_interval_s: float = 30.0,
         reset_check_interval_s: float = 30.0,
         retry_max_s: float = 5.0,
+        linger_s: float = 0.2,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if linger_s < 0:
+            raise ValueError("linger_s must be >= 0")
         self.redis = redis
         self.keys = keys
         if isinstance(db, HistoryDB):
@@ -393,6 +400,7 @@ class HistoryWriter:
         self.discover_interval_s = discover_interval_s
         self.reset_check_interval_s = reset_check_interval_s
         self.retry_max_s = retry_max_s
+        self.linger_s = linger_s
         self.stats = WriterStats()
         self._offsets: dict[str, StreamOffset] = {}
         self._by_stream: dict[str, str] = {}
@@ -447,7 +455,7 @@ class HistoryWriter:
                     with attempt:
                         # block on Redis only when the last pass had drained everything
                         block = self.block_ms if consumed < self.batch_size // 2 else None
-                        consumed = await self.run_once(block_ms=block)
+                        consumed = await self.run_once(block_ms=block, linger=True)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -493,14 +501,24 @@ class HistoryWriter:
         return total
 
     # -- one pass ------------------------------------------------------------------------------------------
-    async def run_once(self, block_ms: int | None = None) -> int:
-        """Read one batch from the tracked streams and write it; returns the entries consumed."""
+    async def run_once(self, block_ms: int | None = None, *, linger: bool = False) -> int:
+        """Read one batch from the tracked streams and write it; returns the entries consumed.
+
+        `linger`: a read of less than half a batch waits up to `linger_s` for more entries (cut short by
+        `stop()`) and is read again, so that entries trickling in share one transaction."""
         await self._maybe_discover()
         await self._load_offsets()
         await self._maybe_check_resets()
         read = await self._read(block_ms)
         if not read:
             return 0
+        if linger and self.linger_s > 0 and _count(read) < self.batch_size // 2 and not self._stop.is_set():
+            # a transaction's fixed cost (statements, commit, the driver's thread hop) dwarfs a few rows':
+            # paying it once per linger instead of once per trickle is what keeps ordinary rates cheap
+            await self._pause(self.linger_s)
+            if not self._stop.is_set():
+                # the offsets have not moved: the same start ids return the first read and what came since
+                read = await self._read(None) or read
         batch = Batch()
         for user_id, items in read:
             off = self._offsets.get(user_id)
