@@ -12,7 +12,15 @@ a text frame (``handle_text_or_binary_message``: orjson decode, then the client'
   stream cost per push before our own parsing.
 - ours: the gateway with ``pushes="ours"`` (the default): decode, the push tap, our parser straight into the
   domain objects, queued on the stream's feed.
-Prints the best of ``--repeat`` runs in microseconds per message, the split of ccxt's figure (handler, mapping)
+Then (OKX, ``--inbox-rounds``): one push all the way to the account actor's inbox (socket frame -> tap -> parse ->
+feed -> the account's stream pumps -> ``Inbox.post``, one frame per loop turn, a task draining the inbox),
+through the metrics wrapper the service puts on a gateway: the pumps diverted (the batch is posted from the push
+handler, issue 15) against the same pumps made unable to divert (each push wakes the pump's task, the way it
+was before). The two run interleaved in one process (rounds of 500 pushes, A then B), so a busy box moves both
+alike; printed: the median and best round, CPU microseconds per push (loop turns without a push subtracted).
+
+Prints the best of ``--repeat`` runs in CPU microseconds per message (this process' CPU time, not wall time: the
+figure holds on a machine shared with other work), the split of ccxt's figure (handler, mapping)
 and ours / ccxt; ``decode`` is orjson.loads of the same text alone (in both figures).
 """
 
@@ -20,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -39,6 +49,9 @@ from position_order_service.exchanges.ccxt_base import CcxtGateway  # noqa: E402
 from position_order_service.exchanges.factory import gateway_class  # noqa: E402
 from position_order_service.exchanges.markets import MarketRegistry  # noqa: E402
 from position_order_service.exchanges.push_streams import Feed  # noqa: E402
+from position_order_service.services.account.feeds import AccountHealth, RestWorker, pump  # noqa: E402
+from position_order_service.services.account.messages import Inbox  # noqa: E402
+from position_order_service.services.gateway_pool import instrumented  # noqa: E402
 from position_order_service.sim.server import SimServer  # noqa: E402
 
 # (label, route, predicate on the frame) -> the first recorded frame that matches
@@ -79,10 +92,10 @@ def _symbol(exchange: Exchange, frame: dict[str, Any]) -> str:
 def _best(repeat: int, n: int, fn: Callable[[], object]) -> float:
     best = float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for _ in range(n):
             fn()
-        best = min(best, (time.perf_counter() - t0) / n * 1e6)
+        best = min(best, (time.process_time() - t0) / n * 1e6)
     return best
 
 
@@ -118,14 +131,85 @@ class _CcxtPath:
             self.gw._from_ccxt(kind, batches, market)  # type: ignore[arg-type]
 
 
+async def _inbox_table(registry: MarketRegistry, base_url: str, rounds: int) -> None:
+    """Frame -> inbox per push, diverted vs through the pump's task (see the module docstring)."""
+    frames = {label: orjson.dumps(_frame(Exchange.OKX, route, pred)).decode()
+              for label, route, pred in KINDS[Exchange.OKX] if route in ("orders", "positions")}  # fmt: skip
+    setups: dict[str, tuple[Any, list[int], list[asyncio.Task[None]], CcxtGateway]] = {}
+    for mode in ("via task", "diverted"):
+        gw = gateway_class(Exchange.OKX)("bench", None, base_url, registry, pushes="ours")
+        ws = gw.client.client("ws://bench/inbox")  # not connected: fed by hand
+
+        async def socket() -> None:  # a live socket's watch call: pending
+            await asyncio.get_running_loop().create_future()
+
+        gw.push_subscriptions = lambda kind, market: [(kind, socket)]  # type: ignore[method-assign]
+        igw = instrumented(gw)
+        inbox = Inbox()
+        rest, health, got = RestWorker(igw, inbox), AccountHealth(), [0]
+
+        async def drain(inbox: Inbox = inbox, got: list[int] = got) -> None:
+            while True:
+                await inbox.get()
+                got[0] += 1
+
+        tasks = [asyncio.create_task(drain())]
+        for name in ("orders", "positions", "fills"):
+            watch = getattr(igw, f"watch_{name}")
+            if mode == "via task":
+                watch = functools.partial(_call, watch)  # hides the gateway: the pump cannot divert
+            tasks.append(asyncio.create_task(pump(name, watch, list, inbox, health, rest, "okx")))  # type: ignore[arg-type]
+        setups[mode] = (ws, got, tasks, gw)
+    await _turns(50)
+    print(f"\nOKX push -> account inbox, one push per loop turn; CPU microseconds per push, median (best) of "
+          f"{rounds} interleaved rounds of {_ROUND}")  # fmt: skip
+    print(f"{'kind':13s} {'via task':>15s} {'diverted':>15s}")
+    for label, text in frames.items():
+        res: dict[str, list[float]] = {mode: [] for mode in setups}
+        for _ in range(rounds):
+            for mode, (ws, got, _, _) in setups.items():
+                t0 = time.process_time()
+                await _turns(_ROUND)
+                idle = time.process_time() - t0
+                got[0] = 0
+                t0 = time.process_time()
+                for _ in range(_ROUND):
+                    ws.handle_text_or_binary_message(text)
+                    await _turns(1)
+                spent = time.process_time() - t0
+                assert got[0] >= _ROUND, f"{label}: {got[0]} messages for {_ROUND} pushes"
+                res[mode].append((spent - idle) / _ROUND * 1e6)
+        cells = [f"{statistics.median(v):7.1f} ({min(v):5.1f})" for v in res.values()]
+        print(f"{label:13s} {cells[0]:>15s} {cells[1]:>15s}")
+    for _, _, tasks, gw in setups.values():
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await gw.close()
+
+
+_ROUND = 500
+
+
+async def _call(watch: Callable[[], Any]) -> Any:
+    return await watch()
+
+
+async def _turns(n: int) -> None:
+    for _ in range(n * 4):  # a push's batch reaches the inbox within a few turns either way
+        await asyncio.sleep(0)
+
+
 async def run() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--inbox-rounds", type=int, default=10, help="0: skip the push -> inbox table")
     args = ap.parse_args()
-    print(f"python {sys.version.split()[0]}, n={args.n}, best of {args.repeat}; microseconds per message")
+    print(f"python {sys.version.split()[0]}, n={args.n}, best of {args.repeat}; CPU microseconds per message")
     print(f"{'venue':8s} {'kind':13s} {'decode':>7s} {'ccxt':>8s} {'(handler':>9s} {'+ mapping)':>10s} "
           f"{'ours':>7s} {'ours/ccxt':>9s}")  # fmt: skip
+    inbox_table: tuple[MarketRegistry, str] | None = None
     for exchange in (Exchange.OKX, Exchange.BINANCE):
         srv = await SimServer(exchange.value).start()  # only to load the markets the way the gateways do
         registry = MarketRegistry()
@@ -173,6 +257,10 @@ async def run() -> None:
                   f"{mine:7.1f} {mine / total:9.2f}")  # fmt: skip
         await ours_gw.close()
         await ccxt_gw.close()
+        if exchange is Exchange.OKX and args.inbox_rounds > 0:
+            inbox_table = (registry, srv.url)
+    if inbox_table is not None:
+        await _inbox_table(*inbox_table, args.inbox_rounds)
 
 
 if __name__ == "__main__":
