@@ -426,6 +426,15 @@ async def bench_config(
     redis: Redis, prefix: str, pushes: PushParsing, profile: bool = False,
 ) -> list[dict[str, float]]:  # fmt: skip
     store = Store.create(redis, prefix=prefix)
+    trips = [0, 0]  # the group commit's round trips and the commands they carried
+    pipelined = store.writer.pipelined
+
+    async def counted(commands: list[tuple[Any, ...]]) -> list[Any]:
+        trips[0] += 1
+        trips[1] += len(commands)
+        return await pipelined(commands)
+
+    store.writer.pipelined = counted  # type: ignore[method-assign]
     supervisor = Supervisor("bench")
     bus = Bus(supervisor)
     users = [f"u{n_users}x{i}" for i in range(n_users)]
@@ -454,6 +463,7 @@ async def bench_config(
     results = []
     for r, msgs in enumerate(rounds):
         rc0 = await redis_cmd_usec(redis)
+        trips[:] = [0, 0]
         prof = cProfile.Profile() if (profile and r == len(rounds) - 1) else None
         if prof is not None:
             prof.enable()
@@ -463,6 +473,7 @@ async def bench_config(
             print_profile(prof, res)
             continue
         rc1 = await redis_cmd_usec(redis)
+        res["trips"], res["trip_commands"] = trips
         res["evalsha_us"] = (rc1[1] - rc0[1]) / max(1.0, rc1[0] - rc0[0])
         res["redis_us"] = rc1[2] - rc0[2]
         for cmd, us in rc1[3].items():
@@ -587,7 +598,9 @@ async def main() -> None:
             summary.append((n, rate, per_cpu))
             print(f"throughput {n} users: {rate:,.0f} updates/s  (runs: "
                   f"{fmt_list(r['updates'] / r['wall'] for r in res)}; process busy {100 * cpu_share:.0f}%"
-                  f" of wall; batch p50 {med['batch_p50']:.0f}, mean {med['batch_mean']:.1f} updates)")  # fmt: skip
+                  f" of wall; batch p50 {med['batch_p50']:.0f}, mean {med['batch_mean']:.1f} updates; group commit: "
+                  f"{med['trips'] / med['updates']:.2f} round trips per update, "
+                  f"{med['trip_commands'] / max(1.0, med['trips']):.1f} commands per round trip)")  # fmt: skip
             print(f"throughput per cpu-second {n} users: {per_cpu:,.0f} updates/s")
             print(f"cpu share {n} users: parsing ({args.pushes}) {100 * ccxt_share:.0f}% ({ccxt_us:.0f} us/message), "
                   f"gateway mapping {100 * map_share:.0f}% ({map_us:.0f} us/update), tracker+store+redis-py+loop "
