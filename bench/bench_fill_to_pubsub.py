@@ -79,6 +79,20 @@ for m in p.listen():
 """
 
 
+class YoungPauses:
+    """The longest young (generation 0 and 1) collection while a run measures: what higher thresholds cost."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._t = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+        elif info.get("generation", 2) < 2:
+            self.longest = max(self.longest, time.perf_counter() - self._t)
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
@@ -268,6 +282,9 @@ async def run_once(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
             receipts = Receipts(sub)
             pauses = LoopPauses()
             pauses.start()
+            gc_before = [g["collections"] for g in gc.get_stats()]
+            young = YoungPauses()
+            gc.callbacks.append(young)
 
             # yardstick: PUBLISH from this process to the same subscriber process
             yard: list[float] = []
@@ -330,6 +347,11 @@ async def run_once(args: argparse.Namespace, run_no: int) -> dict[str, Any]:
             out["gc2"], out["lags"] = pauses.gc2, pauses.lags
             out["objects"] = len(gc.get_objects())
             out["frozen"] = gc.get_freeze_count()
+            gc.callbacks.remove(young)
+            out["young"] = young.longest
+            out["collections"] = [
+                g["collections"] - n for g, n in zip(gc.get_stats(), gc_before, strict=True)
+            ]
             receipts.task.cancel()
     finally:
         if sub is not None and sub.returncode is None:
@@ -448,7 +470,9 @@ async def main() -> None:
     print(f"event loop stalls (1 ms sleeper, all phases): p99 {pct(lags, 99) * 1000:.2f} ms, max {max(lags) * 1000:.1f} ms; "
           f"full GC (gen 2) collections: {len(gc2)}, longest {max(gc2, default=0) * 1000:.0f} ms "
           f"({statistics.median(r['objects'] for r in results):,.0f} gc-tracked objects in the process, "
-          f"{statistics.median(r['frozen'] for r in results):,.0f} frozen; thresholds {gc.get_threshold()})")  # fmt: skip
+          f"{statistics.median(r['frozen'] for r in results):,.0f} frozen; thresholds {gc.get_threshold()}; "
+          f"collections per generation {[sum(c) for c in zip(*(r['collections'] for r in results), strict=True)]}, "
+          f"longest young one {max(r['young'] for r in results) * 1000:.1f} ms)")  # fmt: skip
     print(f"(cleaned up {sum(r['deleted'] for r in results)} keys)")
     for name, v in verdicts:
         print(

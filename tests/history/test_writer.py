@@ -472,7 +472,7 @@ async def _fills_written(db: HistoryDB, n: int) -> bool:
 async def test_entries_arriving_within_the_linger_share_one_transaction(
     store: Store, history_db: HistoryDB
 ) -> None:
-    w = HistoryWriter(store.redis, store.keys, history_db, ["u1"], block_ms=5000, linger_s=0.6)
+    w = HistoryWriter(store.redis, store.keys, history_db, ["u1"], block_ms=1000, linger_s=0.6)
     task = asyncio.create_task(w.run())
     await asyncio.sleep(0.2)  # the writer now blocks on its streams
     loop = asyncio.get_running_loop()
