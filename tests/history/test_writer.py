@@ -500,6 +500,19 @@ async def test_full_reads_do_not_linger(store: Store, history_db: HistoryDB) -> 
     assert (w.stats.batches, w.stats.entries) == (2, 40)
 
 
+async def test_a_busy_account_among_many_is_not_held_back_by_the_linger(
+    store: Store, history_db: HistoryDB
+) -> None:
+    for i in range(10):
+        await emit_fill(store, trade_id=f"t{i}", order_id=f"o{i}")
+    users = ["u1", *(f"idle{i}" for i in range(39))]  # 40 streams: a read asks each for 1 entry of 20
+    w = HistoryWriter(store.redis, store.keys, history_db, users, batch_size=20, block_ms=50, linger_s=60)
+    task = asyncio.create_task(w.run())
+    await _until(lambda: _fills_written(history_db, 10), timeout=10)  # one linger each: 10 minutes
+    w.stop()
+    await asyncio.wait_for(task, 5)
+
+
 async def test_stop_cuts_the_linger_short_and_writes_what_was_read(
     store: Store, history_db: HistoryDB
 ) -> None:

@@ -176,3 +176,21 @@ async def test_callers_of_a_cancelled_group_commit_get_an_error_and_the_next_cal
             await asyncio.wait_for(caller, 1)  # not left waiting for a round trip nobody sends
     (again,) = await store.writer.apply_many([store.orders.write_for(order(exchange_order_id="o3"))])
     assert again.applied
+
+
+async def test_a_group_commit_cancelled_before_its_first_step_fails_its_caller_and_the_next_calls_are_sent(
+    store: Store,
+) -> None:
+    caller = asyncio.ensure_future(
+        store.writer.apply_many([store.orders.write_for(order(exchange_order_id="o1"))])
+    )
+    await asyncio.sleep(0)  # the caller has queued its call and started the flusher, which has not run yet
+    flusher = store.writer._flusher
+    assert flusher is not None
+    flusher.cancel()  # its coroutine never starts: its own clean-up never runs
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(caller, 1)
+    (again,) = await asyncio.wait_for(
+        store.writer.apply_many([store.orders.write_for(order(exchange_order_id="o2"))]), 1
+    )
+    assert again.applied

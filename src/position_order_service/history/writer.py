@@ -512,7 +512,7 @@ class HistoryWriter:
         read = await self._read(block_ms)
         if not read:
             return 0
-        if linger and self.linger_s > 0 and _count(read) < self.batch_size // 2 and not self._stop.is_set():
+        if linger and self.linger_s > 0 and self._drained(read) and not self._stop.is_set():
             # a transaction's fixed cost (statements, commit, the driver's thread hop) dwarfs a few rows':
             # paying it once per linger instead of once per trickle is what keeps ordinary rates cheap
             await self._pause(self.linger_s)
@@ -564,13 +564,24 @@ class HistoryWriter:
             )
         return batch.entries
 
+    def _per_stream(self, streams: int) -> int:
+        """Entries asked of each stream in one read: about batch_size in all."""
+        return max(1, -(-self.batch_size // max(streams, 1)))
+
+    def _drained(self, read: Sequence[tuple[str, Sequence[Any]]]) -> bool:
+        """A small read that emptied every stream: worth a linger. A stream that filled its share has more
+        waiting, and lingering then would cap a busy account at one share per linger (with 400 accounts
+        tracked, 25 entries/s), however few entries the read brought in all."""
+        share = self._per_stream(sum(1 for o in self._offsets.values() if o.loaded))
+        return _count(read) < self.batch_size // 2 and all(len(items) < share for _, items in read)
+
     async def _read(self, block_ms: int | None) -> list[tuple[str, list[tuple[Any, dict[Any, Any]]]]]:
         offs = [o for o in self._offsets.values() if o.loaded]
         if not offs:
             if block_ms:
                 await asyncio.sleep(block_ms / 1000)
             return []
-        count = max(1, -(-self.batch_size // len(offs)))  # per stream: about batch_size in all
+        count = self._per_stream(len(offs))
         groups = read_groups(self.redis, offs, lambda o: o.stream, self.max_streams_per_read)
 
         def streams(group: list[StreamOffset]) -> dict[Any, Any]:

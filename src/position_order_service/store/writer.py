@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from .keys import Channels, Keys
 from .leases import Fence, FenceTable
 from .pipeline import RawPipeline
 from .retention import DEFAULT_COUNT, StreamRetention
+
+log = logging.getLogger(__name__)
 
 STREAM_MAXLEN = DEFAULT_COUNT
 SCRIPT_ATTEMPTS = 3
@@ -365,31 +368,52 @@ class EventWriter:
         done: asyncio.Future[list[Any]] = loop.create_future()
         self._pending.append((items, done))
         flusher = self._flusher
-        if flusher is None or flusher.get_loop() is not loop:  # (a loop that stopped mid-flight: tests)
+        # a flusher that is done (cancelled before its first step) or of a stopped loop (tests) sends nothing
+        if flusher is None or flusher.done() or flusher.get_loop() is not loop:
             task = spawn(self._flush_all(), name="store-group-commit")
             self._flusher = task
             self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
+            task.add_done_callback(self._flush_ended)
         return await done
 
     async def _flush_all(self) -> None:
         """The group commit: one pipeline in flight; what is submitted meanwhile goes in the next. One task
         sends batches while there are any (a task per batch cost a task and two loop turns per round trip).
-        Its first step comes a loop turn after the submission that started it: that turn's calls join."""
+        Its first step comes a loop turn after the submission that started it: that turn's calls join.
+        If it ends early (cancelled, or a failure while answering), every caller it has not answered gets
+        the reason, never a wait without end."""
         me = asyncio.current_task()
+        batch: list[tuple[list[Item], asyncio.Future[list[Any]]]] = []
+        error: Exception = ConnectionError("the store's group commit was cancelled")
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
                 await self._answer(batch)
+                batch = []
                 # one turn for the callers just answered: their next calls go in the next round trip
                 await asyncio.sleep(0)
+        except Exception as exc:
+            log.exception("the store's group commit failed; its callers get the error")
+            error = exc
         finally:
             if self._flusher is me:
                 self._flusher = None
-            left, self._pending = self._pending, []  # only when cancelled: nobody would send them
-            for _, done in left:
-                if not done.done():
-                    done.set_exception(ConnectionError("the store's group commit was cancelled"))
+            self._fail_unanswered([*batch, *self._pending], error)
+            self._pending = []
+
+    def _flush_ended(self, task: asyncio.Task[None]) -> None:
+        """A flusher cancelled before its first step never ran its own clean-up: its callers are told here."""
+        self._flushes.discard(task)
+        if self._flusher is task:
+            self._flusher = None
+            left, self._pending = self._pending, []
+            self._fail_unanswered(left, ConnectionError("the store's group commit was cancelled"))
+
+    @staticmethod
+    def _fail_unanswered(batch: list[tuple[list[Item], asyncio.Future[list[Any]]]], error: Exception) -> None:
+        for _, done in batch:
+            if not done.done():
+                done.set_exception(error)
 
     async def _run_pipeline(self, batch: list[tuple[list[Item], Any]]) -> list[Any]:
         return await self.pipelined(
