@@ -17,3 +17,4 @@ def test_startup_objects_are_frozen_and_collections_made_rarer() -> None:
         assert GC_THRESHOLDS[2] > 10  # full collections rarer than the interpreter's default
     finally:
         gc.set_threshold(*before)
+        gc.unfreeze()  # the rest of the test run collects as it did

@@ -6,6 +6,7 @@ stand-in for the ccxt watch call (the socket), through the metrics wrapper the s
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import ccxt
@@ -72,7 +73,16 @@ async def test_pushes_reach_the_inbox_without_the_pump_task_and_before_the_drop(
 
     rest = RestWorker(instrumented(gw), inbox)
     task = asyncio.create_task(
-        pump("orders", instrumented(gw).watch_orders, wrap, inbox, health, rest, "okx")
+        pump(
+            "orders",
+            instrumented(gw).watch_orders,
+            wrap,
+            inbox,
+            health,
+            rest,
+            "okx",
+            functools.partial(instrumented(gw).divert, "watch_orders"),
+        )
     )
     await _until(lambda: socket.calls == 1)
     gw.emit("orders", ["o1"])  # two pushes handled in one loop turn: one message

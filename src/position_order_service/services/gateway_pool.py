@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +30,6 @@ class InstrumentedGateway:
         exchange = str(getattr(self._inner.exchange, "value", self._inner.exchange))
         streaming = name.startswith("watch_")
 
-        @functools.wraps(attr)  # (keeps the bound method reachable: a stream's reader may divert it)
         async def call(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:

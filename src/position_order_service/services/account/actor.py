@@ -11,6 +11,7 @@ turn. A Redis error inside a turn is retried with backoff (the message is not lo
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -131,11 +132,14 @@ class AccountActor:
             ("positions", self.gateway.watch_positions, wrap_positions),
             ("fills", self.gateway.watch_fills, wrap_fills),
         )
+        # a gateway that parses pushes itself hands them to the pump from its receive callback (no task hop)
+        divert_of = getattr(self.gateway, "divert", None)
         for name, watch, wrap in streams:
+            divert = functools.partial(divert_of, f"watch_{name}") if divert_of is not None else None
             self.scope.spawn(
                 f"stream:{name}",
-                lambda n=name, w=watch, m=wrap: pump(
-                    n, w, m, self.inbox, self.health, self.rest, self.exchange
+                lambda n=name, w=watch, m=wrap, d=divert: pump(
+                    n, w, m, self.inbox, self.health, self.rest, self.exchange, d
                 ),  # type: ignore[misc]
                 kind=f"stream:{name}",
             )

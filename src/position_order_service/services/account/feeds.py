@@ -77,6 +77,11 @@ def reason_of(exc: BaseException) -> str:
     return exc.reason if isinstance(exc, GatewayError) else f"{type(exc).__name__}: {exc}"
 
 
+Divert = Callable[[Callable[[list[Any]], None]], Callable[[], None] | None]
+"""Hands the stream's batches to the callback as they are parsed, while the pump waits in `watch`; returns the
+undo, or None when the gateway cannot (ccxt's own parsing)."""
+
+
 async def pump(
     name: str,
     watch: Callable[[], Awaitable[list[Any]]],
@@ -85,11 +90,12 @@ async def pump(
     health: AccountHealth,
     rest: RestWorker,
     exchange: str,
+    divert: Divert | None = None,
 ) -> None:
     """Read one private stream forever; post each batch. A drop posts a StreamGap (the actor asks for a
     snapshot: updates during the gap are not replayed) and reconnects after a backoff.
 
-    Where the gateway can divert the stream (our own push parsing), a batch is posted from inside the push
+    `divert` (the gateway's, where it parses pushes itself): a batch is posted from inside the push
     handler while this task waits in ``watch``: no task wake-up per push. ``watch`` still returns what could
     not go that way and raises the drops, in their order."""
     backoff = Backoff()
@@ -120,27 +126,13 @@ async def pump(
         rest.note_activity()
         _up(health, name)
 
-    undo = _divert(watch, arrived)
+    undo = divert(arrived) if divert is not None else None
     try:
         await _pump(name, watch, returned, post, inbox, health, rest, exchange, backoff)
     finally:
         if undo is not None:
             undo()
         post()
-
-
-def _divert(
-    watch: Callable[[], Awaitable[list[Any]]], take: Callable[[list[Any]], None]
-) -> Callable[[], None] | None:
-    """The gateway's divert for the stream ``watch`` reads (through any wrappers), if it has one."""
-    bound: Any = watch
-    while getattr(bound, "__self__", None) is None and hasattr(bound, "__wrapped__"):
-        bound = bound.__wrapped__
-    divert = getattr(getattr(bound, "__self__", None), "divert", None)
-    if divert is None:
-        return None
-    undo: Callable[[], None] | None = divert(getattr(bound, "__name__", ""), take)
-    return undo
 
 
 async def _pump(
