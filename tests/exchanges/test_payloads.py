@@ -84,6 +84,11 @@ def test_okx_fill_fee_is_positive_cost_and_size_in_base() -> None:
     assert (f.size, f.price, f.fee, f.liquidity) == (D("0.1"), D("60000.1"), D("3.000005"), "taker")
     assert f.position_side is PositionSide.LONG
     assert okx.parse_fill({**raw, "tradeId": ""}, OKX_BTC) is None  # an order update without a trade
+    assert f.exchange_time and f.timestamp == ms_to_dt("1700000000000")
+    untimed = okx.parse_fill({k: v for k, v in raw.items() if k != "fillTime"}, OKX_BTC)
+    assert (
+        untimed is not None and not untimed.exchange_time
+    )  # our clock stands in: it never moves a fill mark
 
 
 @pytest.mark.parametrize(
@@ -174,6 +179,11 @@ def test_binance_ws_order_and_fill() -> None:
         "maker",
     )
     assert bn.parse_fill({**o, "x": "NEW"}, BN_BTC) is None
+    assert fill.exchange_time
+    untimed = bn.parse_fill({k: v for k, v in o.items() if k != "T"}, BN_BTC)
+    assert untimed is not None and not untimed.exchange_time
+    trade = bn.parse_trade({"id": 8, "orderId": 42, "side": "BUY", "qty": "0.1", "price": "59000"}, BN_BTC)
+    assert trade is not None and not trade.exchange_time
 
 
 def test_binance_algo_update_trailing_percent_to_fraction() -> None:

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from position_order_service.domain.enums import OrderSide
+from position_order_service.domain.market import FillReport
 from position_order_service.exchanges.base import ExchangeUnavailable
 from position_order_service.services.account.feeds import RestWorker
 from position_order_service.services.account.messages import Inbox, Snapshot
@@ -106,3 +110,33 @@ async def test_a_first_snapshot_that_failed_half_way_still_reads_fills_back_from
 
 async def _snapshot_posted(inbox: Inbox) -> bool:
     return any(isinstance(m, Snapshot) for _, m in inbox._queue)
+
+
+async def test_a_fill_without_the_exchange_s_time_is_emitted_but_never_moves_the_mark(h: Harness) -> None:
+    # the mark is where the next owner reads fills back from: our clock (an hour ahead here) in it would make
+    # the next owner skip every fill the exchange made in that hour
+    h.account("u1")
+    h.price("60000")
+    marked = int(time.time() * 1000) - 60_000
+    await h.store.redis.set(h.store.keys.fill_mark("u1", "okx"), marked)
+    actor = await h.track("u1")
+    fill = FillReport(
+        exchange="okx",
+        symbol=SYMBOL,
+        trade_id="no-time-1",
+        order_id="o-no-time",
+        client_order_id=None,
+        side=OrderSide.BUY,
+        price=Decimal("60000"),
+        size=Decimal("1"),
+        fee=Decimal("0"),
+        fee_currency="USDT",
+        liquidity="taker",
+        position_side=None,
+        timestamp=datetime.now(UTC) + timedelta(hours=1),
+        exchange_time=False,
+    )
+    actor.inbox.post(Snapshot([], [], False, actor.inbox.arrivals, fills=[fill]))
+    await eventually(lambda: _one_fill(h))
+    await asyncio.sleep(0.2)
+    assert await _mark(h) == marked

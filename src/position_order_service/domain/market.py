@@ -90,6 +90,9 @@ class FillReport:
     liquidity: str | None  # maker | taker
     position_side: PositionSide | None
     timestamp: datetime
+    # False: the exchange sent no time and ours stands in; such a fill never moves the account's fill mark
+    # (the exchange's time of the last fill read back), which must never run ahead of the exchange's clock
+    exchange_time: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -239,6 +239,7 @@ def parse_fill(raw: dict[str, Any], market: MarketInfo) -> FillReport | None:
     price = positive(raw.get("L"))
     if not trade_id or size is None or size <= 0 or price is None:
         return None
+    stamp = ms_to_dt(raw.get("T"))
     return FillReport(
         exchange=EXCHANGE.value,
         symbol=market.symbol,
@@ -252,7 +253,8 @@ def parse_fill(raw: dict[str, Any], market: MarketInfo) -> FillReport | None:
         fee_currency=_str(raw, "N"),
         liquidity="maker" if truthy(raw.get("m")) else "taker",
         position_side=pos_side(raw.get("ps")),
-        timestamp=ms_to_dt(raw.get("T")) or utc_now(),
+        timestamp=stamp or utc_now(),
+        exchange_time=stamp is not None,
     )
 
 
@@ -263,6 +265,7 @@ def parse_trade(raw: dict[str, Any], market: MarketInfo) -> FillReport | None:
     price = positive(raw.get("price"))
     if not trade_id or size is None or size <= 0 or price is None:
         return None
+    stamp = ms_to_dt(raw.get("time"))
     return FillReport(
         exchange=EXCHANGE.value,
         symbol=market.symbol,
@@ -276,7 +279,8 @@ def parse_trade(raw: dict[str, Any], market: MarketInfo) -> FillReport | None:
         fee_currency=_str(raw, "commissionAsset"),
         liquidity="maker" if truthy(raw.get("maker")) else "taker",
         position_side=pos_side(raw.get("positionSide")),
-        timestamp=ms_to_dt(raw.get("time")) or utc_now(),
+        timestamp=stamp or utc_now(),
+        exchange_time=stamp is not None,
     )
 
 

@@ -271,6 +271,7 @@ def parse_fill(raw: dict[str, Any], market: MarketInfo) -> FillReport | None:
     )  # push | REST row
     fee = fee_cost(dec(fee_raw), paid_is_negative=True)
     liquidity = {"T": "taker", "M": "maker"}.get(str(raw.get("execType") or ""))
+    stamp = ms_to_dt(raw.get("fillTime")) or ms_to_dt(raw.get("uTime"))
     return FillReport(
         exchange=EXCHANGE.value,
         symbol=market.symbol,
@@ -284,7 +285,8 @@ def parse_fill(raw: dict[str, Any], market: MarketInfo) -> FillReport | None:
         fee_currency=_str(raw, "fillFeeCcy") or _str(raw, "feeCcy"),
         liquidity=liquidity,
         position_side=pos_side(raw),
-        timestamp=ms_to_dt(raw.get("fillTime")) or ms_to_dt(raw.get("uTime")) or utc_now(),
+        timestamp=stamp or utc_now(),
+        exchange_time=stamp is not None,
     )
 
 

@@ -380,9 +380,13 @@ class AccountActor:
             for f in fills
         ]
         if moves_mark:  # after the fills in the same round trip: the mark never passes a fill not yet written
-            times = [int(f.timestamp.timestamp() * 1000) for f in fills]
-            last_ms = max([*times, *([] if mark_from is None else [mark_from])])
-            calls.append(self.store.fill_marks.advance_call(self.user_id, self.exchange, last_ms, fence))
+            times = [int(f.timestamp.timestamp() * 1000) for f in fills if f.exchange_time]
+            if mark_from is not None:
+                times.append(mark_from)
+            if times:
+                calls.append(
+                    self.store.fill_marks.advance_call(self.user_id, self.exchange, max(times), fence)
+                )
         seqs = (await self._retrying(lambda: writer.submit(calls)))[: len(fills)]
         for f, seq in zip(fills, seqs, strict=True):
             if int(seq):
