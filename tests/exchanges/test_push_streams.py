@@ -17,22 +17,7 @@ from position_order_service.exchanges.binance.client import make_client as binan
 from position_order_service.exchanges.okx.client import make_client as okx_client
 from position_order_service.exchanges.push_streams import Feed, Subscription
 
-
-class _Watch:
-    """A stand-in for a ccxt watch call: pending until the test fails it (as a dropped socket would)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.future: asyncio.Future[None] | None = None
-
-    async def __call__(self) -> None:
-        self.calls += 1
-        self.future = asyncio.get_running_loop().create_future()
-        await self.future
-
-    def drop(self, message: str) -> None:
-        assert self.future is not None
-        self.future.set_exception(ccxt.NetworkError(message))
+from ..pending_watch import PendingWatch
 
 
 async def _until(predicate: Any) -> None:
@@ -44,7 +29,7 @@ async def _until(predicate: Any) -> None:
 
 
 async def test_a_feed_delivers_items_then_one_drop_then_rearms() -> None:
-    a, b = _Watch(), _Watch()
+    a, b = PendingWatch(), PendingWatch()
     sa, sb = Subscription("a", a), Subscription("b", b)
     feed: Feed[int] = Feed([sa, sb], grace_s=0.5)
     pending = asyncio.create_task(feed.next())  # arms both subscriptions
@@ -68,7 +53,7 @@ async def test_a_feed_delivers_items_then_one_drop_then_rearms() -> None:
 
 
 async def test_a_drop_while_nobody_waits_is_reported_on_the_next_call() -> None:
-    w = _Watch()
+    w = PendingWatch()
     sub = Subscription("s", w)
     feed: Feed[int] = Feed([sub])
     first = asyncio.create_task(feed.next())
@@ -83,7 +68,7 @@ async def test_a_drop_while_nobody_waits_is_reported_on_the_next_call() -> None:
 
 
 async def test_two_feeds_on_one_subscription_each_hear_of_the_drop_once() -> None:
-    w = _Watch()
+    w = PendingWatch()
     sub = Subscription("orders", w)
     orders: Feed[str] = Feed([sub])
     fills: Feed[str] = Feed([sub])
@@ -165,7 +150,7 @@ async def test_the_tap_routes_tapped_frames_and_leaves_the_rest_to_ccxt(
 
 
 async def test_a_sink_takes_items_only_while_the_consumer_waits_with_nothing_ahead_of_them() -> None:
-    w = _Watch()
+    w = PendingWatch()
     sub = Subscription("s", w)
     feed: Feed[int] = Feed([sub])
     sunk: list[list[int]] = []
@@ -191,7 +176,7 @@ async def test_a_sink_takes_items_only_while_the_consumer_waits_with_nothing_ahe
 
 
 async def test_a_batch_the_sink_declines_is_queued_and_the_next_waits_behind_it() -> None:
-    w = _Watch()
+    w = PendingWatch()
     sub = Subscription("s", w)
     feed: Feed[int] = Feed([sub])
     sunk: list[list[int]] = []

@@ -9,8 +9,6 @@ import asyncio
 import functools
 from typing import Any
 
-import ccxt
-
 from position_order_service.domain.enums import Exchange
 from position_order_service.domain.market import MarketInfo
 from position_order_service.exchanges.ccxt_streams import CcxtStreams
@@ -20,24 +18,13 @@ from position_order_service.services.account.feeds import AccountHealth, RestWor
 from position_order_service.services.account.messages import Inbox, Message, StreamGap, StreamOrders
 from position_order_service.services.gateway_pool import instrumented
 
-
-class _Socket:
-    """A ccxt watch call: pending while the socket lives, failing when it drops."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.future: asyncio.Future[None] | None = None
-
-    async def __call__(self) -> None:
-        self.calls += 1
-        self.future = asyncio.get_running_loop().create_future()
-        await self.future
+from ..pending_watch import PendingWatch
 
 
 class _Streams(CcxtStreams):
     exchange = Exchange.OKX
 
-    def __init__(self, socket: _Socket) -> None:
+    def __init__(self, socket: PendingWatch) -> None:
         super().__init__("u1", "ours", ())
         self.socket = socket
 
@@ -61,7 +48,7 @@ async def _until(predicate: Any) -> None:
 
 
 async def test_pushes_reach_the_inbox_without_the_pump_task_and_before_the_drop() -> None:
-    socket = _Socket()
+    socket = PendingWatch()
     gw = _Streams(socket)
     inbox = Inbox()
     health = AccountHealth()
@@ -87,8 +74,7 @@ async def test_pushes_reach_the_inbox_without_the_pump_task_and_before_the_drop(
     await _until(lambda: socket.calls == 1)
     gw.emit("orders", ["o1"])  # two pushes handled in one loop turn: one message
     gw.emit("orders", ["o2"])
-    assert socket.future is not None
-    socket.future.set_exception(ccxt.NetworkError("dropped"))  # the drop comes after them
+    socket.drop("dropped")  # the drop comes after them
     await _until(lambda: len(inbox) == 2)
     first, second = inbox.take_stream_run(), None
     assert [m.orders for _, m in first] == [["o1", "o2"]]
