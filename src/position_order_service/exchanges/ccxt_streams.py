@@ -85,9 +85,8 @@ class CcxtStreams(CcxtVenue):
                 for ws in private
                 if isinstance(f := getattr(ws, "connected", None), asyncio.Future) and not f.done()
             ]
-            if (
-                opening
-            ):  # (looked at again after a while: a failed attempt leaves its future pending for good)
+            # looked at again after a while all the same: a failed attempt leaves its future pending for good
+            if opening:
                 await asyncio.wait(opening, timeout=min(left, _LOOK_AGAIN_S[1]))
             else:
                 await asyncio.sleep(min(step, left))
