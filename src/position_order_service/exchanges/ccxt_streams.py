@@ -25,6 +25,7 @@ from .push_streams import Feed, Sink, Subscription
 from .streams import MergedStream
 
 _CONFLATED = ("ticker", "mark")
+_LOOK_AGAIN_S = (0.05, 2.0)  # first and longest interval between two looks at the private sockets
 _DIVERTIBLE: dict[str, FeedKind] = {
     "watch_orders": "orders",
     "watch_fills": "fills",
@@ -59,19 +60,37 @@ class CcxtStreams(CcxtVenue):
 
     async def streams_ready(self, within_s: float) -> bool:
         """True once the private sockets are open (the watches subscribe on them right after), waiting up to
-        `within_s`: an account takes its first snapshot then, so the stream shows whatever follows it."""
+        `within_s`: an account takes its first snapshot then, so the stream shows whatever follows it.
+
+        A socket being opened (held at the connection pacer, say) is waited for on its client's `connected`
+        future: this wakes when it opens, not 20 times a second, and looks again every 2 s (ccxt replaces the
+        client of a failed attempt, whose future never resolves). With no socket under way (no watch yet, or
+        one between a failed attempt and the next) it looks again less and less often."""
         client = await self._ready()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
-        while loop.time() < deadline:
+        step = _LOOK_AGAIN_S[0]
+        while True:
             sockets = list((getattr(client, "clients", None) or {}).values())
             private = [ws for ws in sockets if _private_url(str(getattr(ws, "url", "")))]
             if private and all(
                 getattr(ws, "isConnected", False) and not getattr(ws, "connecting", False) for ws in private
             ):
                 return True
-            await asyncio.sleep(0.05)
-        return False
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            opening = [
+                f
+                for ws in private
+                if isinstance(f := getattr(ws, "connected", None), asyncio.Future) and not f.done()
+            ]
+            # looked at again after a while all the same: a failed attempt leaves its future pending for good
+            if opening:
+                await asyncio.wait(opening, timeout=min(left, _LOOK_AGAIN_S[1]))
+            else:
+                await asyncio.sleep(min(step, left))
+                step = min(step * 2, _LOOK_AGAIN_S[1])
 
     def wants(self, key: str) -> bool:
         """Whether someone watches what a push handler would emit under ``key`` (else it can skip parsing)."""

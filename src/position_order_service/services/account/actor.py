@@ -35,7 +35,7 @@ from ...exchanges.base import ExchangeGateway
 from ...store import Store
 from ...store.leases import StaleWrite
 from ...supervisor import Supervisor
-from .feeds import AccountHealth, RestWorker, pump
+from .feeds import STREAMS_LATE_S, STREAMS_READY_S, AccountHealth, RestWorker, pump
 from .messages import (
     Annotate,
     CommandOutcome,
@@ -55,6 +55,7 @@ from .messages import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+STREAMS = ("orders", "positions", "fills")  # the account's private streams, one pump each
 _PROVISIONAL = {"provisional": True}  # event metadata of an order known so far only from a command's reply
 REDIS_UNAVAILABLE = (
     RedisConnectionError,
@@ -72,6 +73,8 @@ class AccountOptions:
     confirm_after_s: float = 1.0  # the second snapshot after a first miss
     fill_backfill_max_s: float = 86_400.0  # a new owner reads fills back from its fill mark, at most this far
     finished_orders_kept: int = 1000  # finished orders remembered in memory (the rest are read back)
+    streams_ready_s: float = STREAMS_READY_S  # the first snapshot waits this long for the private sockets
+    streams_late_s: float = STREAMS_LATE_S  # sockets still not open this long after: the account says why
 
 
 class AccountActor:
@@ -104,6 +107,9 @@ class AccountActor:
             symbols=lambda: self.book.symbols_in_play() | self._watchlist,
             fill_mark=lambda: self._retrying(lambda: store.fill_marks.get(user_id, exchange)),
             backfill_max_s=options.fill_backfill_max_s,
+            streams_ready_s=options.streams_ready_s,
+            streams_late_s=options.streams_late_s,
+            on_streams_late=self._streams_late,
         )
         self.reconciled = asyncio.Event()
         self._on_symbols = on_symbols  # (actor, symbols in play, symbols with open positions) changed
@@ -127,11 +133,9 @@ class AccountActor:
             return StreamFills(b)
 
         self.scope.spawn("actor", self._run, kind="actor")
-        streams = (
-            ("orders", self.gateway.watch_orders, wrap_orders),
-            ("positions", self.gateway.watch_positions, wrap_positions),
-            ("fills", self.gateway.watch_fills, wrap_fills),
-        )
+        watches = (self.gateway.watch_orders, self.gateway.watch_positions, self.gateway.watch_fills)
+        wraps = (wrap_orders, wrap_positions, wrap_fills)
+        streams = tuple(zip(STREAMS, watches, wraps, strict=True))
         # a gateway that parses pushes itself hands them to the pump from its receive callback (no task hop)
         divert_of = getattr(self.gateway, "divert", None)
         for name, watch, wrap in streams:
@@ -273,13 +277,29 @@ class AccountActor:
         self.health.last_reconcile_at = datetime.now(UTC)
         # the account matches the exchange as of this snapshot: triggers may act on it. A stream still down
         # says "reconnecting"; its pump asks for the next snapshot once it has subscribed again. Streams not
-        # open yet (paced connections) say "starting": the REST worker takes the next snapshot when they are.
-        if not snap.streams_live:
+        # open yet (paced connections) say "starting": the REST worker takes the next snapshot when they are;
+        # unless a pump said why they are not, or they are late (not "starting" for ever, see _streams_late).
+        if snap.streams_live:
+            self.health.streams_late = None
+        if not snap.streams_live and not self.health.streams_down and not self.rest.streams_late:
             self.health.state = "starting"
         else:
-            self.health.state = "reconnecting" if self.health.streams_down else "healthy"
+            self.health.state = (
+                "reconnecting" if self.health.streams_down or not snap.streams_live else "healthy"
+            )
         self.reconciled.set()
         self.bus.publish(AccountReconciled(self.user_id, self.exchange, datetime.now(UTC), first))
+
+    def _streams_late(self, waited_s: float) -> None:
+        """The private sockets are still not open long after the first snapshot (the venue refuses them or their
+        login, or keeps dropping them): say so, naming the streams, and the pumps' last error if any. The
+        pumps keep trying; the snapshot after they open says "healthy"."""
+        late = self.health.streams_late = f"streams {', '.join(STREAMS)} not open after {waited_s:.0f} s"
+        last = self.health.last_error
+        self.health.last_error = late if last is None else f"{late} (last error: {last})"
+        if self.health.state not in ("error", "degraded"):  # (an auth error or a Redis outage says more)
+            self.health.state = "reconnecting"
+        log.warning("account %s:%s: %s", self.user_id, self.exchange, self.health.last_error)
 
     async def _outcome(self, arrival: int, out: CommandOutcome) -> None:
         view: Order | None = None

@@ -41,7 +41,13 @@ FILLS_OVERLAP_MS = 10_000
 """Each snapshot reads the fills from this long before the previous one started (clock skew, trades listed
 late): consecutive windows overlap, so a fill a stream lost is read back once; the actor emits it once."""
 STREAMS_READY_S = 5.0  # the first snapshot waits this long at most for the private streams' connections
-STREAMS_POLL_S = 0.2  # after a first snapshot taken without them, how often the streams' sockets are checked
+STREAMS_CHECK_S = 30.0
+"""After a first snapshot taken without them, each wait for the sockets (the gateway wakes when they open, so
+this only bounds one call)."""
+STREAMS_LATE_S = 45.0
+"""Sockets still not open this long after the first snapshot started: the account says so (`reconnecting`, the
+streams named in `last_error`) instead of `starting`. A cold start at OKX's 3 attempts/s opens ~135 sockets by
+then; the venue refusing them (or their login) keeps an account here for good."""
 
 
 @dataclass
@@ -55,6 +61,7 @@ class AccountHealth:
     updates_applied: int = 0
     streams_down: set[str] = field(default_factory=set)
     down_since: float | None = None  # monotonic time the first stream went down
+    streams_late: str | None = None  # which streams are still not open, and for how long (the actor says)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -69,7 +76,10 @@ class AccountHealth:
         }
 
     def failed(self, reason: str, auth: bool = False) -> None:
-        self.last_error = reason
+        # a pump failing while its streams are late: the error says both (the streams, then this attempt)
+        self.last_error = (
+            reason if self.streams_late is None else f"{self.streams_late} (last error: {reason})"
+        )
         self.state = "error" if auth else "reconnecting"
 
 
@@ -204,6 +214,9 @@ class RestWorker:
         symbols: Callable[[], Iterable[str]] = tuple,
         fill_mark: Callable[[], Awaitable[int | None]] | None = None,
         backfill_max_s: float = 86_400.0,
+        streams_ready_s: float = STREAMS_READY_S,
+        streams_late_s: float = STREAMS_LATE_S,
+        on_streams_late: Callable[[float], None] | None = None,
     ) -> None:
         self.gateway = gateway
         self.symbols = symbols
@@ -216,6 +229,12 @@ class RestWorker:
         self._due: float | None = time.monotonic()  # the first snapshot at once (once the streams are up)
         self._first = True
         self._streams_pending = False  # the first snapshot ran before the streams' sockets were open
+        self.streams_ready_s = streams_ready_s
+        self.streams_late_s = streams_late_s
+        self._on_streams_late = on_streams_late  # (seconds waited) the sockets are late: the actor says why
+        self._waiting_since: float | None = None  # when the first snapshot started waiting for the sockets
+        self._late = False
+        self._opening: asyncio.Task[bool] | None = None  # waits for the sockets while the worker waits too
         self._lookups: asyncio.Queue[Order] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._last_activity = time.monotonic()
@@ -237,6 +256,18 @@ class RestWorker:
         self._last_activity = time.monotonic()
 
     async def run(self) -> None:
+        try:
+            await self._serve()
+        finally:
+            if self._opening is not None:
+                self._opening.cancel()
+
+    @property
+    def streams_late(self) -> bool:
+        """The sockets are still not open past `streams_late_s` (reset once they are)."""
+        return self._late
+
+    async def _serve(self) -> None:
         backoff = Backoff()
         while True:
             await self._wait()
@@ -261,32 +292,56 @@ class RestWorker:
 
     async def _wait(self) -> None:
         while self._lookups.empty():
-            if self._streams_pending and await self._streams_opened():
-                self._streams_pending = False
-                self.request()
             now = time.monotonic()
             silent_due = self._last_activity + self.silent_s
             due = silent_due if self._due is None else min(self._due, silent_due)
+            if self._streams_pending and not self._late and self._waiting_since is not None:
+                late_at = self._waiting_since + self.streams_late_s
+                if late_at <= now:
+                    self._late = True
+                    if self._on_streams_late is not None:
+                        self._on_streams_late(now - self._waiting_since)
+                    continue
+                due = min(due, late_at)
             if due <= now:
                 return
-            if self._streams_pending:
-                continue  # (the check above waited its poll interval)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(due - now):
-                    await self._wake.wait()
+            if not self._streams_pending:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(due - now):
+                        await self._wake.wait()
+            elif await self._streams_opened(due - now):
+                self._streams_pending = self._late = False
+                self.request()
 
-    async def _streams_opened(self) -> bool:
+    async def _streams_opened(self, within_s: float) -> bool:
+        """True once the sockets are open; False after `within_s` or when woken (a request, a lookup). The
+        wait for the sockets goes on across calls: it wakes when they open, not to poll them."""
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self._until_streams_open())
+        woken = asyncio.ensure_future(self._wake.wait())
         try:
-            return bool(await self.gateway.streams_ready(STREAMS_POLL_S))
-        except GatewayError:  # (markets not loaded yet, say): not open; asked again at the next poll
-            await asyncio.sleep(STREAMS_POLL_S)
+            await asyncio.wait((self._opening, woken), timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+        if not self._opening.done():
             return False
+        opening, self._opening = self._opening, None
+        return opening.result()
+
+    async def _until_streams_open(self) -> bool:
+        while True:
+            try:
+                if await self.gateway.streams_ready(STREAMS_CHECK_S):
+                    return True
+            except GatewayError:  # (markets not loaded yet, say): not open; asked again a little later
+                await asyncio.sleep(1.0)
 
     async def _snapshot(self) -> None:
         first, seed = self._first, False
         if first:  # subscribe first, then the snapshot: an update between the two is seen by one of them
-            self._streams_pending = not await self.gateway.streams_ready(STREAMS_READY_S)
+            self._waiting_since = self._waiting_since or time.monotonic()
+            self._streams_pending = not await self.gateway.streams_ready(self.streams_ready_s)
             mark = None if self.fill_mark is None else await self.fill_mark()
             if mark is not None:  # (our clock only bounds how far back: the mark is the exchange's time)
                 oldest = int(time.time() * 1000) - int(self.backfill_max_s * 1000)
