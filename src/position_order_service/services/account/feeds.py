@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from ... import metrics
-from ...aio import Backoff, cancel_requested
+from ...aio import Backoff, cancel_requested, spawn
 from ...domain.market import FillReport
 from ...domain.models import Order
 from ...exchanges.base import (
@@ -318,8 +318,8 @@ class RestWorker:
         """True once the sockets are open; False after `within_s` or when woken (a request, a lookup). The
         wait for the sockets goes on across calls: it wakes when they open, not to poll them."""
         if self._opening is None:
-            self._opening = asyncio.ensure_future(self._until_streams_open())
-        woken = asyncio.ensure_future(self._wake.wait())
+            self._opening = spawn(self._until_streams_open(), name="rest:streams-open")  # (run cancels it)
+        woken = spawn(self._wake.wait(), name="rest:woken")
         try:
             await asyncio.wait((self._opening, woken), timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
