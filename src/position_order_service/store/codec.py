@@ -9,6 +9,7 @@ unparsable value raises CorruptRecord naming the key and the field: never a sile
 from __future__ import annotations
 
 import enum
+import functools
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -43,31 +44,15 @@ def enc_decimal(value: Decimal) -> str:
 
 
 # Spellings already made: an order's price, size and creation time come back in each of its updates, and a
-# number's or a UTC time's spelling is a pure function of its value (equal values, equal spellings). Bounded:
-# cleared when full.
-SPELLED_CAP = 4096
-_decimals: dict[Decimal, str] = {}
-_times: dict[datetime, str] = {}
-
-
-def _enc_decimal_seen(value: Decimal) -> str:
-    text = _decimals.get(value)
-    if text is None:
-        if len(_decimals) >= SPELLED_CAP:
-            _decimals.clear()
-        text = _decimals[value] = enc_decimal(value)
-    return text
+# number's or a UTC time's spelling is a pure function of its value (equal values, equal spellings). Bounded.
+_enc_decimal_seen = functools.lru_cache(maxsize=4096)(enc_decimal)
+_utc_isoformat = functools.lru_cache(maxsize=4096)(datetime.isoformat)
 
 
 def _enc_datetime(value: datetime) -> str:
     if value.tzinfo is not UTC:  # an equal instant in another zone is spelled otherwise
         return value.isoformat()
-    text = _times.get(value)
-    if text is None:
-        if len(_times) >= SPELLED_CAP:
-            _times.clear()
-        text = _times[value] = value.isoformat()
-    return text
+    return _utc_isoformat(value)
 
 
 def _dec_decimal(text: str) -> Decimal:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -43,21 +44,16 @@ def event_body(fields: dict[str, Any]) -> str:
     return orjson.dumps(fields, default=str).decode()[1:]
 
 
-# The digest's field order per (fields present, fields excluded): a record's writes share a few shapes, and
-# sorting them again on every write cost more than hashing them.
-_digest_orders: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
+@functools.lru_cache(maxsize=1024)
+def _digest_order(shape: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
+    # a record's writes share a few shapes: sorting them again on every write cost more than hashing them
+    return tuple(k for k in sorted(shape) if k not in exclude)
 
 
 def content_digest(fields: dict[str, str], exclude: tuple[str, ...] = ("updated_at",)) -> str:
     """What a record says, minus when it was said (and minus what marks write, for positions): equal digests
     mean an update changes nothing. Values are canonical spellings (codec), so it compares numbers by value."""
-    shape = (tuple(fields), exclude)
-    order = _digest_orders.get(shape)
-    if order is None:
-        if len(_digest_orders) >= 1024:
-            _digest_orders.clear()
-        order = _digest_orders[shape] = [k for k in sorted(fields) if k not in exclude]
-    text = "".join([f"{k}\x00{fields[k]}\x01" for k in order])
+    text = "".join([f"{k}\x00{fields[k]}\x01" for k in _digest_order(tuple(fields), exclude)])
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()  # one C call: same bytes, same digest
 
 
