@@ -120,6 +120,34 @@ async def test_an_attempt_counts_from_when_it_completes_so_slow_arrivals_cannot_
     assert starts[2] >= 0.2 + 0.3 - 0.01, starts  # counted from the start it would have been 0.3
 
 
+async def test_the_pacer_says_how_many_attempts_are_ahead_of_a_waiter_until_its_attempt_starts() -> None:
+    pacer = ConnectPacer(1, 0.3, address="okx 127.0.0.1:1")
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def attempt(name: str) -> None:
+        started.append(name)
+        await release.wait()
+
+    def queue_up(name: str) -> asyncio.Future[None]:
+        return asyncio.ensure_future(pacer.run(lambda: attempt(name), waiter=name))
+
+    names = ["a", "b", "c", "d"]
+    runs = {n: queue_up(n) for n in names}
+    await asyncio.sleep(0.05)
+    assert started == ["a"]  # in flight: no longer waiting
+    assert [pacer.ahead_of(n) for n in names] == [None, 0, 1, 2] and pacer.queued == 3
+    queue = pacer.queue_of(["d", "c", "a"])
+    assert queue is not None and (queue.sockets, queue.ahead) == (2, 1), queue
+    assert queue.describe().startswith("waiting for a connection slot: 1 ahead (1/s for okx 127.0.0.1:1), ~")
+    runs["c"].cancel()  # leaves the queue: "d" moves up
+    await asyncio.sleep(0)
+    assert [pacer.ahead_of(n) for n in names] == [None, 0, None, 1] and pacer.queued == 2
+    release.set()
+    await asyncio.gather(runs["a"], runs["b"], runs["d"])
+    assert started == ["a", "b", "d"] and pacer.queued == 0 and pacer.queue_of(names) is None
+
+
 async def _subscribe_three_tickers(paced: bool) -> tuple[int, Any]:
     """One public OKX socket subscribing three symbols, the venue allowing 2 requests per connection per hour."""
     server = await SimServer("okx").start()

@@ -6,6 +6,7 @@ the service's pacer admits 1 attempt per 5 minutes (sockets held back), or the s
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from position_order_service.api.auth import Caller
+from position_order_service.api.dashboard import accounts_of
 from position_order_service.services.account import AccountActor
 from position_order_service.store import Store
 
@@ -179,3 +182,69 @@ async def test_an_account_whose_sockets_are_refused_says_why_then_healthy_once_t
     print(
         f"reason shown {opened - t0:.1f} s; healthy {time.monotonic() - opened:.1f} s after the sockets may open"
     )
+
+
+QUEUED_ACCOUNTS = 4
+
+
+async def test_an_account_queued_at_our_own_pacer_says_starting_and_how_many_are_ahead(store: Store) -> None:
+    """A cold start paced at 1 attempt/s (OKX, /private + /business per account: ~8 s for 4 accounts) with
+    the lateness bound at 1.5 s: the last accounts wait at the service's own pacer well past it. Waiting there is
+    no sign of the venue or the network: they say `starting` (never `reconnecting`, the simulator refuses
+    nothing here) with a detail naming the queue, on the actor and on /status and the dashboard, then
+    `healthy` once their sockets open."""
+    h = await make_harness(store, via="ccxt", okx_ws_connects_per_s=1)
+    try:
+        h.accounts.options = replace(h.accounts.options, streams_ready_s=0.3, streams_late_s=1.5)
+        users = [f"u{i}" for i in range(QUEUED_ACCOUNTS)]
+        for u in users:
+            h.account(u)
+        h.price("60000")
+        t0 = time.monotonic()
+        actors = await _start(h, users)
+        seen: dict[str, list[str]] = {u: [] for u in users}  # the detail each account showed, in order
+        reconnecting: list[tuple[float, str, dict[str, Any]]] = []
+        shown: list[dict[str, Any]] = []  # a queued account as /status and the dashboard show it
+
+        async def all_healthy() -> bool:
+            for a in actors:
+                health = a.health.as_dict()
+                if health["state"] == "reconnecting":
+                    reconnecting.append((time.monotonic() - t0, a.user_id, health))
+                if health.get("detail") is not None:
+                    assert health["state"] == "starting", health
+                    seen[a.user_id].append(health["detail"])
+                    if not shown and time.monotonic() - t0 > 2.5:
+                        status = await h.services.status()
+                        (row,) = [u for u in status["users"] if u["user_id"] == a.user_id]
+                        (card,) = [
+                            c.model_dump() for c in await accounts_of(h.services, Caller(None))
+                            if c.user_id == a.user_id
+                        ]  # fmt: skip
+                        shown.extend((row, card))
+            return all(a.health.state == "healthy" for a in actors)
+
+        await eventually(all_healthy, within=30, every=0.1)
+        assert reconnecting == [], reconnecting[:3]
+        last = seen[users[-1]]
+        assert last, seen  # the last account waited at the pacer, and said so
+        ahead = [_ahead(d) for d in last]
+        assert all(re.fullmatch(_QUEUED, d) for d in last), last[:3]
+        assert ahead[0] >= 4 and ahead[-1] <= 1 and ahead == sorted(ahead, reverse=True), ahead
+        # past the lateness bound (counted from the first snapshot) and still queued: starting, not late
+        assert len(shown) == 2, "no account was still queued 2.5 s in"
+        for view in shown:
+            assert view["state"] == "starting" and re.fullmatch(_QUEUED, view["detail"]), view
+        assert all(a.health.as_dict().get("detail") is None for a in actors)
+        print(f"{users[-1]}: {last[0]!r} .. {last[-1]!r}; all healthy {time.monotonic() - t0:.1f} s in")
+    finally:
+        await h.close()
+
+
+_QUEUED = r"waiting for a connection slot: \d+ ahead \(1/s for okx 127\.0\.0\.1:\d+\), ~\d+ s"
+
+
+def _ahead(detail: str) -> int:
+    found = re.search(r"(\d+) ahead", detail)
+    assert found is not None, detail
+    return int(found.group(1))

@@ -50,6 +50,9 @@ class AccountSummary(BaseModel):
     connected: bool
     down_seconds: float = Field(description="how long its stream has been seen down (0 = connected)")
     last_error: str | None
+    detail: str | None = Field(
+        None, description="why it waits when that is no error (its place at the service's connection pacer)"
+    )
     last_event_at: datetime | None = Field(description="last message on its private streams")
     seconds_since_last_message: float | None
     last_reconcile_at: datetime | None = Field(description="last REST snapshot reconciled")
@@ -74,6 +77,7 @@ class AccountsResponse(BaseModel):
                             "connected": True,
                             "down_seconds": 0.0,
                             "last_error": None,
+                            "detail": None,
                             "last_event_at": "2026-11-21T09:30:02+00:00",
                             "seconds_since_last_message": 0.8,
                             "last_reconcile_at": "2026-11-21T09:30:00+00:00",
@@ -161,6 +165,7 @@ async def accounts_of(ctx: AppContext, caller: Caller) -> list[AccountSummary]:
                 connected=bool(h.get("healthy")),
                 down_seconds=round(down.get(key, 0.0), 3),
                 last_error=h.get("last_error"),
+                detail=h.get("detail"),
                 last_event_at=last_event,
                 seconds_since_last_message=round((now - last_event).total_seconds(), 3)
                 if last_event

@@ -42,7 +42,7 @@ RULE: dict[str, Any] = ConditionalRule(
 ).model_dump(mode="json")  # fmt: skip
 RULE_CREATED: dict[str, Any] = {**RULE, "rule_id": RULE["id"]}
 STREAM_HEALTH: dict[str, Any] = {
-    "user_id": USER, "exchange": "okx", "state": "healthy", "healthy": True, "last_error": None,
+    "user_id": USER, "exchange": "okx", "state": "healthy", "healthy": True, "last_error": None, "detail": None,
     "last_reconcile_at": "2026-11-21T09:30:00+00:00", "last_event_at": "2026-11-21T09:30:02.120000+00:00",
     "reconnects": 0, "corrections": 0, "updates_applied": 42,
 }  # fmt: skip

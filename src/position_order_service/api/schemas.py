@@ -69,6 +69,11 @@ class StreamHealth(BaseModel):
     state: str = Field(description="starting | healthy | reconnecting | error | stopped")
     healthy: bool
     last_error: str | None = None
+    detail: str | None = Field(
+        None,
+        description="why it waits when that is no error: its sockets' place at the service's own connection "
+        "pacer, 'waiting for a connection slot: 12 ahead (3/s for okx ...), ~4 s'",
+    )
     last_reconcile_at: str | None = None
     last_event_at: str | None = None
     reconnects: int = 0

@@ -30,6 +30,35 @@ class Credentials:
     __str__ = __repr__
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionQueue:
+    """An account's sockets waiting their turn at the service's own connection pacer (exchanges limit
+    connection attempts per IP; at a cold start the last accounts wait minutes): no attempt made yet, so
+    nothing the venue or the network did."""
+
+    sockets: int  # how many of them wait
+    ahead: int  # attempts (any account's) that start before the first of them
+    rate: str  # the pacer's limit, "3/s"
+    address: str  # the venue address it paces, "okx 127.0.0.1:8090"
+    eta_s: float  # about how long until the first of them starts, at that rate
+
+    def describe(self) -> str:
+        return (
+            f"waiting for a connection slot: {self.ahead} ahead ({self.rate} for {self.address}), "
+            f"~{self.eta_s:.0f} s"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SocketsPending:
+    """The account's private sockets that are not open, as its gateway sees them."""
+
+    queued: ConnectionQueue | None = None  # some wait at our own pacer
+    attempted_since: float | None = None
+    """(time.monotonic) when the first attempt of the earliest socket attempted and still not open started:
+    the venue or the network has had it since then. None when no socket has been attempted."""
+
+
 class GatewayError(Exception):
     """An exchange refused or failed a call. `reason` is the exchange's own words, safe to show."""
 
@@ -129,6 +158,11 @@ class ExchangeGateway(Protocol):
     async def streams_ready(self, within_s: float) -> bool:
         """True once the private streams' connections are open (their watches subscribe on them), waiting up
         to `within_s`: a snapshot taken after that misses no update (the stream shows what follows it)."""
+        ...
+
+    def sockets_pending(self) -> SocketsPending:
+        """Which private sockets are not open yet and why: waiting at our own connection pacer, or attempted
+        (since when). Cheap, never waits: an account's health asks on every read."""
         ...
 
     async def watch_mark_price(self, symbol: str) -> PriceTick:

@@ -147,6 +147,9 @@ class CcxtGateway(CcxtStreams):
         self._table = table
         return table[symbol]
 
+    def _built_client(self) -> Any:
+        return self._client
+
     async def _ready(self) -> Any:
         if self._table is None:
             await self.load_markets()

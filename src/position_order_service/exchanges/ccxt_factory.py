@@ -9,18 +9,20 @@ so nothing can reach elsewhere.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import certifi
 
 from ..domain.enums import Exchange
+from .base import ConnectionQueue
 
 T = TypeVar("T")
 
@@ -137,17 +139,23 @@ class ConnectPacer:
     asked (a lock is first come, first served), so accounts started first connect first.
 
     `run(attempt)` counts an attempt from its start until it completes, and in the window from its
-    completion; `wait()` (requests on an open socket, which reach the exchange at once) from its start."""
+    completion; `wait()` (requests on an open socket, which reach the exchange at once) from its start.
+    `run(attempt, waiter=w)` also lets `ahead_of(w)` say where `w` stands in the queue until its attempt
+    starts (an account's health: waiting for our own turn is not the venue refusing it)."""
 
-    def __init__(self, limit: int, window_s: float, spacing_s: float = 0.0) -> None:
+    def __init__(self, limit: int, window_s: float, spacing_s: float = 0.0, address: str = "") -> None:
         self.limit = limit
         self.window_s = window_s
         self.spacing_s = spacing_s  # at least this long between two starts
+        self.address = address  # the venue address it paces (shown to operators), e.g. "okx 127.0.0.1:8090"
         self._times: deque[float] = deque()  # when admitted attempts completed (wait(): started)
         self._in_flight: dict[int, float] = {}  # attempt -> when it started
         self._next_id = 0
         self._last_start = float("-inf")
         self._turn = asyncio.Lock()
+        self._tickets = 0
+        self._queue: list[int] = []  # tickets of the run() calls not started yet, in the lock's order
+        self._waiters: dict[Hashable, int] = {}  # waiter -> its ticket
         self.waited = 0  # attempts that had to wait for the window
 
     async def _admit(self) -> None:
@@ -176,21 +184,67 @@ class ConnectPacer:
         """Another attempt is in flight or waiting for its turn (many sockets reconnecting at once)."""
         return bool(self._in_flight) or self._turn.locked()
 
+    @property
+    def rate(self) -> str:
+        """The limit in words: "3/s", "300 per 5 min"."""
+        if self.window_s < 2:
+            return f"{self.limit}/s"
+        return f"{self.limit} per {max(1, round(self.window_s / 60))} min"
+
+    @property
+    def queued(self) -> int:
+        """run() calls waiting for their turn (their attempts not started)."""
+        return len(self._queue)
+
+    def ahead_of(self, waiter: Hashable) -> int | None:
+        """How many attempts will start before `waiter`'s (0: it is next); None when it is not waiting."""
+        ticket = self._waiters.get(waiter)
+        return None if ticket is None else bisect.bisect_left(self._queue, ticket)
+
+    def eta_s(self, ahead: int) -> float:
+        """About how long until the attempt with `ahead` attempts before it starts, at the limit."""
+        rounds, slot = divmod(ahead, max(1, self.limit))
+        times = sorted(self._times)  # (completion order, nearly sorted already)
+        free_in = times[slot] + self.window_s - time.monotonic() if slot < len(times) else 0.0
+        return max(0.0, free_in) + rounds * self.window_s
+
+    def queue_of(self, waiters: list[Hashable]) -> ConnectionQueue | None:
+        """Where the first of `waiters` still waiting stands (None when none waits)."""
+        ahead = [a for w in waiters if (a := self.ahead_of(w)) is not None]
+        if not ahead:
+            return None
+        first = min(ahead)
+        return ConnectionQueue(len(ahead), first, self.rate, self.address, self.eta_s(first))
+
     async def wait(self) -> None:
         async with self._turn:
             await self._admit()
             self._times.append(self._last_start)
 
-    async def run(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        async with self._turn:
-            await self._admit()
-            token = self._next_id = self._next_id + 1
-            self._in_flight[token] = self._last_start
+    async def run(self, attempt: Callable[[], Awaitable[T]], waiter: Hashable | None = None) -> T:
+        ticket = self._tickets = self._tickets + 1
+        self._queue.append(ticket)  # (tickets grow: the list stays sorted)
+        if waiter is not None:
+            self._waiters[waiter] = ticket
+        try:
+            async with self._turn:
+                await self._admit()
+                token = self._next_id = self._next_id + 1
+                self._in_flight[token] = self._last_start
+        finally:  # admitted, or cancelled while waiting: out of the queue
+            self._leave(ticket, waiter)
         try:
             return await attempt()
         finally:
             if self._in_flight.pop(token, None) is not None:
                 self._times.append(time.monotonic())
+
+    def _leave(self, ticket: int, waiter: Hashable | None) -> None:
+        i = bisect.bisect_left(self._queue, ticket)
+        if i < len(self._queue) and self._queue[i] == ticket:
+            del self._queue[i]
+        if waiter is not None and self._waiters.get(waiter) == ticket:
+            del self._waiters[waiter]
 
 
 _PACERS: dict[tuple[str, str], ConnectPacer] = {}
@@ -213,7 +267,50 @@ def pacer_for(exchange: Exchange, base_url: str) -> ConnectPacer | None:
     window = _LIMITS.connect_window(exchange)
     if window is None:
         return None
-    return _PACERS.setdefault((exchange.value, base_url.rstrip("/")), ConnectPacer(*window))
+    key = (exchange.value, base_url.rstrip("/"))
+    pacer = _PACERS.get(key)
+    if pacer is None:
+        host = key[1].split("://", 1)[-1]
+        pacer = _PACERS[key] = ConnectPacer(*window, address=f"{exchange.value} {host}".strip())
+    return pacer
+
+
+class PacedSockets:
+    """One ccxt client's sockets at its pacer, by url: which wait for their turn (not attempted yet), and when
+    each was first attempted. Kept on the client (`paced_sockets(client)`) for its gateway to tell an
+    account's health "queued at our own pacer" from "attempted, and the venue or network has not opened it"."""
+
+    def __init__(self, pacer: ConnectPacer) -> None:
+        self.pacer = pacer
+        self._waiting: dict[str, object] = {}  # url -> the waiter of its attempt at the pacer
+        self._attempted: dict[str, float] = {}  # url -> when its first attempt started (monotonic)
+
+    def queue(self, urls: list[str]) -> ConnectionQueue | None:
+        """Where the first of these sockets waiting at the pacer stands; None when none waits."""
+        return self.pacer.queue_of([w for url in urls if (w := self._waiting.get(url)) is not None])
+
+    def first_attempt(self, url: str) -> float | None:
+        return self._attempted.get(url)
+
+    async def open(self, url: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        waiter = self._waiting[url] = object()
+
+        async def started() -> T:
+            self._waiting.pop(url, None)
+            self._attempted.setdefault(url, time.monotonic())
+            return await attempt()
+
+        try:
+            return await self.pacer.run(started, waiter)
+        finally:
+            if self._waiting.get(url) is waiter:  # (cancelled while waiting)
+                del self._waiting[url]
+
+
+def paced_sockets(client: Any) -> PacedSockets | None:
+    """What the pacer knows of `client`'s sockets (None: not paced, see pace_connections)."""
+    paced = getattr(client, "paced_sockets", None)
+    return paced if isinstance(paced, PacedSockets) else None
 
 
 def pace_connections(
@@ -234,6 +331,7 @@ def pace_connections(
     limits = limits or _LIMITS
     requests = limits.request_window(exchange) if exchange is not None else None
     make = client.client
+    sockets = client.paced_sockets = PacedSockets(pacer)
     opened: set[str] = set()  # urls this client connected before: the next open of one is a reconnect
 
     def paced_client(url: str) -> Any:
@@ -248,7 +346,7 @@ def pace_connections(
                 if url in opened and limits.reconnect_jitter_s > 0 and pacer.busy:
                     await asyncio.sleep(random.uniform(0, limits.reconnect_jitter_s))
                 opened.add(url)
-                return await pacer.run(lambda: open_(session, 0))
+                return await sockets.open(url, lambda: open_(session, 0))
 
             ws.open = paced_open
             if requests is not None:

@@ -18,7 +18,8 @@ from typing import Any
 
 from ..domain.market import FillReport, MarketInfo, PriceTick
 from ..domain.models import Order, Position
-from .base import GatewayError
+from .base import GatewayError, SocketsPending
+from .ccxt_factory import paced_sockets
 from .ccxt_venue import CcxtVenue, FeedKind, PushParsing, feed_key
 from .errors import map_ccxt_error
 from .push_streams import Feed, Sink, Subscription
@@ -46,6 +47,10 @@ class CcxtStreams(CcxtVenue):
         self._credentials_checked = False
 
     async def _ready(self) -> Any:
+        raise NotImplementedError
+
+    def _built_client(self) -> Any:
+        """The ccxt.pro client if it has been built (None: not yet), without building it."""
         raise NotImplementedError
 
     async def fetch_position_mode(self) -> bool:
@@ -91,6 +96,22 @@ class CcxtStreams(CcxtVenue):
             else:
                 await asyncio.sleep(min(step, left))
                 step = min(step * 2, _LOOK_AGAIN_S[1])
+
+    def sockets_pending(self) -> SocketsPending:
+        """The private sockets not open yet: those waiting at our connection pacer (never attempted), and when
+        the earliest of the others was first attempted (the venue or the network has it since)."""
+        client = self._built_client()
+        paced = paced_sockets(client)
+        if paced is None:
+            return SocketsPending()
+        not_open = [
+            url
+            for url, ws in list((getattr(client, "clients", None) or {}).items())
+            if _private_url(str(url))
+            and not (getattr(ws, "isConnected", False) and not getattr(ws, "connecting", False))
+        ]
+        attempted = [t for url in not_open if (t := paced.first_attempt(url)) is not None]
+        return SocketsPending(paced.queue(not_open), min(attempted, default=None))
 
     def wants(self, key: str) -> bool:
         """Whether someone watches what a push handler would emit under ``key`` (else it can skip parsing)."""

@@ -66,6 +66,7 @@ from .base import (
     InsufficientFunds,
     InvalidOrder,
     OrderNotFound,
+    SocketsPending,
     StreamDisconnected,
 )
 from .binance.params import CLIENT_IDS as BINANCE_CLIENT_IDS
@@ -726,6 +727,9 @@ class PaperGateway:
 
     async def streams_ready(self, within_s: float) -> bool:
         return True  # in process: a watch is subscribed the moment it is called
+
+    def sockets_pending(self) -> SocketsPending:
+        return SocketsPending()  # no sockets
 
     async def watch_mark_price(self, symbol: str) -> PriceTick:
         m = self.market(symbol)

@@ -98,7 +98,7 @@ class AccountActor:
         self.options = options
         self.inbox = Inbox()
         self.book = AccountBook(user_id, exchange, options.finished_orders_kept)
-        self.health = AccountHealth()
+        self.health = AccountHealth(queued=self._queued)
         self.rest = RestWorker(
             gateway,
             self.inbox,
@@ -291,8 +291,9 @@ class AccountActor:
         self.bus.publish(AccountReconciled(self.user_id, self.exchange, datetime.now(UTC), first))
 
     def _streams_late(self, waited_s: float) -> None:
-        """The private sockets are still not open long after the first snapshot (the venue refuses them or their
-        login, or keeps dropping them): say so, naming the streams, and the pumps' last error if any. The
+        """The private sockets are still not open long after the first snapshot and their first connection
+        attempt (the venue refuses them or their login, or keeps dropping them; never sockets still waiting at
+        our own pacer, see RestWorker._late_at): say so, naming the streams, and the pumps' last error if any. The
         pumps keep trying; the snapshot after they open says "healthy"."""
         late = self.health.streams_late = f"streams {', '.join(STREAMS)} not open after {waited_s:.0f} s"
         last = self.health.last_error
@@ -300,6 +301,11 @@ class AccountActor:
         if self.health.state not in ("error", "degraded"):  # (an auth error or a Redis outage says more)
             self.health.state = "reconnecting"
         log.warning("account %s:%s: %s", self.user_id, self.exchange, self.health.last_error)
+
+    def _queued(self) -> str | None:
+        """Its private sockets' place at our own connection pacer, when some wait there (the health's detail)."""
+        queue = self.gateway.sockets_pending().queued
+        return None if queue is None else queue.describe()
 
     async def _outcome(self, arrival: int, out: CommandOutcome) -> None:
         view: Order | None = None

@@ -45,9 +45,11 @@ STREAMS_CHECK_S = 30.0
 """After a first snapshot taken without them, each wait for the sockets (the gateway wakes when they open, so
 this only bounds one call)."""
 STREAMS_LATE_S = 45.0
-"""Sockets still not open this long after the first snapshot started: the account says so (`reconnecting`, the
-streams named in `last_error`) instead of `starting`. A cold start at OKX's 3 attempts/s opens ~135 sockets by
-then; the venue refusing them (or their login) keeps an account here for good."""
+"""Sockets still not open this long after the first snapshot started, and after their first connection attempt
+started: the account says so (`reconnecting`, the streams named in `last_error`) instead of `starting`. A socket
+still waiting its turn at our own connection pacer (a cold start at OKX's 3 attempts/s opens ~135 sockets in
+45 s) is never late: its clock starts with its attempt. The venue refusing them (or their login) keeps an
+account here for good."""
 
 
 @dataclass
@@ -62,18 +64,27 @@ class AccountHealth:
     streams_down: set[str] = field(default_factory=set)
     down_since: float | None = None  # monotonic time the first stream went down
     streams_late: str | None = None  # which streams are still not open, and for how long (the actor says)
+    queued: Callable[[], str | None] | None = None  # its sockets' place at our own connection pacer, if any
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "state": self.state,
             "healthy": self.state == "healthy",
             "last_error": self.last_error,
+            "detail": self.detail(),
             "last_reconcile_at": self.last_reconcile_at.isoformat() if self.last_reconcile_at else None,
             "last_event_at": self.last_event_at.isoformat() if self.last_event_at else None,
             "reconnects": self.reconnects,
             "corrections": self.corrections,
             "updates_applied": self.updates_applied,
         }
+
+    def detail(self) -> str | None:
+        """Why an account that is not healthy waits, when it is no error: "waiting for a connection slot: 12
+        ahead (3/s for okx ...), ~4 s" (read when asked: the queue moves)."""
+        if self.state not in ("starting", "reconnecting") or self.queued is None:
+            return None
+        return self.queued()
 
     def failed(self, reason: str, auth: bool = False) -> None:
         # a pump failing while its streams are late: the error says both (the streams, then this attempt)
@@ -296,11 +307,11 @@ class RestWorker:
             silent_due = self._last_activity + self.silent_s
             due = silent_due if self._due is None else min(self._due, silent_due)
             if self._streams_pending and not self._late and self._waiting_since is not None:
-                late_at = self._waiting_since + self.streams_late_s
+                late_at = self._late_at(self._waiting_since, now)
                 if late_at <= now:
                     self._late = True
-                    if self._on_streams_late is not None:
-                        self._on_streams_late(now - self._waiting_since)
+                    if self._on_streams_late is not None:  # (how long since its clock started)
+                        self._on_streams_late(now - late_at + self.streams_late_s)
                     continue
                 due = min(due, late_at)
             if due <= now:
@@ -313,6 +324,17 @@ class RestWorker:
             elif await self._streams_opened(due - now):
                 self._streams_pending = self._late = False
                 self.request()
+
+    def _late_at(self, since: float, now: float) -> float:
+        """When the sockets not open yet are late: `streams_late_s` after `since` (the first snapshot) and after
+        the first attempt of the earliest one attempted. Sockets still waiting at our own pacer, none attempted,
+        are not late: looked at again `streams_late_s` from now (their attempt starts no sooner), not polled."""
+        pending = self.gateway.sockets_pending()
+        if pending.attempted_since is not None:
+            return max(since, pending.attempted_since) + self.streams_late_s
+        if pending.queued is not None:
+            return now + self.streams_late_s
+        return since + self.streams_late_s
 
     async def _streams_opened(self, within_s: float) -> bool:
         """True once the sockets are open; False after `within_s` or when woken (a request, a lookup). The

@@ -69,7 +69,8 @@ export function Overview({ feed, go, act }) {
     { label: "Open orders", key: "open_orders", width: "0.6fr", cls: "num" },
     { label: "Trailing stops", key: "trailing_stops", width: "0.6fr", cls: "num" },
     { label: "Rules", key: "rules", width: "0.5fr", cls: "num" },
-    { label: "Last error", width: "2fr", render: (a) => html`<span class="muted" title=${a.last_error || ""}>${a.last_error || "—"}</span>` },
+    // no error: why it waits, if it does (its sockets' place at the service's own connection pacer)
+    { label: "Last error", width: "2fr", render: (a) => html`<span class="muted" title=${a.last_error || a.detail || ""}>${a.last_error || a.detail || "—"}</span>` },
   ];
   return html`<section class="page" data-testid="overview">
     <div class="page-head">
