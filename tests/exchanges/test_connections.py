@@ -10,12 +10,13 @@ from typing import Any
 import aiohttp
 
 from position_order_service.domain.enums import Exchange
-from position_order_service.exchanges.base import Credentials, ExchangeGateway
+from position_order_service.exchanges.base import Credentials, ExchangeGateway, SocketsPending
 from position_order_service.exchanges.ccxt_factory import (
     ConnectionLimits,
     ConnectPacer,
     make_client,
     pace_connections,
+    set_connection_limits,
 )
 from position_order_service.exchanges.factory import build_gateway
 from position_order_service.exchanges.markets import MarketRegistry
@@ -146,6 +147,44 @@ async def test_the_pacer_says_how_many_attempts_are_ahead_of_a_waiter_until_its_
     release.set()
     await asyncio.gather(runs["a"], runs["b"], runs["d"])
     assert started == ["a", "b", "d"] and pacer.queued == 0 and pacer.queue_of(names) is None
+
+
+async def test_a_gateway_says_where_its_sockets_wait_at_the_pacer_until_their_attempts_start() -> None:
+    """Three accounts' sockets (/private and /business each) at 1 attempt per 1.05 s: the last one's wait at our own pacer (not attempted,
+    so nothing the venue did) until their turn; once open, nothing is pending."""
+    set_connection_limits(ConnectionLimits(okx_connects_per_s=1))  # (conftest restores the defaults)
+    server = await SimServer("okx", limits=False).start()
+    registry = MarketRegistry()
+    gateways: list[ExchangeGateway] = []
+    watches: list[asyncio.Future[Any]] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            for n in range(3):
+                creds = await _account(http, server, n)
+                gateways.append(
+                    await build_gateway("okx", f"u{n}", creds, base_url=server.url, registry=registry)
+                )
+            assert [gw.sockets_pending() for gw in gateways] == [SocketsPending()] * 3  # no socket yet
+            for gw in gateways:
+                watches.append(asyncio.ensure_future(gw.watch_orders()))
+                await asyncio.sleep(0.05)  # (in this order at the pacer)
+            last = gateways[-1].sockets_pending()
+            assert last.queued is not None and last.attempted_since is None, last
+            assert last.queued.ahead >= 1 and last.queued.describe().startswith(
+                "waiting for a connection slot: "
+            ), last
+            first = gateways[0].sockets_pending()  # /private admitted at once and open, /business next
+            assert first.queued is not None and first.queued.ahead < last.queued.ahead, (first, last)
+            assert first.attempted_since is None, first
+            ready = await asyncio.gather(*(gw.streams_ready(10.0) for gw in gateways))
+            assert ready == [True] * 3
+            assert [gw.sockets_pending() for gw in gateways] == [SocketsPending()] * 3
+    finally:
+        for w in watches:
+            w.cancel()
+        for g in gateways:
+            await g.close()
+        await server.stop()
 
 
 async def _subscribe_three_tickers(paced: bool) -> tuple[int, Any]:

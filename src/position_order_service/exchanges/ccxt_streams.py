@@ -98,8 +98,9 @@ class CcxtStreams(CcxtVenue):
                 step = min(step * 2, _LOOK_AGAIN_S[1])
 
     def sockets_pending(self) -> SocketsPending:
-        """The private sockets not open yet: those waiting at our connection pacer (never attempted), and when
-        the earliest of the others was first attempted (the venue or the network has it since)."""
+        """The private sockets not open yet: where those waiting at our connection pacer stand in its queue, and
+        when the earliest of them ever attempted was first attempted (the venue or the network has had it
+        since; a socket waiting again after a failed attempt counts as attempted)."""
         client = self._built_client()
         paced = paced_sockets(client)
         if paced is None:
