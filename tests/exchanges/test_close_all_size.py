@@ -18,7 +18,7 @@ from position_order_service.exchanges.ccxt_base import CcxtGateway
 
 from .conftest import CCXT_VARIANTS, Harness, Watcher, order_req
 
-pytestmark = pytest.mark.parametrize("venue", CCXT_VARIANTS, indirect=True)
+ccxt_venues = pytest.mark.parametrize("venue", CCXT_VARIANTS, indirect=True)
 
 
 async def _close_all_fired(
@@ -53,6 +53,7 @@ def _algo(items: list[Order], algo_id: str) -> list[Order]:
     return [o for o in items if o.exchange_order_id == algo_id]
 
 
+@ccxt_venues
 async def test_the_fired_algo_comes_with_its_child_s_size(venue: Harness, watchers: Any) -> None:
     orders, algo_id = await _close_all_fired(
         venue, watchers, {"ws_delay": {"count": 1, "ms": 300, "channels": ["orders"]}}
@@ -67,6 +68,7 @@ async def test_the_fired_algo_comes_with_its_child_s_size(venue: Harness, watche
     assert all(o.filled_qty in (0, Decimal("0.03")) for o in reports), reports
 
 
+@ccxt_venues
 async def test_an_unreadable_child_leaves_the_algo_open_without_a_fill_claim(
     venue: Harness, watchers: Any
 ) -> None:
@@ -91,3 +93,24 @@ async def test_an_unreadable_child_leaves_the_algo_open_without_a_fill_claim(
     assert all(o.filled_qty in (0, Decimal("0.03")) for o in fired), fired
     child = [o for o in seen if o.exchange_order_id == fired[0].metadata["child_order_id"]]
     assert child[-1].filled_qty == Decimal("0.03")  # the child's push completes it in the account
+
+
+@pytest.mark.parametrize("venue", ["paper-okx"], indirect=True)
+async def test_the_paper_gateway_never_hands_on_the_stand_in_either(venue: Harness, watchers: Any) -> None:
+    """The paper gateway maps the simulator engine's algos through the OKX parser: a fired close-all algo takes
+    its child's size from the engine, or is handed on still open without a fill claim."""
+    gw = await venue.gateway()
+    orders: Watcher[Order] = watchers(gw.watch_orders)
+    await venue.set_price("60000")
+    await gw.create_order(order_req(venue.symbol, OrderSide.BUY, OrderType.MARKET, "0.03"))
+    venue.engine.place_algo(venue.key_of(gw), venue.symbol, "conditional", "sell", close_position=True,
+                            reduce_only=True, sl_trigger_px="59000", sl_ord_px="-1")  # fmt: skip
+    await venue.set_price("58900")
+
+    def fired(items: list[Order]) -> list[Order]:
+        return [o for o in items if o.metadata.get("algo") and o.metadata.get("child_order_id")]
+
+    seen = await orders.until(lambda items: bool(fired(items)))
+    reports = fired(seen)
+    assert all(o.filled_qty in (0, Decimal("0.03")) for o in reports), reports
+    assert all(o.status is OrderStatus.FILLED or o.metadata.get(SIZE_UNKNOWN) for o in reports), reports
