@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from position_order_service.domain.account_book import AccountBook, Plan
 from position_order_service.domain.enums import OrderSide, OrderStatus, OrderType, PositionSide
 from position_order_service.domain.models import Order, Position
-from position_order_service.domain.reconcile import PROVISIONAL
+from position_order_service.domain.reconcile import PROVISIONAL, SIZE_UNKNOWN
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SYMBOLS = ("BTC-USDT-SWAP", "ETH-USDT-SWAP")
@@ -282,3 +282,63 @@ def test_finished_orders_are_remembered_up_to_a_bound_and_read_back_when_needed(
         run(book, book.fold_orders([order(str(i), OrderStatus.FILLED, "0.03", i + 1)], i + 1, {}), events)
     assert len(book.finished) == 3 and book.order("0") is None and book.order("5") is not None
     assert book.unknown(["0", "5"]) == ["0"]  # the actor reads the stored record of "0" before folding
+
+
+# -- close-all algos: the size is the child's, and a bot never sees the stand-in as a fill -------------------
+MIN = Decimal("0.0001")
+
+
+def close_all(status: OrderStatus, t: int, **meta: Any) -> Order:
+    """A close-all algo as the parsers report it: no size of its own, the minimum standing in."""
+    return Order(exchange_order_id="A1", user_id="u1", exchange="okx", symbol=SYMBOLS[0], side=OrderSide.SELL,
+                 order_type=OrderType.STOP_LOSS, quantity=MIN, trigger_price=Decimal("59000"),
+                 filled_qty=MIN if status is OrderStatus.FILLED else Decimal(0), status=status,
+                 created_at=at(0), updated_at=at(t),
+                 metadata={"algo": True, "close_position": True, SIZE_UNKNOWN: True, **meta})  # fmt: skip
+
+
+def child(t: int) -> Order:
+    return Order(exchange_order_id="C1", user_id="u1", exchange="okx", symbol=SYMBOLS[0], side=OrderSide.SELL,
+                 order_type=OrderType.MARKET, quantity=Decimal("0.03"), filled_qty=Decimal("0.03"),
+                 avg_fill_price=Decimal("58890"), status=OrderStatus.FILLED, created_at=at(t), updated_at=at(t),
+                 metadata={"algo_id": "A1"})  # fmt: skip
+
+
+def test_a_stand_in_fill_whose_child_is_known_is_rewritten_not_published() -> None:
+    """The child came first; then the algo's report still claims the stand-in (a REST read of it, say): the
+    plan writes the algo once, with the child's size, and one order.filled."""
+    book = AccountBook("u1", "okx")
+    book.load([close_all(OrderStatus.OPEN, 5)], [])
+    events: list[tuple[str, str]] = []
+    run(book, book.fold_orders([child(10)], 1, {}), events)
+    plan = run(
+        book, book.fold_orders([close_all(OrderStatus.FILLED, 10, child_order_id="C1")], 2, {}), events
+    )
+    algo_writes = [w for w in plan.orders if w.order.order_id == "A1"]
+    assert len(algo_writes) == 1 and algo_writes[0].order.filled_qty == Decimal("0.03")
+    assert events == [("C1", "order.filled"), ("A1", "order.filled")]
+    stored = book.order("A1")
+    assert (
+        stored is not None
+        and stored.avg_fill_price == Decimal("58890")
+        and SIZE_UNKNOWN not in stored.metadata
+    )
+
+
+def test_a_fired_algo_without_its_size_waits_open_and_its_child_completes_it() -> None:
+    """The gateway could not read the child: the fired algo is open with no fill claim (a silent write); the
+    child's report then fills it with the child's size."""
+    book = AccountBook("u1", "okx")
+    book.load([close_all(OrderStatus.OPEN, 5)], [])
+    events: list[tuple[str, str]] = []
+    fired = close_all(OrderStatus.OPEN, 10, child_order_id="C1", venue_state="effective")
+    run(book, book.fold_orders([fired], 1, {}), events)
+    assert events == []
+    run(book, book.fold_orders([child(11)], 2, {}), events)
+    assert events == [("C1", "order.filled"), ("A1", "order.filled")]
+    stored = book.order("A1")
+    assert stored is not None and stored.status is OrderStatus.FILLED and stored.filled_qty == Decimal("0.03")
+    assert SIZE_UNKNOWN not in stored.metadata
+    # a later report that knows the size changes nothing; the stand-in flag does not come back
+    sized = stored.model_copy(update={"metadata": {k: v for k, v in stored.metadata.items()}})
+    assert run(book, book.fold_orders([sized], 3, {}), events).orders == []

@@ -22,6 +22,7 @@ from position_order_service.domain.enums import (
     TimeInForce,
 )
 from position_order_service.domain.market import MarketInfo
+from position_order_service.domain.reconcile import SIZE_UNKNOWN, needs_size
 from position_order_service.exchanges.base import (
     AuthenticationFailed,
     ExchangeUnavailable,
@@ -134,6 +135,26 @@ def test_okx_oco_and_triggered_algo() -> None:
     assert o.metadata["child_order_id"] == "900" and o.reduce_only  # sell on the long side closes it
 
 
+def test_okx_close_all_algo_without_a_size_is_marked_as_such() -> None:
+    """closeFraction=1: no ``sz``. Live, or fired without a usable actualSz, the minimum stands in, marked
+    SIZE_UNKNOWN (the gateway reads a fired one's size from its child); a fired one with actualSz has it."""
+    raw = {"instId": "BTC-USDT-SWAP", "algoId": "7", "ordType": "conditional", "side": "sell", "posSide": "net",
+           "sz": "", "closeFraction": "1", "reduceOnly": "true", "state": "live", "slTriggerPx": "59000",
+           "slOrdPx": "-1", "actualSz": ""}  # fmt: skip
+    live = okx.parse_algo(raw, OKX_BTC, "u")
+    assert live.status is OrderStatus.OPEN and live.quantity == OKX_BTC.min_size and live.filled_qty == 0
+    assert live.metadata["close_position"] and live.metadata[SIZE_UNKNOWN] and not needs_size(live)
+    for actual in ("0", ""):
+        fired = okx.parse_algo(
+            {**raw, "state": "effective", "ordId": "900", "actualSz": actual}, OKX_BTC, "u"
+        )
+        assert fired.status is OrderStatus.FILLED and fired.metadata[SIZE_UNKNOWN] and needs_size(fired)
+        assert fired.metadata["child_order_id"] == "900"
+    sized = okx.parse_algo({**raw, "state": "effective", "ordId": "900", "actualSz": "3"}, OKX_BTC, "u")
+    assert sized.filled_qty == sized.quantity == D("0.03") and SIZE_UNKNOWN not in sized.metadata
+    assert not needs_size(sized)
+
+
 def test_okx_positions_net_hedge_and_flat() -> None:
     base = {"instId": "BTC-USDT-SWAP", "avgPx": "60000", "markPx": "60100", "upl": "1", "lever": "10",
             "mgnMode": "cross", "liqPx": "54000", "fee": "-3", "pnl": "0", "cTime": "1", "uTime": "2"}  # fmt: skip
@@ -211,6 +232,31 @@ def test_binance_rest_algo_types(kind: str, reduce_only: bool, price: str, expec
            "triggerPrice": "59000.00", "price": price, "reduceOnly": reduce_only, "createTime": 1700000000000}  # fmt: skip
     a = bn.parse_order(raw, BN_BTC, "u")
     assert a.order_type is expected and a.trigger_price == D("59000") and a.status is OrderStatus.OPEN
+
+
+def test_binance_close_position_algo_takes_the_executed_size_of_its_update() -> None:
+    """closePosition=true: no quantity. TRIGGERED (child working, ``aq`` 0) and the REST view (no executed size)
+    are SIZE_UNKNOWN; FINISHED carries what the child executed (``aq``, ``ap``): that is the algo's fill."""
+    o = {"caid": "c3", "aid": 1001, "at": "CONDITIONAL", "o": "STOP_MARKET", "s": "BTCUSDT", "S": "SELL",
+         "ps": "BOTH", "q": "", "X": "TRIGGERED", "ai": "56", "ap": "", "aq": "0", "tp": "59000", "p": "",
+         "cp": True, "R": False, "tt": 1700000000000, "T": 1700000000000}  # fmt: skip
+    triggered = bn.parse_order(o, BN_BTC, "u")
+    assert triggered.metadata["close_position"] and needs_size(triggered)
+    assert triggered.metadata["child_order_id"] == "56" and triggered.reduce_only
+    finished = bn.parse_order({**o, "X": "FINISHED", "aq": "0.03", "ap": "58890"}, BN_BTC, "u")
+    assert finished.status is OrderStatus.FILLED and not needs_size(finished)
+    assert (finished.quantity, finished.filled_qty, finished.avg_fill_price) == (
+        D("0.03"),
+        D("0.03"),
+        D("58890"),
+    )
+    assert SIZE_UNKNOWN not in finished.metadata
+    rest = {"algoId": 1001, "clientAlgoId": "c3", "algoType": "CONDITIONAL", "orderType": "STOP_MARKET",
+            "symbol": "BTCUSDT", "side": "SELL", "positionSide": "BOTH", "quantity": "", "algoStatus": "FINISHED",
+            "triggerPrice": "59000", "price": "", "closePosition": True, "reduceOnly": False,
+            "actualOrderId": "56", "actualPrice": "58890", "createTime": 1700000000000,
+            "updateTime": 1700000000000}  # fmt: skip
+    assert needs_size(bn.parse_order(rest, BN_BTC, "u"))
 
 
 def test_binance_positions_and_balance() -> None:

@@ -21,6 +21,7 @@ DEFAULTS = {
     "ws_drop": {"rate": 0.0, "count": 0, "channels": []},
     "ws_duplicate": {"rate": 0.0, "count": 0, "channels": []},
     "ws_reorder": {"rate": 0.0, "count": 0, "channels": [], "window": 3},
+    "ws_delay": {"rate": 0.0, "count": 0, "channels": [], "ms": 300},
     "clock_offset_ms": 0,
     "visibility_lag_ms": 0,
     "seed": 0,
@@ -65,6 +66,7 @@ async def test_get_post_merge_and_delete(sim: SimServer, http: aiohttp.ClientSes
             "drop_responses": [{"path": "/api/v5/trade/cancel-order", "rate": 0.25}],
             "ws_drop": {"rate": 0.1, "channels": ["orders"]},
             "ws_reorder": {"count": 2, "window": 5},
+            "ws_delay": {"count": 1, "ms": 400, "channels": ["orders"]},
             "clock_offset_ms": -300,
             "visibility_lag_ms": 5000,
         },
@@ -74,6 +76,7 @@ async def test_get_post_merge_and_delete(sim: SimServer, http: aiohttp.ClientSes
     assert body["drop_responses"] == [{"path": "/api/v5/trade/cancel-order", "rate": 0.25}]
     assert body["ws_drop"] == {"rate": 0.1, "count": 0, "channels": ["orders"]}
     assert body["ws_reorder"] == {"rate": 0.0, "count": 2, "channels": [], "window": 5}
+    assert body["ws_delay"] == {"rate": 0.0, "count": 1, "channels": ["orders"], "ms": 400}
     assert body["clock_offset_ms"] == -300 and body["visibility_lag_ms"] == 5000
     assert await _call(http, sim, "GET", "/sim/faults") == (200, body)
     status, cleared = await _call(http, sim, "DELETE", "/sim/faults")
@@ -104,6 +107,8 @@ async def test_the_original_two_fields_keep_working(sim: SimServer, http: aiohtt
         ({"ws_drop": {"channels": ["order"]}}, "ws_drop.channels"),
         ({"ws_duplicate": {"rate": -0.1}}, "ws_duplicate.rate"),
         ({"ws_reorder": {"window": 0}}, "ws_reorder.window"),
+        ({"ws_delay": {"ms": 0}}, "ws_delay.ms"),
+        ({"ws_delay": {"window": 2}}, "ws_delay.window"),
         ({"clock_offset_ms": "300"}, "clock_offset_ms"),
         ({"visibility_lag_ms": -5}, "visibility_lag_ms"),
         ({"seed": 1.5}, "seed"),

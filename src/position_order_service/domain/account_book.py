@@ -197,7 +197,9 @@ class AccountBook:
         plan.order_entries[new.order_id] = OrderEntry(new, arrival)
 
     def _close_all_sizes(self, plan: Plan) -> None:
-        """Close-all algos that filled take the size their child order filled (whichever came first)."""
+        """Close-all algos that filled take the size their child order filled (whichever came first). A parent
+        written by this plan already is rewritten, not written twice: one change, one event, and never one
+        that claims the stand-in size (see reconcile.SIZE_UNKNOWN)."""
         touched = {oid: e.order for oid, e in plan.order_entries.items()}
         for order in list(touched.values()):
             parent_id = order.metadata.get("algo_id")
@@ -205,13 +207,28 @@ class AccountBook:
                 pe = plan.order_entries.get(str(parent_id)) or self.entry(str(parent_id))
                 fixed = close_all_size(pe.order, order) if pe else None
                 if pe is not None and fixed is not None:
-                    self._write_order(plan, fixed, pe.order, pe.arrival)
+                    self._rewrite_order(plan, fixed, pe.order, pe.arrival)
             child_id = order.metadata.get("child_order_id")
             if child_id and order.metadata.get("close_position"):  # a parent: its child may be known
                 ce = plan.order_entries.get(str(child_id)) or self.entry(str(child_id))
-                fixed = close_all_size(order, ce.order) if ce else None
+                current = plan.order_entries[order.order_id].order
+                fixed = close_all_size(current, ce.order) if ce else None
                 if fixed is not None:
-                    self._write_order(plan, fixed, order, plan.order_entries[order.order_id].arrival)
+                    self._rewrite_order(plan, fixed, current, plan.order_entries[order.order_id].arrival)
+
+    def _rewrite_order(self, plan: Plan, new: Order, previous: Order, arrival: int) -> None:
+        """Write `new` over `previous`; when this plan already writes `previous`, that write becomes `new`."""
+        for i in range(len(plan.orders) - 1, -1, -1):
+            w = plan.orders[i]
+            if w.order.order_id == new.order_id:
+                if w.order is not previous:
+                    break
+                before = w.previous
+                versioned = not is_provisional(new)
+                plan.orders[i] = OrderWrite(new, before, order_event(before, new), versioned)
+                plan.order_entries[new.order_id] = OrderEntry(new, arrival)
+                return
+        self._write_order(plan, new, previous, arrival)
 
     def fold_positions(
         self, reports: Sequence[Position], arrival: int, plan: Plan | None = None, hedged: bool | None = None

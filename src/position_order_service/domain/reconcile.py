@@ -21,6 +21,10 @@ from .models import Order, Position
 from .pnl import unrealized_pnl
 
 PROVISIONAL = "provisional"  # metadata flag of an order built from a command reply (no exchange version)
+SIZE_UNKNOWN = "size_unknown"
+"""Metadata flag of a close-all algo whose report carries no size (OKX closeFraction=1, Binance closePosition):
+its quantity is the instrument's minimum standing in. A fired one is never stored as filled with it: the gateway
+reads the child order's size first, or hands it on still open (fired, size pending) for the child to complete."""
 
 # Fields the exchange owns on an order; everything else is ours.
 ORDER_EXCHANGE_FIELDS = (
@@ -113,6 +117,8 @@ def merge_order_report(known: Order, incoming: Order) -> Order | None:
         update["metadata"].update({k: v for k, v in incoming.metadata.items() if k not in update["metadata"]})
     else:
         update["metadata"] = {**known.metadata, **_venue_meta(incoming)}
+        if SIZE_UNKNOWN not in incoming.metadata:  # a report that knows the size ends the stand-in
+            update["metadata"].pop(SIZE_UNKNOWN, None)
     return known.model_copy(update=update)
 
 
@@ -123,7 +129,7 @@ def _venue_meta(o: Order) -> dict[str, Any]:
 
 _VENUE_META = frozenset({"venue_state", "venue_type", "algo", "algo_type", "algo_id", "child_order_id",
                          "triggered_leg", "triggered_at", "cancel_source", "close_position", "fail_code",
-                         "fail_reason", "stop_price", "activation_price"})  # fmt: skip
+                         "fail_reason", "stop_price", "activation_price", SIZE_UNKNOWN})  # fmt: skip
 
 
 def order_event(previous: Order | None, new: Order) -> str | None:
@@ -157,18 +163,46 @@ def lost_order(known: Order, at: datetime) -> Order:
 
 
 def close_all_size(parent: Order, child: Order) -> Order | None:
-    """An OKX close-all algo carries no size: once its child order filled, the algo filled what the child
-    did (not the instrument's minimum the report implies)."""
-    if not parent.metadata.get("close_position") or parent.status is not OrderStatus.FILLED:
+    """A close-all algo carries no size: once its child order filled, the algo filled what the child did (not
+    the instrument's minimum its report implies). A fired algo still waiting for its size (open, SIZE_UNKNOWN,
+    naming its child) is completed by its child once the child is done. None: nothing to change."""
+    if not parent.metadata.get("close_position") or child.filled_qty <= 0:
         return None
-    if child.filled_qty <= 0 or parent.filled_qty == child.filled_qty:
+    pending = (
+        parent.status.is_active
+        and bool(parent.metadata.get(SIZE_UNKNOWN))
+        and parent.metadata.get("child_order_id") is not None
+        and child.status.is_terminal
+    )
+    if parent.status is not OrderStatus.FILLED and not pending:
+        return None
+    if not pending and parent.filled_qty == child.filled_qty and SIZE_UNKNOWN not in parent.metadata:
         return None
     return parent.model_copy(
         update={
+            "status": OrderStatus.FILLED,
             "quantity": child.filled_qty,
             "filled_qty": child.filled_qty,
             "avg_fill_price": child.avg_fill_price,
+            "metadata": {k: v for k, v in parent.metadata.items() if k != SIZE_UNKNOWN},
         }
+    )
+
+
+def size_pending(algo: Order) -> Order:
+    """A fired close-all algo whose size could not be read: handed on still open (its venue state says it
+    fired), claiming no fill, SIZE_UNKNOWN kept; its child's report completes it (:func:`close_all_size`)."""
+    return algo.model_copy(
+        update={"status": OrderStatus.OPEN, "filled_qty": Decimal(0), "avg_fill_price": None}
+    )
+
+
+def needs_size(order: Order) -> bool:
+    """A fired close-all algo reported as filled with the minimum standing in for its size."""
+    return (
+        order.status is OrderStatus.FILLED
+        and bool(order.metadata.get(SIZE_UNKNOWN))
+        and bool(order.metadata.get("close_position"))
     )
 
 

@@ -18,6 +18,12 @@ Behaviour worth knowing:
   derived from the order: opening buy -> long; reduce-only/protective sell -> long.
 - Streams: a dropped socket raises StreamDisconnected once, the next call reconnects. Updates during the gap
   are not replayed: reconcile.
+- A close-all algo (OKX closeFraction=1, Binance closePosition) reports no size: a fired one whose report does
+  not say what it sent is never handed on as filled with the minimum standing in (``reconcile.SIZE_UNKNOWN``).
+  Its size is its child order's: the child's own report when this stream showed it already, else a read of the
+  child over REST (retried with backoff); failing that, the algo is handed on still open, claiming no fill, and
+  the child's report completes it in the account. On the stream this is an awaited step of the ordered path
+  (``after_orders``): pushes behind it wait for it. ``fetch_order`` does the same.
 
 Pushes become domain objects one of two ways (``pushes``):
 - ``"ours"`` (the default, the hot path): the venue client's push tap hands each frame of the channels we parse
@@ -36,14 +42,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from ..domain.enums import OrderSide, OrderStatus, OrderType, PositionSide
 from ..domain.market import FillReport, MarketInfo, OrderRequest, PriceTick
 from ..domain.models import Order, Position
+from ..domain.reconcile import close_all_size, needs_size, size_pending
 from .base import Credentials, ExchangeUnavailable, GatewayError, InvalidOrder, OrderNotFound
 from .ccxt_factory import pace_connections, pacer_for
 from .ccxt_streams import CcxtStreams
@@ -59,6 +67,7 @@ log = logging.getLogger(__name__)
 FILL_PAGE = 100  # trades per fetch_my_trades request (OKX's most)
 FILL_PAGES = 20  # requests per symbol and call at most
 _PROTECTIVE = (OrderType.STOP_LOSS, OrderType.TAKE_PROFIT, OrderType.TRAILING_STOP)
+_CHILDREN_KEPT = 2000  # orders done with a fill, by exchange id (a close-all algo's child among them)
 
 _shared_registry: MarketRegistry | None = None
 
@@ -73,6 +82,9 @@ def shared_registry() -> MarketRegistry:
 
 class CcxtGateway(CcxtStreams):
     """The :class:`~.base.ExchangeGateway` for one user's account on a ccxt.pro venue (subclassed per venue)."""
+
+    # waits before each read of a fired close-all algo's child order (the first at once): ~1.7 s in all
+    child_read_delays_s: ClassVar[tuple[float, ...]] = (0.0, 0.2, 0.5, 1.0)
 
     def __init__(
         self,
@@ -95,6 +107,7 @@ class CcxtGateway(CcxtStreams):
         self._client: Any = None
         self._table = self._registry.get(self.exchange, self._base_url)
         self._closed = False
+        self._done_children: OrderedDict[str, Order] = OrderedDict()
 
     def __repr__(self) -> str:
         return (
@@ -257,7 +270,7 @@ class CcxtGateway(CcxtStreams):
                 continue  # an empty answer: not in this book
             order = self.order_of(info, market.symbol)
             if order is not None:
-                return order
+                return await self._sized(order) if needs_size(order) else order
         return None
 
     async def cancel_order(self, symbol: str, order_id: str, is_algo: bool | None = None) -> Order | None:
@@ -292,6 +305,61 @@ class CcxtGateway(CcxtStreams):
                     seen.add(key)
                     out.append(order)
         return out
+
+    # ================================================================== close-all algos: their size
+
+    def orders_need_reads(self, orders: list[Order]) -> bool:
+        self._note_children(orders)
+        return any(needs_size(o) for o in orders)
+
+    async def after_orders(self, orders: list[Order]) -> list[Order]:
+        if not self.orders_need_reads(orders):
+            return orders
+        return [await self._sized(o) if needs_size(o) else o for o in orders]
+
+    def _note_children(self, orders: list[Order]) -> None:
+        """Orders done with a fill (a close-all algo's child among them): an algo reported after its child
+        takes the child's size from here, without a read."""
+        for o in orders:
+            if o.filled_qty > 0 and o.status.is_terminal and not o.metadata.get("algo"):
+                oid = o.exchange_order_id
+                if oid:
+                    self._done_children[oid] = o
+                    self._done_children.move_to_end(oid)
+                    if len(self._done_children) > _CHILDREN_KEPT:
+                        self._done_children.popitem(last=False)
+
+    async def _sized(self, algo: Order) -> Order:
+        """A fired close-all algo with the size its child order filled; still open without a fill claim when
+        the child cannot be read (its own report completes it in the account)."""
+        child_id = algo.metadata.get("child_order_id")
+        child = self._done_children.get(str(child_id)) if child_id else None
+        if child is None and child_id:
+            child = await self._read_child(algo, str(child_id))
+        sized = None if child is None else close_all_size(algo, child)
+        if sized is not None:
+            return sized
+        log.warning(
+            "%s: close-all algo %s of %s fired, its size is unknown (child order %s not read): handed on "
+            "still open, its child's report completes it",
+            self.exchange.value, algo.exchange_order_id, self.user_id, child_id,
+        )  # fmt: skip
+        return size_pending(algo)
+
+    async def _read_child(self, algo: Order, child_id: str) -> Order | None:
+        """The child order over REST once it is done with a fill, retried with backoff; None when it is not."""
+        for attempt, delay in enumerate(self.child_read_delays_s, 1):
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                child = await self.fetch_order(algo.symbol, order_id=child_id)
+            except GatewayError as exc:
+                log.info("%s: reading child order %s of algo %s (attempt %d) failed: %s",
+                         self.exchange.value, child_id, algo.exchange_order_id, attempt, exc.reason)  # fmt: skip
+                continue
+            if child is not None and child.filled_qty > 0 and child.status.is_terminal:
+                return child
+        return None
 
     # ================================================================== account
 

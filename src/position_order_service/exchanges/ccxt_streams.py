@@ -6,8 +6,8 @@ call reconnects. Updates during the gap are not replayed: reconcile.
 
 With our own parsing, the consumer of a private stream may divert its batches (:meth:`CcxtStreams.divert`):
 they are then handed to its callback from inside the push handler, and the watch call returns only what could
-not take that path (a batch behind a drop, or one that needs an awaited step first: OKX's algo read-back,
-Binance's leverages not loaded yet) and raises the drops as before.
+not take that path (a batch behind a drop, or one that needs an awaited step first: the size of a fired
+close-all algo, OKX's algo read-back, Binance's leverages not loaded yet) and raises the drops as before.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ class CcxtStreams(CcxtVenue):
     async def watch_orders(self) -> list[Order]:
         await self._private_stream_ready()
         orders: list[Order] = await self._watch("orders")
-        return orders + await self.after_orders(orders)
+        return await self.after_orders(orders)
 
     async def watch_positions(self) -> list[Position]:
         await self._private_stream_ready()

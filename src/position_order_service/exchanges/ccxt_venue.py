@@ -181,11 +181,14 @@ class CcxtVenue:
         """Load what position payloads lack before they are parsed (Binance: leverage per symbol)."""
 
     async def after_orders(self, orders: list[Order]) -> list[Order]:
-        """Orders a batch implies but does not carry (OKX: the trailing algo behind a child order)."""
-        return []
+        """The batch as the account gets it: what a read must complete first (a fired close-all algo's size,
+        see :class:`~.ccxt_base.CcxtGateway`), plus orders it implies but does not carry (OKX: the trailing
+        algo behind a child order). Awaited on the stream's ordered path: later pushes wait for it."""
+        return orders
 
     def orders_need_reads(self, orders: list[Order]) -> bool:
-        """Whether :meth:`after_orders` would read anything for this batch (else it returns [] at once)."""
+        """Whether :meth:`after_orders` would read anything for this batch (else it returns it at once). Called
+        on every batch in arrival order, before the batch is handed on: it notes what later batches may need."""
         return False
 
     def positions_prepared(self) -> bool:

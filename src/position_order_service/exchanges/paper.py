@@ -37,6 +37,7 @@ from ..domain.enums import (
 )
 from ..domain.market import FillReport, MarketInfo, OrderRequest, PriceTick
 from ..domain.models import Order, PnLInfo, Position
+from ..domain.reconcile import needs_size, size_pending
 from ..sim.engine import (
     AccountConfigEvent,
     AlgoEvent,
@@ -195,8 +196,11 @@ def _s(v: Decimal | None) -> str:
     return "" if v is None else fmt(v)
 
 
-def algo_to_domain(a: AlgoOrder, m: MarketInfo, user_id: str, exchange: Exchange) -> Order:
-    """Through the OKX algo mapping: the engine's algo model is OKX's (conditional/oco/trigger/move_order_stop)."""
+def algo_to_domain(
+    a: AlgoOrder, m: MarketInfo, user_id: str, exchange: Exchange, actual_sz: Decimal | None = None
+) -> Order:
+    """Through the OKX algo mapping: the engine's algo model is OKX's (conditional/oco/trigger/move_order_stop).
+    ``actual_sz``: what a fired close-all algo's child filled (contracts), as OKX's actualSz."""
     raw: dict[str, Any] = {
         "algoId": a.algo_id,
         "algoClOrdId": a.client_algo_id or "",
@@ -221,6 +225,7 @@ def algo_to_domain(a: AlgoOrder, m: MarketInfo, user_id: str, exchange: Exchange
         "failCode": a.fail_code or "",
         "actualSide": "" if a.triggered_leg is None else a.triggered_leg.value,
         "triggerTime": str(a.triggered_ms or ""),
+        "actualSz": _s(actual_sz),
         "cTime": str(a.created_ms),
         "uTime": str(a.updated_ms),
     }
@@ -483,7 +488,18 @@ class PaperGateway:
         return order_to_domain(o, self._table[o.inst_id], self.user_id, self.exchange)
 
     def _algo(self, a: AlgoOrder) -> Order:
-        return algo_to_domain(a, self._table[a.inst_id], self.user_id, self.exchange)
+        """A fired close-all algo has its child's filled size; with none yet it is handed on still open, without
+        a fill claim (never the minimum standing in: see reconcile.SIZE_UNKNOWN); the child's report completes it."""
+        actual = self._child_filled(a) if a.sz is None and a.order_id else None
+        order = algo_to_domain(a, self._table[a.inst_id], self.user_id, self.exchange, actual)
+        return size_pending(order) if needs_size(order) else order
+
+    def _child_filled(self, a: AlgoOrder) -> Decimal | None:
+        try:
+            child = self.engine.get_order(self._key(), order_id=a.order_id)
+        except EngineError:
+            return None
+        return child.filled_sz if child.filled_sz > 0 else None
 
     def _positions(self, p: SimPosition) -> list[Position]:
         m = self._table[p.inst_id]

@@ -27,6 +27,7 @@ from ...domain.enums import (
 )
 from ...domain.market import FillReport, MarketInfo, PriceTick
 from ...domain.models import Order, PnLInfo, Position
+from ...domain.reconcile import SIZE_UNKNOWN
 from ..common import (
     HUNDRED,
     ZERO,
@@ -191,9 +192,20 @@ def parse_algo(raw: dict[str, Any], market: MarketInfo, user_id: str) -> Order:
         trigger = None
         price = None
     qty = dec(_str(raw, "q", "quantity", "origQty"))
+    filled = ZERO
+    avg: Decimal | None = None
     if qty is None or qty <= 0:
+        # closePosition=true has no quantity: the ALGO_UPDATE tells what its child executed (``aq``, ``ap``);
+        # before that (and over REST, which does not say) the minimum stands in, marked SIZE_UNKNOWN: the
+        # gateway reads a triggered one's size from its child order before handing it on
         meta["close_position"] = True
-        qty = market.min_size
+        executed = dec(raw.get("aq")) if ws else None
+        if executed is not None and executed > 0:
+            qty = filled = executed
+            avg = positive(_str(raw, "ap"))
+        else:
+            qty = market.min_size
+            meta[SIZE_UNKNOWN] = True
     child = _str(raw, "ai", "actualOrderId", "orderId")
     if child and child != "0":
         meta["child_order_id"] = child
@@ -215,6 +227,8 @@ def parse_algo(raw: dict[str, Any], market: MarketInfo, user_id: str) -> Order:
         quantity=qty,
         price=price,
         trigger_price=trigger,
+        filled_qty=filled,
+        avg_fill_price=avg,
         callback_rate=rate
         if rate is not None
         else (Decimal("0.01") if otype is OrderType.TRAILING_STOP else None),

@@ -137,12 +137,14 @@ class OkxGateway(CcxtGateway):
         return super().ccxt_sources(kind, market)
 
     async def after_orders(self, orders: list[Order]) -> list[Order]:
-        """OKX pushes trailing stops (move_order_stop) on ``algo-advance``, a channel ccxt does not
-        subscribe: their triggering is only visible as the child order (which names its algoId). For a
-        child of an algo whose final state this stream has not shown, read the algo once over REST."""
-        if not self.orders_need_reads(orders):
-            return []
-        out: list[Order] = []
+        """The shared step first (a fired close-all algo's size), then: OKX pushes trailing stops
+        (move_order_stop) on ``algo-advance``, a channel ccxt does not subscribe: their triggering is only
+        visible as the child order (which names its algoId). For a child of an algo whose final state this
+        stream has not shown, read the algo once over REST."""
+        orders = await super().after_orders(orders)
+        if not self._algos_to_read(orders):
+            return orders
+        out: list[Order] = list(orders)
         for o in orders:
             algo_id = o.metadata.get("algo_id")
             if not algo_id or algo_id in self._algo_done:
@@ -158,6 +160,10 @@ class OkxGateway(CcxtGateway):
         return out
 
     def orders_need_reads(self, orders: list[Order]) -> bool:
+        sized = super().orders_need_reads(orders)
+        return self._algos_to_read(orders) or sized
+
+    def _algos_to_read(self, orders: list[Order]) -> bool:
         """Notes the algos the batch shows final (their children need no read), then whether a child names an
         algo not noted yet."""
         for o in orders:

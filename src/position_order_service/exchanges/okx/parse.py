@@ -26,6 +26,7 @@ from ...domain.enums import (
 )
 from ...domain.market import FillReport, MarketInfo, PriceTick
 from ...domain.models import Order, PnLInfo, Position
+from ...domain.reconcile import SIZE_UNKNOWN
 from ..common import (
     ZERO,
     base_size,
@@ -215,9 +216,14 @@ def parse_algo(raw: dict[str, Any], market: MarketInfo, user_id: str, exchange: 
     if sz is None or sz <= 0:
         meta["close_position"] = True
         # a close-all algo carries no size: once fired, OKX reports what it sent (actualSz); before that (or
-        # when it does not say) the minimum stands in, and the account corrects it from the child order
+        # when it does not say) the minimum stands in, marked SIZE_UNKNOWN: the gateway reads a fired one's
+        # size from its child order before handing it on (never a fill of the stand-in)
         actual = dec(raw.get("actualSz"))
-        qty = base_size(actual, market) if actual is not None and actual > 0 else market.min_size
+        if actual is not None and actual > 0:
+            qty = base_size(actual, market)
+        else:
+            qty = market.min_size
+            meta[SIZE_UNKNOWN] = True
     else:
         qty = base_size(sz, market)
     filled = ZERO

@@ -53,6 +53,8 @@ def push_names(channel: str) -> frozenset[str]:
 
 _METHODS = ("GET", "POST", "PUT", "DELETE")
 MAX_MS = 600_000
+DEFAULT_DELAY_MS = 300
+MAX_PUSH_DELAY_MS = 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,21 +104,25 @@ class RequestRule:
 @dataclass(slots=True)
 class PushRule:
     """A push fault: the next ``count`` matching pushes, then each matching push with probability ``rate``.
-    ``channels`` empty = every push; ``window`` (reorder only): delivered after 1..window later pushes."""
+    ``channels`` empty = every push; ``window`` (reorder only): delivered after 1..window later pushes;
+    ``ms`` (delay only): how long the push waits (the socket's later pushes wait behind it)."""
 
     rate: float = 0.0
     count: int = 0
     channels: frozenset[str] = frozenset()
     window: int = 3
+    ms: int = DEFAULT_DELAY_MS
 
     @property
     def active(self) -> bool:
         return self.count > 0 or self.rate > 0
 
-    def to_dict(self, reorder: bool) -> dict[str, Any]:
+    def to_dict(self, reorder: bool, delay: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {"rate": self.rate, "count": self.count, "channels": sorted(self.channels)}
         if reorder:
             d["window"] = self.window
+        if delay:
+            d["ms"] = self.ms
         return d
 
 
@@ -125,6 +131,7 @@ class PushVerdict:
     drop: bool = False
     duplicate: bool = False
     hold_for: int = 0  # > 0: deliver after this many later pushes of the same socket
+    delay_ms: int = 0  # > 0: deliver this much later (the socket's later pushes wait behind it)
 
 
 def bad(field_name: str, message: str) -> InvalidRequest:
@@ -217,8 +224,12 @@ def parse_rules(value: Any, kind: str, venue: str) -> list[RequestRule]:
     return out
 
 
-def parse_push_rule(value: Any, name: str, reorder: bool) -> PushRule:
-    allowed = ("rate", "count", "channels", "window") if reorder else ("rate", "count", "channels")
+def parse_push_rule(value: Any, name: str, reorder: bool, delay: bool = False) -> PushRule:
+    allowed: tuple[str, ...] = ("rate", "count", "channels")
+    if reorder:
+        allowed += ("window",)
+    if delay:
+        allowed += ("ms",)
     d = _object(value, name, allowed)
     channels = d.get("channels", [])
     if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
@@ -231,4 +242,7 @@ def parse_push_rule(value: Any, name: str, reorder: bool) -> PushRule:
         count=parse_int(d.get("count", 0), f"{name}.count", 0, 1_000_000),
         channels=frozenset(channels),
         window=parse_int(d.get("window", 3), f"{name}.window", 1, 1000) if reorder else 3,
+        ms=parse_int(d.get("ms", DEFAULT_DELAY_MS), f"{name}.ms", 1, MAX_PUSH_DELAY_MS)
+        if delay
+        else DEFAULT_DELAY_MS,
     )

@@ -4,7 +4,7 @@ Everything that serves an engine reads the same set: the engine itself (``clock_
 timestamp it makes, ``visibility_lag_ms`` hides new orders from queries), the REST middleware of the wire
 fronts (``http_errors``, ``drop_responses``, ``hold_responses``, ``delay_ms``, ``drop_order_responses``), and
 the push shapers of the WebSocket fronts and of the paper gateway (``ws_drop``, ``ws_duplicate``,
-``ws_reorder``). Pure and deterministic: rate-based decisions come from ``random.Random`` seeded by ``seed``
+``ws_reorder``, ``ws_delay``). Pure and deterministic: rate-based decisions come from ``random.Random`` seeded by ``seed``
 (REST) or by ``seed`` and the socket's identity (pushes), so a seed replays the same faults for the same
 sequence of requests and pushes.
 
@@ -75,6 +75,7 @@ FIELDS = (
     "ws_drop",
     "ws_duplicate",
     "ws_reorder",
+    "ws_delay",
     "clock_offset_ms",
     "visibility_lag_ms",
     "seed",
@@ -97,6 +98,7 @@ class FaultSet:
     ws_drop: PushRule = field(default_factory=PushRule)
     ws_duplicate: PushRule = field(default_factory=PushRule)
     ws_reorder: PushRule = field(default_factory=PushRule)
+    ws_delay: PushRule = field(default_factory=PushRule)
     clock_offset_ms: int = 0
     visibility_lag_ms: int = 0
     seed: int = 0
@@ -123,6 +125,8 @@ class FaultSet:
         for name in ("ws_drop", "ws_duplicate", "ws_reorder"):
             if name in data:
                 parsed[name] = parse_push_rule(data[name], name, name == "ws_reorder")
+        if "ws_delay" in data:
+            parsed["ws_delay"] = parse_push_rule(data["ws_delay"], "ws_delay", False, delay=True)
         if "clock_offset_ms" in data:
             limit = _MAX_CLOCK_OFFSET_MS
             parsed["clock_offset_ms"] = parse_int(data["clock_offset_ms"], "clock_offset_ms", -limit, limit)
@@ -144,6 +148,7 @@ class FaultSet:
         self.drop_order_responses = self.delay_ms = 0
         self.http_errors, self.drop_responses, self.hold_responses = [], [], []
         self.ws_drop, self.ws_duplicate, self.ws_reorder = PushRule(), PushRule(), PushRule()
+        self.ws_delay = PushRule()
         self.clock_offset_ms = self.visibility_lag_ms = 0
         self.reseed()
 
@@ -157,6 +162,7 @@ class FaultSet:
             "ws_drop": self.ws_drop.to_dict(False),
             "ws_duplicate": self.ws_duplicate.to_dict(False),
             "ws_reorder": self.ws_reorder.to_dict(True),
+            "ws_delay": self.ws_delay.to_dict(False, delay=True),
             "clock_offset_ms": self.clock_offset_ms,
             "visibility_lag_ms": self.visibility_lag_ms,
             "seed": self.seed,
@@ -217,7 +223,9 @@ class FaultSet:
 
     @property
     def pushes_faulty(self) -> bool:
-        return self.ws_drop.active or self.ws_duplicate.active or self.ws_reorder.active
+        return (
+            self.ws_drop.active or self.ws_duplicate.active or self.ws_reorder.active or self.ws_delay.active
+        )
 
     def push_rng(self, identity: str) -> random.Random:
         """The generator of one socket's push decisions: a function of the seed and the socket's identity,
@@ -244,6 +252,12 @@ class FaultSet:
         if self._hits(self.ws_reorder, names, rng):
             hold_for = rng.randint(1, self.ws_reorder.window)
             self.applied["ws_reorder"] += 1
+        delay_ms = 0
+        if self._hits(self.ws_delay, names, rng):
+            delay_ms = self.ws_delay.ms
+            self.applied["ws_delay"] += 1
         if duplicate:
             self.applied["ws_duplicate"] += 1
-        return PushVerdict(duplicate=duplicate, hold_for=hold_for) if duplicate or hold_for else _DELIVER
+        if duplicate or hold_for or delay_ms:
+            return PushVerdict(duplicate=duplicate, hold_for=hold_for, delay_ms=delay_ms)
+        return _DELIVER
