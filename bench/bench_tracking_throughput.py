@@ -18,7 +18,7 @@ ccxt.pro okx client, markets shared through the MarketRegistry as the app does):
    parser, which queues domain Orders on the gateway's orders feed. ``--pushes ccxt``: ccxt's handle_orders ->
    handle_my_trades + parse_orders + ArrayCacheBySymbolById, read back the way ``watch_orders`` returns them
    (``getLimit`` + ``filter_by_symbol_since_limit``, newUpdates), then the gateway's mapping of ccxt's ``info``.
-2. ``after_orders`` (OKX: the algo behind a child order).
+2. ``after_orders`` (returns the batch: a fired close-all algo sized; OKX: plus the algo behind a child order).
 3. ``AccountActor (its turn)`` (stored-record/intent lookup for unseen orders, merge, ``writer.apply_many``:
    one pipelined EVALSHA per update doing HSET + index ops + PUBLISH + XADD) on the real Redis.
 
@@ -177,7 +177,7 @@ async def consumer(u: BenchUser, meter: Meter, stop: asyncio.Event, expected: di
         else:
             orders = [o for b in batches for o in u.gateway._orders_from_ccxt(b)]
         meter.map_s += time.perf_counter() - t0
-        orders += await u.gateway.after_orders(orders)
+        orders = await u.gateway.after_orders(orders)  # the batch, sized, plus what it implies
         meter.batches.append(len(orders))
         u.arrivals += 1
         await u.actor._handle(u.arrivals, StreamOrders(orders))

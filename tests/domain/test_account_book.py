@@ -342,3 +342,42 @@ def test_a_fired_algo_without_its_size_waits_open_and_its_child_completes_it() -
     # a later report that knows the size changes nothing; the stand-in flag does not come back
     sized = stored.model_copy(update={"metadata": {k: v for k, v in stored.metadata.items()}})
     assert run(book, book.fold_orders([sized], 3, {}), events).orders == []
+
+
+def test_a_child_s_partial_report_after_the_algo_filled_never_shrinks_it() -> None:
+    """The algo's push came first, sized (its child read over REST, or OKX's actualSz): filled 0.03. The child's
+    own pushes then arrive late, partially filled 0.01 first: the algo stays filled 0.03, with one order.filled."""
+    book = AccountBook("u1", "okx")
+    book.load([close_all(OrderStatus.OPEN, 5)], [])
+    events: list[tuple[str, str]] = []
+    sized = close_all(OrderStatus.FILLED, 10, child_order_id="C1").model_copy(
+        update={"quantity": Decimal("0.03"), "filled_qty": Decimal("0.03"),
+                "metadata": {"algo": True, "close_position": True, "child_order_id": "C1"}}
+    )  # fmt: skip
+    run(book, book.fold_orders([sized], 1, {}), events)
+    part = child(11).model_copy(
+        update={"filled_qty": Decimal("0.01"), "status": OrderStatus.PARTIALLY_FILLED}
+    )
+    run(book, book.fold_orders([part], 2, {}), events)
+    algo = book.order("A1")
+    assert algo is not None and algo.status is OrderStatus.FILLED and algo.filled_qty == Decimal("0.03")
+    run(book, book.fold_orders([child(12)], 3, {}), events)
+    assert [e for e in events if e[0] == "A1"] == [("A1", "order.filled")]
+
+
+def test_a_fired_algo_whose_child_ends_without_a_fill_is_cancelled_not_left_open() -> None:
+    """The child (a reduce-only close) was cancelled with nothing filled (the position was already closed): the
+    algo waiting open for its size ends, cancelled, filled 0, instead of showing a live stop for good."""
+    book = AccountBook("u1", "okx")
+    book.load([close_all(OrderStatus.OPEN, 5)], [])
+    events: list[tuple[str, str]] = []
+    fired = close_all(OrderStatus.OPEN, 10, child_order_id="C1", venue_state="effective")
+    run(book, book.fold_orders([fired], 1, {}), events)
+    dead = child(11).model_copy(
+        update={"filled_qty": Decimal(0), "avg_fill_price": None, "status": OrderStatus.CANCELLED}
+    )
+    run(book, book.fold_orders([dead], 2, {}), events)
+    algo = book.order("A1")
+    assert algo is not None and algo.status is OrderStatus.CANCELLED and algo.filled_qty == 0
+    assert algo.metadata.get("child_unfilled") is True and SIZE_UNKNOWN not in algo.metadata
+    assert ("A1", "order.cancelled") in events

@@ -149,6 +149,25 @@ async def test_the_pacer_says_how_many_attempts_are_ahead_of_a_waiter_until_its_
     assert started == ["a", "b", "d"] and pacer.queued == 0 and pacer.queue_of(names) is None
 
 
+async def test_the_wait_estimate_counts_the_attempts_still_in_flight() -> None:
+    """Binance-like: 3 attempts per 10 s window, all 3 still connecting: the next waiter waits at least a window
+    from now (they count from their completion), not ~0 s."""
+    pacer = ConnectPacer(3, 10.0, address="binance x")
+    release = asyncio.Event()
+
+    async def attempt() -> None:
+        await release.wait()
+
+    tasks = [asyncio.create_task(pacer.run(attempt, waiter=i)) for i in range(4)]
+    await asyncio.sleep(0.05)
+    queue = pacer.queue_of([3])
+    assert queue is not None and queue.ahead == 0 and queue.eta_s >= 9.9
+    release.set()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def test_a_gateway_says_where_its_sockets_wait_at_the_pacer_until_their_attempts_start() -> None:
     """Three accounts' sockets (/private and /business each) at 1 attempt per 1.05 s: the last one's wait at our own pacer (not attempted,
     so nothing the venue did) until their turn; once open, nothing is pending."""

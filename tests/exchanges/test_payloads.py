@@ -243,6 +243,9 @@ def test_binance_close_position_algo_takes_the_executed_size_of_its_update() -> 
     triggered = bn.parse_order(o, BN_BTC, "u")
     assert triggered.metadata["close_position"] and needs_size(triggered)
     assert triggered.metadata["child_order_id"] == "56" and triggered.reduce_only
+    # a TRIGGERED update's executed size may be part of the child's fill: not taken as the algo's size
+    partial = bn.parse_order({**o, "aq": "0.01", "ap": "58890"}, BN_BTC, "u")
+    assert needs_size(partial) and partial.filled_qty == BN_BTC.min_size
     finished = bn.parse_order({**o, "X": "FINISHED", "aq": "0.03", "ap": "58890"}, BN_BTC, "u")
     assert finished.status is OrderStatus.FILLED and not needs_size(finished)
     assert (finished.quantity, finished.filled_qty, finished.avg_fill_price) == (

@@ -162,18 +162,47 @@ def lost_order(known: Order, at: datetime) -> Order:
     )
 
 
-def close_all_size(parent: Order, child: Order) -> Order | None:
-    """A close-all algo carries no size: once its child order filled, the algo filled what the child did (not
-    the instrument's minimum its report implies). A fired algo still waiting for its size (open, SIZE_UNKNOWN,
-    naming its child) is completed by its child once the child is done. None: nothing to change."""
-    if not parent.metadata.get("close_position") or child.filled_qty <= 0:
+@dataclass(frozen=True, slots=True)
+class ChildOutcome:
+    """What a close-all algo needs of its child order: how it ended (kept small: a gateway remembers the
+    last few hundred orders that ended, for an algo reported after its child)."""
+
+    status: OrderStatus
+    filled_qty: Decimal
+    avg_fill_price: Decimal | None
+
+    @classmethod
+    def of(cls, order: Order) -> ChildOutcome:
+        return cls(order.status, order.filled_qty, order.avg_fill_price)
+
+
+def close_all_size(parent: Order, child: Order | ChildOutcome) -> Order | None:
+    """A close-all algo carries no size: once its child order is done, the algo filled what the child did (not
+    the instrument's minimum its report implies). Only a child that is done counts: a partial report would
+    shrink a filled algo, and the next one grow it again. A fired algo still waiting for its size (open,
+    SIZE_UNKNOWN, naming its child) is completed by its child, or cancelled with nothing filled when the child
+    ended without a fill (a reduce-only close with nothing left to close). None: nothing to change."""
+    if not parent.metadata.get("close_position") or not child.status.is_terminal:
         return None
     pending = (
-        parent.status.is_active
+        (parent.status.is_active or needs_size(parent))
         and bool(parent.metadata.get(SIZE_UNKNOWN))
         and parent.metadata.get("child_order_id") is not None
-        and child.status.is_terminal
     )
+    if child.filled_qty <= 0:
+        if not pending:
+            return None
+        return parent.model_copy(
+            update={
+                "status": OrderStatus.CANCELLED,
+                "filled_qty": Decimal(0),
+                "avg_fill_price": None,
+                "metadata": {
+                    **{k: v for k, v in parent.metadata.items() if k != SIZE_UNKNOWN},
+                    "child_unfilled": True,
+                },
+            }
+        )
     if parent.status is not OrderStatus.FILLED and not pending:
         return None
     if not pending and parent.filled_qty == child.filled_qty and SIZE_UNKNOWN not in parent.metadata:

@@ -51,7 +51,7 @@ from typing import Any, ClassVar
 from ..domain.enums import OrderSide, OrderStatus, OrderType, PositionSide
 from ..domain.market import FillReport, MarketInfo, OrderRequest, PriceTick
 from ..domain.models import Order, Position
-from ..domain.reconcile import close_all_size, needs_size, size_pending
+from ..domain.reconcile import ChildOutcome, close_all_size, needs_size, size_pending
 from .base import Credentials, ExchangeUnavailable, GatewayError, InvalidOrder, OrderNotFound
 from .ccxt_factory import pace_connections, pacer_for
 from .ccxt_streams import CcxtStreams
@@ -67,7 +67,9 @@ log = logging.getLogger(__name__)
 FILL_PAGE = 100  # trades per fetch_my_trades request (OKX's most)
 FILL_PAGES = 20  # requests per symbol and call at most
 _PROTECTIVE = (OrderType.STOP_LOSS, OrderType.TAKE_PROFIT, OrderType.TRAILING_STOP)
-_CHILDREN_KEPT = 2000  # orders done with a fill, by exchange id (a close-all algo's child among them)
+_CHILDREN_KEPT = (
+    256  # how the last orders that ended did, by exchange id (a close-all algo's child among them)
+)
 
 _shared_registry: MarketRegistry | None = None
 
@@ -107,7 +109,7 @@ class CcxtGateway(CcxtStreams):
         self._client: Any = None
         self._table = self._registry.get(self.exchange, self._base_url)
         self._closed = False
-        self._done_children: OrderedDict[str, Order] = OrderedDict()
+        self._done_children: OrderedDict[str, ChildOutcome] = OrderedDict()
 
     def __repr__(self) -> str:
         return (
@@ -318,20 +320,22 @@ class CcxtGateway(CcxtStreams):
         return [await self._sized(o) if needs_size(o) else o for o in orders]
 
     def _note_children(self, orders: list[Order]) -> None:
-        """Orders done with a fill (a close-all algo's child among them): an algo reported after its child
-        takes the child's size from here, without a read."""
+        """Orders that ended (a close-all algo's child among them): an algo reported after its child takes the
+        child's outcome from here, without a read. Kept small (how each ended, not the order), since any
+        order may be a child: Binance's child reports do not name their algo."""
         for o in orders:
-            if o.filled_qty > 0 and o.status.is_terminal and not o.metadata.get("algo"):
+            if o.status.is_terminal and not o.metadata.get("algo"):
                 oid = o.exchange_order_id
                 if oid:
-                    self._done_children[oid] = o
+                    self._done_children[oid] = ChildOutcome.of(o)
                     self._done_children.move_to_end(oid)
                     if len(self._done_children) > _CHILDREN_KEPT:
                         self._done_children.popitem(last=False)
 
     async def _sized(self, algo: Order) -> Order:
-        """A fired close-all algo with the size its child order filled; still open without a fill claim when
-        the child cannot be read (its own report completes it in the account)."""
+        """A fired close-all algo with the size its child order filled (cancelled with nothing filled when the
+        child ended without a fill); still open without a fill claim when the child cannot be read or is not
+        done yet (its own report completes it in the account)."""
         child_id = algo.metadata.get("child_order_id")
         child = self._done_children.get(str(child_id)) if child_id else None
         if child is None and child_id:
@@ -340,14 +344,14 @@ class CcxtGateway(CcxtStreams):
         if sized is not None:
             return sized
         log.warning(
-            "%s: close-all algo %s of %s fired, its size is unknown (child order %s not read): handed on "
-            "still open, its child's report completes it",
+            "%s: close-all algo %s of %s fired, its size is unknown (child order %s not read or not done): "
+            "handed on still open, its child's report completes it",
             self.exchange.value, algo.exchange_order_id, self.user_id, child_id,
         )  # fmt: skip
         return size_pending(algo)
 
-    async def _read_child(self, algo: Order, child_id: str) -> Order | None:
-        """The child order over REST once it is done with a fill, retried with backoff; None when it is not."""
+    async def _read_child(self, algo: Order, child_id: str) -> ChildOutcome | None:
+        """How the child order ended, over REST, retried with backoff; None when it is not done (or not read)."""
         for attempt, delay in enumerate(self.child_read_delays_s, 1):
             if delay:
                 await asyncio.sleep(delay)
@@ -357,8 +361,8 @@ class CcxtGateway(CcxtStreams):
                 log.info("%s: reading child order %s of algo %s (attempt %d) failed: %s",
                          self.exchange.value, child_id, algo.exchange_order_id, attempt, exc.reason)  # fmt: skip
                 continue
-            if child is not None and child.filled_qty > 0 and child.status.is_terminal:
-                return child
+            if child is not None and child.status.is_terminal:
+                return ChildOutcome.of(child)
         return None
 
     # ================================================================== account

@@ -204,8 +204,10 @@ class ConnectPacer:
     def eta_s(self, ahead: int) -> float:
         """About how long until the attempt with `ahead` attempts before it starts, at the limit."""
         rounds, slot = divmod(ahead, max(1, self.limit))
-        times = sorted(self._times)  # (completion order, nearly sorted already)
-        free_in = times[slot] + self.window_s - time.monotonic() if slot < len(times) else 0.0
+        now = time.monotonic()
+        # attempts still in flight hold their place in the window until they complete: at the soonest, now
+        times = sorted([*self._times, *(now for _ in self._in_flight)])
+        free_in = times[slot] + self.window_s - now if slot < len(times) else 0.0
         return max(0.0, free_in) + rounds * self.window_s
 
     def queue_of(self, waiters: list[Hashable]) -> ConnectionQueue | None:

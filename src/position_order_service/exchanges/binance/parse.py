@@ -195,11 +195,12 @@ def parse_algo(raw: dict[str, Any], market: MarketInfo, user_id: str) -> Order:
     filled = ZERO
     avg: Decimal | None = None
     if qty is None or qty <= 0:
-        # closePosition=true has no quantity: the ALGO_UPDATE tells what its child executed (``aq``, ``ap``);
-        # before that (and over REST, which does not say) the minimum stands in, marked SIZE_UNKNOWN: the
-        # gateway reads a triggered one's size from its child order before handing it on
+        # closePosition=true has no quantity: the ALGO_UPDATE of a FINISHED one tells what its child executed
+        # (``aq``, ``ap``; a TRIGGERED one's may be part of it); before that (and over REST, which does not say)
+        # the minimum stands in, marked SIZE_UNKNOWN: the gateway reads a triggered one's size from its child
+        # order before handing it on
         meta["close_position"] = True
-        executed = dec(raw.get("aq")) if ws else None
+        executed = dec(raw.get("aq")) if ws and status_raw == "FINISHED" else None
         if executed is not None and executed > 0:
             qty = filled = executed
             avg = positive(_str(raw, "ap"))
