@@ -1,7 +1,5 @@
 """Scale-out with real processes (issue 14 item 6): one OKX simulator, one api process (ROLE=api), three
-worker processes (ROLE=worker, LEASE_TTL_S=2) sharing 30 accounts by lease, on the shared single Redis here and
-on a Redis Cluster in test_workers_on_cluster.py (the same scenarios: a module of its own, so that the test
-runner's workers, which take a module each, run the two deployments side by side).
+worker processes (ROLE=worker, LEASE_TTL_S=2) sharing 30 accounts by lease, on each backend of BACKENDS.
 
 The scenarios run in order on one deployment (each leaves it with live workers for the next):
 every account tracked by exactly one worker, one event per state change; kill -9 of a worker mid-flow with a
@@ -38,6 +36,7 @@ from position_order_service.store.keys import Keys
 
 from ..e2e.support import place, venue_client
 from ..processes import ROOT, Process, _start, start_simulator, wait_until
+from .conftest import BACKENDS
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -306,20 +305,14 @@ def deployed(
         r.close()
 
 
-@pytest.fixture(scope="module")
-def backend() -> str:
-    """The Redis deployment the scenarios of this module run on (test_workers_on_cluster.py: "cluster")."""
-    return "single"
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=BACKENDS)
 def deployment(
-    backend: str,
+    request: pytest.FixtureRequest,
     redis_url_for: Callable[[str], str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
-    tmp = tmp_path_factory.mktemp(f"scale-{backend}")
-    with deployed(redis_url_for(backend), tmp, cluster=backend == "cluster") as d:
+    tmp = tmp_path_factory.mktemp(f"scale-{request.param}")
+    with deployed(redis_url_for(request.param), tmp, cluster=request.param == "cluster") as d:
         yield d
 
 
