@@ -109,11 +109,9 @@ async def test_a_dca_replaces_the_stop_loss_without_two_live_at_once(
     assert old[0]["updated_ms"] <= live[0]["created_ms"], (old[0], live[0])  # gone before the new one
 
 
-async def test_a_close_all_algo_that_fills_records_the_filled_size(
-    okx: Sim, make_service: ServiceFactory
-) -> None:
-    """An OKX close-all algo (closeFraction=1) carries no size; when it filled, the service recorded the
-    instrument's minimum size as what it filled."""
+async def _okx_long_with_a_close_all_stop(okx: Sim, make_service: ServiceFactory) -> tuple[Service, str]:
+    """A service tracking u1, long 0.03 BTC at 60,000 with a close-all stop-loss (closeFraction=1, no size) at
+    59,000 placed on the venue directly; the algo's id."""
     creds = await okx.account("k1")
     await okx.price(BTC, "60000")
     svc = await make_service(okx=okx).start()
@@ -122,20 +120,20 @@ async def test_a_close_all_algo_that_fills_records_the_filled_size(
     try:
         await place(other, BTC, "buy", "0.03")
         raw = await other.client.private_post_trade_order_algo(  # type: ignore[attr-defined]
-            {
-                "instId": BTC,
-                "tdMode": "cross",
-                "side": "sell",
-                "ordType": "conditional",
-                "closeFraction": "1",
-                "reduceOnly": "true",
-                "slTriggerPx": "59000",
-                "slOrdPx": "-1",
-            }
-        )
+            {"instId": BTC, "tdMode": "cross", "side": "sell", "ordType": "conditional", "closeFraction": "1",
+             "reduceOnly": "true", "slTriggerPx": "59000", "slOrdPx": "-1"}
+        )  # fmt: skip
     finally:
         await other.close()
-    algo_id = raw["data"][0]["algoId"]
+    return svc, str(raw["data"][0]["algoId"])
+
+
+async def test_a_close_all_algo_that_fills_records_the_filled_size(
+    okx: Sim, make_service: ServiceFactory
+) -> None:
+    """An OKX close-all algo (closeFraction=1) carries no size; when it filled, the service recorded the
+    instrument's minimum size as what it filled."""
+    svc, algo_id = await _okx_long_with_a_close_all_stop(okx, make_service)
     await okx.price(BTC, "58900")
     await eventually(lambda: _flat(okx), what="the close-all algo to close the position")
 
@@ -190,20 +188,7 @@ async def test_a_close_all_algo_s_fill_event_carries_its_child_s_size_whichever_
     (0.0001) and corrected it later; when the child's came first it still published the minimum, then the
     correction, in one breath. A bot acting on order.filled saw a wrong closed size either way."""
     await okx.require_faults("ws_delay")
-    creds = await okx.account("k1")
-    await okx.price(BTC, "60000")
-    svc = await make_service(okx=okx).start()
-    await svc.onboard("u1", "okx", creds)
-    other = await venue_client(okx, creds)
-    try:
-        await place(other, BTC, "buy", "0.03")
-        raw = await other.client.private_post_trade_order_algo(  # type: ignore[attr-defined]
-            {"instId": BTC, "tdMode": "cross", "side": "sell", "ordType": "conditional", "closeFraction": "1",
-             "reduceOnly": "true", "slTriggerPx": "59000", "slOrdPx": "-1"}
-        )  # fmt: skip
-    finally:
-        await other.close()
-    algo_id = raw["data"][0]["algoId"]
+    svc, algo_id = await _okx_long_with_a_close_all_stop(okx, make_service)
     await eventually(lambda: _known(svc, algo_id), what="the live algo in the service")
     # the next push of one socket (and the ones behind it on that socket) is 400 ms late: the other comes first
     await okx.faults(ws_delay={"count": 1, "ms": 400, "channels": [held_back]})
@@ -216,8 +201,8 @@ async def test_a_binance_close_position_stop_s_fill_event_carries_its_child_s_si
     binance: Sim, make_service: ServiceFactory
 ) -> None:
     """A Binance closePosition=true STOP_MARKET has no quantity: its ALGO_UPDATE TRIGGERED (child working) was
-    read as filled with the instrument's minimum, and the FINISHED one's executed size (``aq``) was ignored, so
-    the record kept the minimum for good."""
+    read as filled with the instrument's minimum and published as order.filled; the record was corrected from
+    the child only afterwards."""
     creds = await binance.account("k1")
     await binance.price("BTCUSDT", "60000")
     svc = await make_service(binance=binance).start()
