@@ -197,10 +197,7 @@ def close_all_size(parent: Order, child: Order | ChildOutcome) -> Order | None:
                 "status": OrderStatus.CANCELLED,
                 "filled_qty": Decimal(0),
                 "avg_fill_price": None,
-                "metadata": {
-                    **{k: v for k, v in parent.metadata.items() if k != SIZE_UNKNOWN},
-                    "child_unfilled": True,
-                },
+                "metadata": {**_size_known(parent.metadata), "child_unfilled": True},
             }
         )
     if parent.status is not OrderStatus.FILLED and not pending:
@@ -213,9 +210,13 @@ def close_all_size(parent: Order, child: Order | ChildOutcome) -> Order | None:
             "quantity": child.filled_qty,
             "filled_qty": child.filled_qty,
             "avg_fill_price": child.avg_fill_price,
-            "metadata": {k: v for k, v in parent.metadata.items() if k != SIZE_UNKNOWN},
+            "metadata": _size_known(parent.metadata),
         }
     )
+
+
+def _size_known(metadata: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metadata.items() if k != SIZE_UNKNOWN}
 
 
 def size_pending(algo: Order) -> Order:

@@ -499,12 +499,8 @@ class PaperGateway:
             child = self.engine.get_order(self._key(), order_id=a.order_id)
         except EngineError:
             return None
-        if child.state not in (
-            OrderState.FILLED,
-            OrderState.CANCELED,
-        ):  # not done: its final size is not known
-            return None
-        return child.filled_sz if child.filled_sz > 0 else None
+        done = child.state in (OrderState.FILLED, OrderState.CANCELED)  # before that its size is not final
+        return child.filled_sz if done and child.filled_sz > 0 else None
 
     def _positions(self, p: SimPosition) -> list[Position]:
         m = self._table[p.inst_id]
